@@ -1,0 +1,168 @@
+"""Model bundles: a ``.tflite`` file plus a JSON manifest that says what it means.
+
+The manifest is how a device knows a model's labels, input, preprocessing contract and
+decision threshold; nothing of that is hard-coded in the CLI. Loading verifies the
+sha256 so a damaged or swapped file is refused with a message that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cxr_edge.preprocess import Contract
+
+SCHEMA_VERSION = 1
+MANIFEST_SUFFIX = ".json"
+DEFAULT_MODEL = "pneumonia"
+TASKS = ("binary", "multiclass")
+
+
+class BundleError(Exception):
+    """A model bundle is missing, damaged or inconsistent; the message names the file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    """A verified model bundle (the manifest's meaning plus where the files are)."""
+
+    name: str
+    task: str
+    labels: tuple[str, ...]
+    negative_label: str
+    threshold: float
+    contract: Contract
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    quantization: str
+    model_path: Path
+    sha256: str
+    manifest_path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def positive_labels(self) -> tuple[str, ...]:
+        return tuple(label for label in self.labels if label != self.negative_label)
+
+    @property
+    def short_id(self) -> str:
+        """``name@sha256-prefix``: what the report's ``model`` column records."""
+        return f"{self.name}@{self.sha256[:12]}"
+
+    @property
+    def edgetpu_model_path(self) -> Path | None:
+        """The Edge-TPU-compiled sibling, if the bundle names one."""
+        name = self.manifest.get("edgetpu_model_file")
+        return self.model_path.with_name(name) if name else None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundled_models_dir() -> Path:
+    """The folder of models installed with the package."""
+    return Path(str(resources.files("cxr_edge") / "models"))
+
+
+def list_bundled() -> list[str]:
+    return sorted(p.stem for p in bundled_models_dir().glob(f"*{MANIFEST_SUFFIX}"))
+
+
+def resolve_manifest(spec: str | Path | None) -> Path:
+    """Turn ``--model`` (None, a bundled name, a .json or a .tflite path) into a manifest path."""
+    if spec is None:
+        spec = DEFAULT_MODEL
+    path = Path(spec)
+    if path.suffix == ".tflite":
+        return path.with_suffix(MANIFEST_SUFFIX)
+    if path.suffix == MANIFEST_SUFFIX or path.exists():
+        return path
+    bundled = bundled_models_dir() / f"{spec}{MANIFEST_SUFFIX}"
+    if bundled.exists():
+        return bundled
+    known = ", ".join(list_bundled()) or "none installed"
+    raise BundleError(f"model {str(spec)!r} not found: give a path to a .json/.tflite bundle or one of: {known}")
+
+
+def load_bundle(spec: str | Path | None = None) -> Bundle:
+    """Load and verify a bundle; raise :class:`BundleError` naming the bad file."""
+    manifest_path = resolve_manifest(spec)
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise BundleError(f"{manifest_path}: model manifest not found") from exc
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    try:
+        bundle = _from_manifest(manifest, manifest_path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{manifest_path}: invalid manifest ({exc!r})") from exc
+    _verify_file(bundle)
+    return bundle
+
+
+def _from_manifest(manifest: dict[str, Any], manifest_path: Path) -> Bundle:
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    if manifest["task"] not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}")
+    labels = tuple(manifest["labels"])
+    negative = manifest.get("negative_label", labels[0])
+    if negative not in labels:
+        raise ValueError(f"negative_label {negative!r} is not among labels {labels}")
+    contract = Contract.from_manifest(manifest["preprocessing"])
+    shape = tuple(int(n) for n in manifest["input"]["shape"])
+    if shape[1:3] != (contract.height, contract.width):
+        raise ValueError(f"input shape {shape} does not match contract {contract.height}x{contract.width}")
+    return Bundle(
+        name=manifest["name"],
+        task=manifest["task"],
+        labels=labels,
+        negative_label=negative,
+        threshold=float(manifest["threshold"]),
+        contract=contract,
+        input_shape=shape,
+        input_dtype=manifest["input"]["dtype"],
+        quantization=manifest["quantization"],
+        model_path=manifest_path.with_name(manifest["model_file"]),
+        sha256=manifest["sha256"],
+        manifest_path=manifest_path,
+        manifest=manifest,
+    )
+
+
+def _verify_file(bundle: Bundle) -> None:
+    if not bundle.model_path.is_file():
+        raise BundleError(f"{bundle.model_path}: model file named by {bundle.manifest_path.name} is missing")
+    actual = sha256_file(bundle.model_path)
+    if actual != bundle.sha256:
+        raise BundleError(
+            f"{bundle.model_path}: sha256 {actual[:12]}... does not match the manifest's "
+            f"{bundle.sha256[:12]}... (damaged or replaced file)"
+        )
+
+
+def write_bundle(model_path: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest`` beside ``model_path`` with the file's name and sha256 filled in.
+
+    Used by ``convert/``; the manifest must carry every other field :func:`load_bundle` reads.
+    """
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        **manifest,
+        "model_file": model_path.name,
+        "sha256": sha256_file(model_path),
+    }
+    out = model_path.with_suffix(MANIFEST_SUFFIX)
+    out.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    _from_manifest(manifest, out)  # refuse to write what cannot be loaded
+    return out

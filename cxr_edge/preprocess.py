@@ -1,0 +1,185 @@
+"""The preprocessing contract: the one place that turns an image file into model input.
+
+Training (``train/``), conversion (``convert/``) and the edge tool all read images
+through :func:`load_image`, so a model never sees pixels prepared differently from the
+ones it was trained on (no train/serve skew).
+
+Contract ``cxr-gray-squash/1``:
+
+1. decode the file (JPEG, PNG 8/16 bit, BMP, TIFF; DICOM through :mod:`cxr_edge.dicom`);
+   large JPEGs are decoded in Pillow's draft mode at the smallest DCT scale that is still
+   at least the model size (both sides), which is several times faster on full-size films;
+2. apply the EXIF orientation;
+3. convert to 8-bit grayscale (:func:`to_gray8`);
+4. squash-resize the whole image to the model size with a bilinear filter (no crop: the
+   Kermany 224-px copies were made that way, and bilinear is the filter that matches
+   them best, see ``../shared/DATA.md``);
+5. optionally stretch intensities (``normalize="autocontrast"``): the 1st..99th
+   percentile of grey levels is mapped to 0..255, which removes exposure and contrast
+   differences between X-ray machines.
+
+The parameters live in the model bundle's manifest (:class:`Contract`), so a device
+always prepares images the way its model expects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+CONTRACT_ID = "cxr-gray-squash/1"
+NORMALIZE_CHOICES = ("none", "autocontrast")
+AUTOCONTRAST_CUTOFF = 1  # percent of darkest and brightest pixels clipped
+#: Refuse images above this many pixels (a header claiming 50,000 x 50,000 is a bomb).
+MAX_PIXELS = 120_000_000
+_RESAMPLE = Image.Resampling.BILINEAR
+
+
+class ImageReadError(Exception):
+    """An input file could not be turned into model input; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Contract:
+    """Parameters of the preprocessing contract, as recorded in a model manifest."""
+
+    width: int = 224
+    height: int = 224
+    normalize: str = "none"
+    draft: bool = True
+
+    def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZE_CHOICES:
+            raise ValueError(f"normalize must be one of {NORMALIZE_CHOICES}, not {self.normalize!r}")
+        if self.width < 8 or self.height < 8:
+            raise ValueError(f"model input {self.width}x{self.height} is too small")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) as Pillow wants it."""
+        return (self.width, self.height)
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "contract": CONTRACT_ID,
+            "width": self.width,
+            "height": self.height,
+            "resample": "bilinear",
+            "grayscale": "luma-601 (8-bit modes); min-max of stored range (16-bit, int, float)",
+            "normalize": self.normalize,
+            "draft": self.draft,
+        }
+
+    @classmethod
+    def from_manifest(cls, data: dict[str, Any]) -> "Contract":
+        if data.get("contract") != CONTRACT_ID:
+            raise ValueError(
+                f"model expects preprocessing contract {data.get('contract')!r}; "
+                f"this cxr-edge implements {CONTRACT_ID!r}"
+            )
+        return cls(
+            width=int(data["width"]),
+            height=int(data["height"]),
+            normalize=data.get("normalize", "none"),
+            draft=bool(data.get("draft", True)),
+        )
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Model-ready pixels plus what the report wants to know about the original."""
+
+    pixels: np.ndarray  # uint8, shape (height, width)
+    width: int  # original width in pixels
+    height: int  # original height in pixels
+    info: dict[str, str] = dataclasses.field(default_factory=dict)  # e.g. DICOM header fields, notes
+
+
+def to_gray8(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit grayscale.
+
+    8-bit modes (1, L, LA, P, RGB, RGBA, CMYK, YCbCr, ...) use Pillow's ITU-R 601-2 luma
+    and ignore alpha. Deeper modes (I;16*, I, F) are scaled linearly from their own
+    min..max to 0..255 because their stored range varies by detector (10, 12, 14, 16 bit);
+    a constant image becomes black.
+    """
+    if img.mode == "L":
+        return img
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        return Image.fromarray(stretch_to_uint8(np.asarray(img)))
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("L")
+
+
+def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map an array linearly from its finite min..max to 0..255 uint8 (constant -> 0)."""
+    arr = np.asarray(values, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        return np.zeros(arr.shape, np.uint8)
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    scaled = (np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def prepare_gray(gray: Image.Image, contract: Contract) -> np.ndarray:
+    """Steps 4 and 5 of the contract on an 8-bit grayscale image: resize, then normalise."""
+    if gray.size != contract.size:
+        gray = gray.resize(contract.size, _RESAMPLE)
+    if contract.normalize == "autocontrast":
+        gray = ImageOps.autocontrast(gray, cutoff=AUTOCONTRAST_CUTOFF)
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def _open_raster(path: Path, contract: Contract) -> tuple[Image.Image, int, int]:
+    """Open a raster file, decode it (in draft mode if allowed) and orient it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(path)
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(f"image claims {width}x{height} pixels, over the {MAX_PIXELS:,} limit")
+    if contract.draft and img.format == "JPEG":
+        # Draft keeps both sides >= the requested size, so the squash-resize still
+        # downsamples; rotated EXIF orientations swap the sides, hence the max.
+        side = max(contract.width, contract.height)
+        img.draft("L", (side, side))
+    img.load()
+    return ImageOps.exif_transpose(img), width, height
+
+
+def load_image(path: str | Path, contract: Contract) -> Prepared:
+    """Read ``path`` and return model-ready pixels, or raise :class:`ImageReadError`."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise ImageReadError("is a folder, not an image file")
+        from cxr_edge import dicom  # local: keeps pydicom out unless a DICOM file appears
+
+        if dicom.is_dicom(path):
+            gray, width, height, info = dicom.read_gray8(path)
+            return Prepared(prepare_gray(gray, contract), width, height, info)
+        img, width, height = _open_raster(path, contract)
+        return Prepared(prepare_gray(to_gray8(img), contract), width, height)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"refused as a decompression bomb: {exc}") from exc
+    except Image.DecompressionBombWarning as exc:
+        raise ImageReadError(f"refused as a decompression bomb: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise ImageReadError("file not found (moved or deleted while running?)") from exc
+    except PermissionError as exc:
+        raise ImageReadError("permission denied") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageReadError("not a readable image (unknown or damaged format)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"damaged or truncated image: {exc}") from exc
