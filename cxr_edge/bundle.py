@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cxr_edge.preprocess import Contract
 
 SCHEMA_VERSION = 1
@@ -52,6 +54,25 @@ class Bundle:
     def short_id(self) -> str:
         """``name@sha256-prefix``: what the report's ``model`` column records."""
         return f"{self.name}@{self.sha256[:12]}"
+
+    def label_probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """Model outputs (N, 1 or n_labels) -> per-label probabilities (N, n_labels)."""
+        outputs = np.asarray(outputs, dtype=np.float32).reshape(len(outputs), -1)
+        if self.task == "binary":
+            p = np.clip(outputs[:, :1], 0.0, 1.0)
+            return np.concatenate([1.0 - p, p], axis=1)
+        return outputs
+
+    def positive_probability(self, label_probs: np.ndarray) -> np.ndarray:
+        """P(not negative_label) for each row: the score compared with the threshold."""
+        return 1.0 - label_probs[:, self.labels.index(self.negative_label)]
+
+    def decide(self, label_probs: np.ndarray) -> list[str]:
+        """Labels by the manifest's rule: flagged (score >= threshold) -> most likely positive label."""
+        score = self.positive_probability(label_probs)
+        positive_idx = [self.labels.index(label) for label in self.positive_labels]
+        best = np.asarray(positive_idx)[np.argmax(label_probs[:, positive_idx], axis=1)]
+        return [self.labels[b] if s >= self.threshold else self.negative_label for s, b in zip(score, best)]
 
     @property
     def edgetpu_model_path(self) -> Path | None:
