@@ -12,6 +12,10 @@ from PIL import Image
 from cxr_edge.preprocess import ImageReadError, stretch_to_uint8
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
+#: Optional report columns filled from the DICOM header (empty for other files).
+HEADER_COLUMNS = ("patient_id", "study_date", "modality", "view_position", "body_part")
+#: Columns left out of the report entirely with ``--no-phi``.
+PHI_COLUMNS = ("patient_id", "study_date")
 INSTALL_HINT = "pip install 'cxr-edge[dicom]'"
 
 
