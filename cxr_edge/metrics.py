@@ -1,0 +1,256 @@
+"""Classification metrics in plain numpy, shared by ``train``, ``convert`` and ``cxr-edge evaluate``.
+
+The edge device has no scikit-learn, so the numbers a clinic sees come from here; the tests
+check every one against scikit-learn on the same predictions. Conventions:
+
+* ``y_true`` is 0/1 (1 = positive, i.e. not the model's negative label), ``score`` is the
+  positive probability, and an image is flagged when ``score >= threshold``
+  (the bundle's decision rule);
+* a ratio whose denominator is zero (sensitivity without positives, AUC with one class...)
+  is ``nan``: undefined, never silently 0 or 1.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+NAN = float("nan")
+#: The metrics that :func:`bootstrap_ci` gives intervals for, in display order.
+CI_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy", "auc")
+
+
+def _binary_inputs(y_true: Sequence, score: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert: y_true to bool, score to finite float64, same non-zero length."""
+    y = np.asarray(y_true)
+    s = np.asarray(score, dtype=np.float64)
+    if y.ndim != 1 or s.ndim != 1 or len(y) != len(s):
+        raise ValueError(f"y_true and score must be 1-D of the same length, got {y.shape} and {s.shape}")
+    if len(y) == 0:
+        raise ValueError("no samples")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y_true must hold only 0 and 1")
+    if not np.isfinite(s).all():
+        raise ValueError("score holds NaN or infinite values")
+    return y.astype(bool), s
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den else NAN
+
+
+def _cumulative_counts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True and false positives flagged at each distinct score, highest score first.
+
+    ``tps[i], fps[i]`` are the counts for threshold ``thresholds[i]``; tied scores are one
+    threshold, which is what makes ties count half in the AUC (as in scikit-learn).
+    """
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(y)[last_of_tie]
+    fps = (last_of_tie + 1) - tps
+    return tps, fps, s[last_of_tie]
+
+
+def roc_curve(y_true: Sequence, score: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds), one point per distinct score plus the (0, 0) start at ``inf``.
+
+    Same points as ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``; fpr or tpr
+    is all ``nan`` when that class is absent.
+    """
+    y, s = _binary_inputs(y_true, score)
+    tps, fps, thresholds = _cumulative_counts(y, s)
+    tps, fps = np.r_[0, tps], np.r_[0, fps]
+    n_pos, n_neg = tps[-1], fps[-1]
+    fpr = fps / n_neg if n_neg else np.full(len(fps), np.nan)
+    tpr = tps / n_pos if n_pos else np.full(len(tps), np.nan)
+    return fpr, tpr, np.r_[np.inf, thresholds]
+
+
+def roc_auc(y_true: Sequence, score: Sequence) -> float:
+    """Area under the ROC curve (ties count half); ``nan`` when only one class is present."""
+    fpr, tpr, _ = roc_curve(y_true, score)
+    if np.isnan(fpr).any() or np.isnan(tpr).any():
+        return NAN
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def average_precision(y_true: Sequence, score: Sequence) -> float:
+    """Area under the precision-recall curve as a step sum (scikit-learn's definition)."""
+    y, s = _binary_inputs(y_true, score)
+    tps, fps, _ = _cumulative_counts(y, s)
+    if tps[-1] == 0:
+        return NAN
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def binary_metrics(y_true: Sequence, score: Sequence, threshold: float) -> dict[str, float]:
+    """Every operating-point metric at ``threshold`` plus the threshold-free AUC and AP."""
+    y, s = _binary_inputs(y_true, score)
+    flagged = s >= threshold
+    tp = int(np.sum(flagged & y))
+    fp = int(np.sum(flagged & ~y))
+    fn = int(np.sum(~flagged & y))
+    tn = int(np.sum(~flagged & ~y))
+    sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    return {
+        "n": len(y),
+        "threshold": float(threshold),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "accuracy": _ratio(tp + tn, len(y)),
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "precision": _ratio(tp, tp + fp),
+        "npv": _ratio(tn, tn + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "balanced_accuracy": (sensitivity + specificity) / 2.0,
+        "auc": roc_auc(y, s),
+        "average_precision": average_precision(y, s),
+    }
+
+
+def confusion_matrix(y_true: Sequence, y_pred: Sequence, n_classes: int) -> np.ndarray:
+    """Counts (n_classes, n_classes): row = true class index, column = predicted class index."""
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.int64)
+    if t.shape != p.shape or t.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be 1-D of the same length, got {t.shape} and {p.shape}")
+    if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= n_classes):
+        raise ValueError(f"class indices must lie in 0..{n_classes - 1}")
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def multiclass_metrics(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1/support, their macro averages and the confusion.
+
+    Takes predicted class indices rather than probabilities, because the prediction is the
+    bundle's decision rule (threshold first), not a plain argmax.
+    """
+    cm = confusion_matrix(y_true, y_pred, len(labels))
+    n = int(cm.sum())
+    if n == 0:
+        raise ValueError("no samples")
+    per_class = {}
+    for i, label in enumerate(labels):
+        tp, predicted, support = cm[i, i], cm[:, i].sum(), cm[i, :].sum()
+        per_class[label] = {
+            "precision": _ratio(tp, predicted),
+            "recall": _ratio(tp, support),
+            "f1": _ratio(2 * tp, predicted + support),
+            "support": int(support),
+        }
+    present = [label for label in labels if per_class[label]["support"]]
+    return {
+        "n": n,
+        "accuracy": _ratio(np.trace(cm), n),
+        "per_class": per_class,
+        **{f"macro_{k}": _nanmean([per_class[c][k] for c in present]) for k in ("precision", "recall", "f1")},
+        "confusion": cm.tolist(),
+    }
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else NAN
+
+
+def bootstrap(
+    statistic: Callable[[np.ndarray], dict[str, float]],
+    n: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of ``statistic(indices)`` over ``n_boot`` resamples of ``n`` items.
+
+    A resample where a metric is undefined (``nan``, e.g. AUC with one class drawn) is left
+    out of that metric's interval only.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError("level must lie strictly between 0 and 1")
+    rng = np.random.default_rng(seed)
+    draws = [statistic(rng.integers(0, n, n)) for _ in range(n_boot)]
+    tail = (1.0 - level) / 2.0 * 100.0
+    intervals = {}
+    for key in draws[0] if draws else ():
+        values = np.array([d[key] for d in draws], dtype=np.float64)
+        values = values[~np.isnan(values)]
+        lo, hi = np.percentile(values, [tail, 100.0 - tail]) if len(values) else (NAN, NAN)
+        intervals[key] = (float(lo), float(hi))
+    return intervals
+
+
+def bootstrap_ci(
+    y_true: Sequence,
+    score: Sequence,
+    threshold: float,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    metrics: Sequence[str] = CI_METRICS,
+) -> dict[str, tuple[float, float]]:
+    """Bootstrap ``level`` intervals (resampling images) for ``metrics`` of :func:`binary_metrics`."""
+    y, s = _binary_inputs(y_true, score)
+
+    def statistic(idx: np.ndarray) -> dict[str, float]:
+        values = binary_metrics(y[idx], s[idx], threshold)
+        return {m: values[m] for m in metrics}
+
+    return bootstrap(statistic, len(y), n_boot=n_boot, seed=seed, level=level)
+
+
+def threshold_for_sensitivity(y_true: Sequence, score: Sequence, target: float = 0.95) -> float:
+    """The threshold with the highest specificity among those reaching sensitivity >= ``target``.
+
+    It is one of the observed scores (the highest one that still flags enough positives).
+    """
+    if not 0.0 < target <= 1.0:
+        raise ValueError("target sensitivity must lie in (0, 1]")
+    y, s = _binary_inputs(y_true, score)
+    tps, _, thresholds = _cumulative_counts(y, s)
+    if tps[-1] == 0:
+        raise ValueError("no positive samples: sensitivity is undefined")
+    return float(thresholds[np.argmax(tps >= target * tps[-1] - 1e-9)])
+
+
+def threshold_for_specificity(y_true: Sequence, score: Sequence, target: float = 0.95) -> float:
+    """The threshold with the highest sensitivity among those keeping specificity >= ``target``.
+
+    Returns ``inf`` (flag nothing) when even the highest score breaks the target.
+    """
+    if not 0.0 <= target <= 1.0:
+        raise ValueError("target specificity must lie in [0, 1]")
+    y, s = _binary_inputs(y_true, score)
+    _, fps, thresholds = _cumulative_counts(y, s)
+    if fps[-1] == 0:
+        raise ValueError("no negative samples: specificity is undefined")
+    ok = np.flatnonzero(1.0 - fps / fps[-1] >= target - 1e-9)
+    return float(thresholds[ok[-1]]) if len(ok) else float("inf")
+
+
+def brier_score(y_true: Sequence, prob: Sequence) -> float:
+    """Mean squared difference between the probability and the 0/1 outcome."""
+    y, p = _binary_inputs(y_true, prob)
+    return float(np.mean((p - y) ** 2))
+
+
+def expected_calibration_error(y_true: Sequence, prob: Sequence, n_bins: int = 10) -> float:
+    """Weighted mean |observed rate - mean probability| over ``n_bins`` equal-width bins.
+
+    Bins follow ``sklearn.calibration.calibration_curve(strategy="uniform")``: a probability
+    on an inner edge belongs to the lower bin.
+    """
+    y, p = _binary_inputs(y_true, prob)
+    if p.min() < 0.0 or p.max() > 1.0:
+        raise ValueError("probabilities must lie in [0, 1]")
+    bins = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], p)
+    total = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins))
+    return float(gap.sum() / total.sum())
