@@ -1,0 +1,84 @@
+"""``cxr-edge classify`` as a library call: discover -> engine -> report, with a progress bar.
+
+The CLI parses options into :class:`ClassifyOptions` and calls :func:`classify_to_report`;
+tests and other commands call it the same way. Errors that stop the run are raised as
+they come (:class:`~cxr_edge.bundle.BundleError`,
+:class:`~cxr_edge.runtime.RuntimeUnavailable`, :class:`~cxr_edge.report.ReportError`);
+unreadable inputs are not errors here, they are rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+from cxr_edge import report
+from cxr_edge.bundle import DEFAULT_MODEL, Bundle, BundleError, list_bundled, load_bundle
+from cxr_edge.discover import discover
+from cxr_edge.engine import Classifier, Result, Tally, classify
+
+CPU = "cpu"
+EDGETPU = "edgetpu"
+DEVICES = (CPU, EDGETPU)
+
+
+@dataclasses.dataclass
+class ClassifyOptions:
+    paths: Sequence[str | Path]
+    out: str | Path
+    model: str | Path | None = None  # None: the bundled default model
+    recursive: bool = True
+    workers: int | None = None  # None: engine.default_workers()
+    threads: int | None = None  # None: engine.default_threads()
+    device: str = CPU
+    overwrite: bool = False
+    resume: bool = False
+    phi: bool = True  # False: leave patient identifiers out of the report
+    progress: bool = False
+
+
+def open_classifier(model: str | Path | None, threads: int | None, device: str = CPU) -> Classifier:
+    """Load and verify the bundle, then make its interpreter (on the Edge TPU if asked)."""
+    if model is None and DEFAULT_MODEL not in list_bundled():
+        raise BundleError(
+            f"no bundled '{DEFAULT_MODEL}' model is installed with this cxr-edge; "
+            "give one with --model PATH (a bundle's .json or .tflite)"
+        )
+    return Classifier(load_bundle(model), threads=threads, edgetpu=device == EDGETPU)
+
+
+def report_header(bundle: Bundle, phi: bool) -> list[str]:
+    return report.columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=phi)
+
+
+def classify_to_report(
+    options: ClassifyOptions, on_result: Callable[[Result], None] | None = None
+) -> Tally:
+    """Classify every input into the report; return the counts. ``on_result`` sees each result."""
+    classifier = open_classifier(options.model, options.threads, options.device)
+    bundle = classifier.bundle
+    inputs = list(discover(options.paths, recursive=options.recursive))
+    tally = Tally()
+    with report.ReportWriter(
+        options.out,
+        report_header(bundle, options.phi),
+        bundle.short_id,
+        overwrite=options.overwrite,
+        resume=options.resume,
+    ) as writer:
+        todo = [found for found in inputs if not writer.is_done(found.display)]
+        tally.skipped = len(inputs) - len(todo)
+        del inputs
+        bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not options.progress, dynamic_ncols=True)
+        with bar:
+            for result in classify(todo, classifier, workers=options.workers):
+                writer.write(report.result_row(result, bundle.labels, bundle.threshold, bundle.short_id))
+                tally.add(result)
+                if on_result is not None:
+                    on_result(result)
+                bar.update()
+    return tally

@@ -1,0 +1,93 @@
+"""Discovery: the paths a user gives -> the image files to classify, in a stable order.
+
+Rules (README "Which files are read"): folders are walked recursively unless
+``recursive=False``; a file counts when its extension is an image or DICOM extension
+(any case), or when it has no extension and starts like a DICOM file; hidden files and
+folders (name starting with ``.``) are skipped; symlinked folders are followed once, so a
+loop cannot hang the walk; entries are sorted by name at every level. A file named
+explicitly is always taken, whatever its extension. A folder whose *name* looks like an
+image (``x.jpg``) is listed too, so the report says why it was not read, and is still
+walked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple
+
+from cxr_edge import dicom
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}) | dicom.DICOM_SUFFIXES
+
+
+class Found(NamedTuple):
+    """One input: where it is, and how the report names it (a small tuple: 100,000 fit in a Pi)."""
+
+    path: str
+    display: str  # the report's ``path`` column: relative to its root, ``/`` separators
+
+
+def printable(name: str) -> str:
+    """A file name as valid UTF-8 text: undecodable bytes become ``\\xNN`` escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def looks_like_image(path: Path) -> bool:
+    """The extension rule; extension-less files are sniffed for the DICOM magic."""
+    suffix = path.suffix.lower()
+    if suffix:
+        return suffix in IMAGE_SUFFIXES
+    return path.is_file() and dicom.is_dicom(path)
+
+
+def discover(paths: Iterable[str | Path], recursive: bool = True) -> Iterator[Found]:
+    """Yield the inputs under ``paths`` in order (the paths in the order given, each sorted).
+
+    With one folder, ``display`` is relative to it; with several paths (or a file), it is
+    the path as given joined with the relative part, so inputs from different roots stay
+    distinct in the report.
+    """
+    paths = [Path(p) for p in paths]
+    single_root = len(paths) == 1 and paths[0].is_dir()
+    for root in paths:
+        prefix = "" if single_root else root.as_posix().rstrip("/") + "/"
+        if root.is_dir():
+            yield from _walk(root, prefix, recursive)
+        else:
+            yield Found(str(root), printable(root.as_posix()))
+
+
+def _walk(root: Path, prefix: str, recursive: bool) -> Iterator[Found]:
+    seen: set[tuple[int, int]] = set()
+
+    def visit(folder: Path, rel: str) -> Iterator[Found]:
+        try:
+            st = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return  # vanished or unreadable folder: nothing to list
+        if (st.st_dev, st.st_ino) in seen:
+            return  # a symlink loop, or a folder reached twice
+        seen.add((st.st_dev, st.st_ino))
+        for entry in entries:
+            if is_hidden(entry.name):
+                continue
+            path = Path(entry.path)
+            if looks_like_image(path):
+                yield Found(entry.path, printable(f"{prefix}{rel}{entry.name}"))
+            if recursive and _is_dir(entry):
+                yield from visit(path, f"{rel}{entry.name}/")
+
+    yield from visit(root, "")
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks; loops are caught by the inode set
+    except OSError:
+        return False

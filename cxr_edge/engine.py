@@ -1,0 +1,165 @@
+"""The engine: inputs in, results out in input order, with bounded memory.
+
+Decoding (Pillow releases the GIL) runs in a pool of worker threads while the main
+thread feeds the interpreter, so on a 4-core Pi the cores decode and infer at once. At
+most ``window`` decodes are in flight and at most ``batch`` decoded images wait for the
+interpreter, so memory is the same for 10 or 100,000 files. It knows nothing of CSV.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from cxr_edge import runtime
+from cxr_edge.bundle import Bundle
+from cxr_edge.discover import Found
+from cxr_edge.preprocess import ImageReadError, Prepared, load_image
+
+OK = "ok"
+ERROR = "error"
+
+
+def default_workers() -> int:
+    """Decode threads: one per core, capped at 4 (more only adds memory on a Pi)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def default_threads() -> int:
+    """Interpreter threads: one per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass
+class Result:
+    """What became of one input; ``status`` is ``ok`` or ``error`` (then ``error`` says why)."""
+
+    path: str
+    display: str
+    status: str
+    error: str = ""
+    prediction: str = ""
+    probability: float | None = None  # P(not the negative label): compared with the threshold
+    label_probs: tuple[float, ...] = ()  # one per manifest label, in label order
+    width: int | None = None
+    height: int | None = None
+    info: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Tally:
+    """Counts for the final summary."""
+
+    labels: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    errors: int = 0
+    skipped: int = 0
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def add(self, result: Result) -> None:
+        if result.status == OK:
+            self.labels[result.prediction] += 1
+        else:
+            self.errors += 1
+
+    @property
+    def classified(self) -> int:
+        return sum(self.labels.values())
+
+    def summary(self) -> str:
+        elapsed = time.monotonic() - self.started
+        done = self.classified + self.errors
+        rate = done / elapsed if elapsed > 0 else 0.0
+        per_label = ", ".join(f"{label} {n}" for label, n in sorted(self.labels.items())) or "none"
+        parts = [f"{self.classified} classified ({per_label})", f"{self.errors} errors"]
+        if self.skipped:
+            parts.append(f"{self.skipped} already in the report")
+        return f"{'; '.join(parts)}; {elapsed:.1f} s, {rate:.1f} images/s"
+
+
+class Classifier:
+    """A bundle and its interpreter: uint8 pixel batches -> per-label probabilities and labels."""
+
+    def __init__(self, bundle: Bundle, threads: int | None = None, edgetpu: bool = False):
+        self.bundle = bundle
+        model_path = bundle.model_path
+        if edgetpu:
+            model_path = bundle.edgetpu_model_path
+            if model_path is None or not model_path.is_file():
+                raise runtime.RuntimeUnavailable(
+                    f"{bundle.manifest_path}: this bundle has no Edge-TPU-compiled model; {runtime.EDGETPU_HINT}"
+                )
+        self.interpreter = runtime.make_interpreter(model_path, threads=threads, edgetpu=edgetpu)
+        # The Edge TPU runs one image per invoke; on the CPU a few per invoke amortise overhead.
+        self.batch = 1 if edgetpu else 4
+
+    def fill(self, pending: list[tuple[Found, Prepared]]) -> list[Result]:
+        """Run one batch of decoded images and return their results."""
+        pixels = np.stack([prepared.pixels for _, prepared in pending])
+        probs = self.bundle.label_probabilities(runtime.run_batch(self.interpreter, pixels))
+        scores = self.bundle.positive_probability(probs)
+        labels = self.bundle.decide(probs)
+        return [
+            Result(
+                path=found.path,
+                display=found.display,
+                status=OK,
+                prediction=label,
+                probability=float(score),
+                label_probs=tuple(float(p) for p in row),
+                width=prepared.width,
+                height=prepared.height,
+                info=dict(prepared.info),
+            )
+            for (found, prepared), label, score, row in zip(pending, labels, scores, probs)
+        ]
+
+
+def _decode(found: Found, bundle: Bundle) -> Prepared | Result:
+    try:
+        return load_image(found.path, bundle.contract)
+    except ImageReadError as exc:
+        return Result(found.path, found.display, ERROR, error=str(exc))
+    except MemoryError:
+        return Result(found.path, found.display, ERROR, error="not enough memory to decode this image")
+
+
+def classify(
+    inputs: Iterable[Found], classifier: Classifier, workers: int | None = None
+) -> Iterator[Result]:
+    """Yield one :class:`Result` per input, in input order, streaming."""
+    workers = workers or default_workers()
+    window = 2 * workers + classifier.batch
+    inputs = iter(inputs)
+    decoding: collections.deque[tuple[Found, Future[Any]]] = collections.deque()
+    # Decoded items wait here (errors too, to keep the order) until a batch is full.
+    waiting: list[tuple[Found, Prepared | Result]] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+
+        def refill() -> None:
+            while len(decoding) < window:
+                found = next(inputs, None)
+                if found is None:
+                    return
+                decoding.append((found, pool.submit(_decode, found, classifier.bundle)))
+
+        refill()
+        while decoding:
+            found, future = decoding.popleft()
+            waiting.append((found, future.result()))
+            refill()
+            if sum(isinstance(item, Prepared) for _, item in waiting) == classifier.batch or not decoding:
+                yield from _flush(waiting, classifier)
+                waiting = []
+
+
+def _flush(waiting: list[tuple[Found, Prepared | Result]], classifier: Classifier) -> list[Result]:
+    """Classify the decoded items of ``waiting`` and return every result in order."""
+    decoded = [(found, item) for found, item in waiting if isinstance(item, Prepared)]
+    classified = iter(classifier.fill(decoded) if decoded else [])
+    return [next(classified) if isinstance(item, Prepared) else item for _, item in waiting]

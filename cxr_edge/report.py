@@ -1,0 +1,219 @@
+"""The CSV report: one row per input, on disk as soon as it is known, safe to resume.
+
+Each row is formatted in memory and handed to the OS in a single ``write`` (so a crash
+cuts at most the row in flight), and the file is fsynced at most every
+``FSYNC_SECONDS`` (an SD card is slow to sync per row). The report is locked with
+``flock`` while it is written, so two processes cannot interleave rows. ``resume`` keeps
+the rows already ``ok`` for the same model and drops everything else (errors to retry,
+rows of another model, a half-written last line) before appending. Cells a spreadsheet
+would run as a formula are neutralised with a leading apostrophe (OWASP CSV injection).
+
+It knows nothing of models: it is given column names and rows of strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from cxr_edge.dicom import HEADER_COLUMNS, PHI_COLUMNS
+from cxr_edge.engine import OK, Result
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the report is then unlocked
+    fcntl = None  # type: ignore[assignment]
+
+STDOUT = "-"
+FSYNC_SECONDS = 1.0
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+BASE_COLUMNS = ("path", "prediction", "probability")
+TAIL_COLUMNS = ("threshold", "status", "error", "model", "width", "height")
+NOTE_COLUMN = "note"
+
+
+class ReportError(Exception):
+    """The report cannot be written; the message says what to do."""
+
+
+class ReportExists(ReportError):
+    """The report already exists and neither overwrite nor resume was asked for."""
+
+
+def columns(labels: Sequence[str], multiclass: bool, phi: bool = True) -> list[str]:
+    """Report columns: ``p_<label>`` per label for multiclass models; PHI columns unless ``phi=False``."""
+    per_label = [f"p_{label}" for label in labels] if multiclass else []
+    header = [c for c in HEADER_COLUMNS if phi or c not in PHI_COLUMNS]
+    return [*BASE_COLUMNS, *per_label, *TAIL_COLUMNS, *header, NOTE_COLUMN]
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def result_row(result: Result, labels: Sequence[str], threshold: float, model_id: str) -> dict[str, str]:
+    """The report's cells for one result (every column; the writer keeps those it has)."""
+    info = result.info
+    row = {
+        "path": result.display,
+        "prediction": result.prediction,
+        "probability": _number(result.probability),
+        **{f"p_{label}": _number(p) for label, p in zip(labels, result.label_probs)},
+        "threshold": f"{threshold:g}",
+        "status": result.status,
+        "error": result.error,
+        "model": model_id,
+        "width": "" if result.width is None else str(result.width),
+        "height": "" if result.height is None else str(result.height),
+        **{c: str(info.get(c, "")) for c in HEADER_COLUMNS},
+        NOTE_COLUMN: "; ".join(str(info[k]) for k in ("warning", "note") if info.get(k)),
+    }
+    return row
+
+
+def neutralise(cell: str) -> str:
+    """Prefix ``'`` to a cell a spreadsheet would read as a formula."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def format_row(cells: Iterable[str]) -> bytes:
+    """One RFC 4180 record (CRLF, quotes where needed), UTF-8, with formulas neutralised."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow([neutralise(c) for c in cells])
+    return buf.getvalue().encode("utf-8")
+
+
+class ReportWriter:
+    """Open, lock and append to a report; use as a context manager.
+
+    ``done`` holds the (neutralised) ``path`` cells already reported ``ok`` by ``model_id``
+    when resuming, so the caller can skip them.
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        header: Sequence[str],
+        model_id: str,
+        overwrite: bool = False,
+        resume: bool = False,
+    ):
+        self.header = list(header)
+        self.model_id = model_id
+        self.done: set[str] = set()
+        self._last_sync = time.monotonic()
+        if str(out) == STDOUT:
+            self.path = None
+            sys.stdout.flush()
+            self._write(format_row(self.header))
+            return
+        self.path = Path(out)
+        self._fd = _open_locked(self.path)
+        try:
+            self._start(overwrite, resume)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _start(self, overwrite: bool, resume: bool) -> None:
+        existing = _read_all(self._fd)
+        if existing and not (overwrite or resume):
+            raise ReportExists(
+                f"{self.path} already exists: add --resume to continue it or --overwrite to replace it"
+            )
+        blob = bytearray(format_row(self.header))
+        for row in _rows_to_keep(existing, self.model_id) if resume else ():
+            self.done.add(row["path"])
+            blob += format_row(row.get(c, "") for c in self.header)
+        del existing
+        # Rewrite in place under the lock: a crash before the sync only costs re-running the kept rows.
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self._write(bytes(blob))
+        self.sync()
+
+    def is_done(self, display: str) -> bool:
+        """Was this input reported ``ok`` by the same model before (``resume``)?"""
+        return neutralise(display) in self.done
+
+    def _write(self, data: bytes) -> None:
+        if self.path is None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def write(self, cells: dict[str, str]) -> None:
+        """Append one row now (a single write), and fsync if the last sync is old."""
+        self._write(format_row(cells.get(c, "") for c in self.header))
+        if time.monotonic() - self._last_sync >= FSYNC_SECONDS:
+            self.sync()
+
+    def sync(self) -> None:
+        if self.path is not None:
+            os.fsync(self._fd)
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.sync()
+        finally:
+            os.close(self._fd)  # closing releases the lock
+
+    def __enter__(self) -> "ReportWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_locked(path: Path) -> int:
+    """Open ``path`` for read/write without truncating it, and take an exclusive lock."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except IsADirectoryError as exc:
+        raise ReportError(f"{path} is a folder; give a file name for the report") from exc
+    except OSError as exc:
+        raise ReportError(f"cannot write the report {path}: {exc.strerror}") from exc
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise ReportError(
+                f"{path} is being written by another cxr-edge process; wait for it or choose another --out"
+            ) from exc
+    return fd
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _rows_to_keep(data: bytes, model_id: str) -> Iterator[dict[str, str]]:
+    """Complete rows reported ``ok`` by ``model_id``; a torn last record is dropped."""
+    text = data.rstrip(b"\0").decode("utf-8", errors="replace")
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a crash cut the last row: drop it
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+        for record in reader:
+            row = dict(zip(header, record))
+            if len(record) == len(header) and row.get("status") == OK and row.get("model") == model_id:
+                yield row
+    except (StopIteration, csv.Error):
+        return  # no header, or unparseable text (a torn quoted cell): keep what came before
