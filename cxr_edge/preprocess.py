@@ -25,6 +25,7 @@ always prepares images the way its model expects.
 from __future__ import annotations
 
 import dataclasses
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -156,12 +157,22 @@ def _open_raster(path: Path, contract: Contract) -> tuple[Image.Image, int, int]
     return ImageOps.exif_transpose(img), width, height
 
 
+def _check_regular_file(path: Path) -> None:
+    """Refuse folders, empty files and pipes/devices (opening a FIFO would block forever)."""
+    st = path.stat()
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageReadError("is a folder, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageReadError("not a regular file (a pipe, socket or device)")
+    if st.st_size == 0:
+        raise ImageReadError("empty file (0 bytes)")
+
+
 def load_image(path: str | Path, contract: Contract) -> Prepared:
     """Read ``path`` and return model-ready pixels, or raise :class:`ImageReadError`."""
     path = Path(path)
     try:
-        if path.is_dir():
-            raise ImageReadError("is a folder, not an image file")
+        _check_regular_file(path)
         from cxr_edge import dicom  # local: keeps pydicom out unless a DICOM file appears
 
         if dicom.is_dicom(path):
