@@ -1,0 +1,98 @@
+"""Shared fixtures: the tiny committed model bundles, image files, the CLI and its report."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from cxr_edge.cli import main
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def asset_bundle(name: str) -> Path:
+    """A committed tiny bundle's manifest (real TFLite models, made by tests/assets/make_assets.py)."""
+    return ASSETS / f"{name}.json"
+
+
+@pytest.fixture
+def binary_model() -> Path:
+    """A tiny int8 NORMAL/PNEUMONIA bundle."""
+    return asset_bundle("tiny_binary_int8")
+
+
+@pytest.fixture
+def float_model() -> Path:
+    """A tiny float32 NORMAL/PNEUMONIA bundle."""
+    return asset_bundle("tiny_binary_float32")
+
+
+@pytest.fixture
+def subtype_model() -> Path:
+    """A tiny int8 multiclass bundle (NORMAL / BACTERIA / VIRUS)."""
+    return asset_bundle("tiny_subtype_int8")
+
+
+@pytest.fixture
+def copy_bundle(tmp_path: Path) -> Callable[[Path, Path], Path]:
+    """Copy a bundle (manifest and model files) into a folder; returns the new manifest path."""
+
+    def copy(manifest: Path, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for sibling in manifest.parent.glob(f"{Path(manifest).stem}*"):
+            shutil.copy2(sibling, folder / sibling.name)
+        return folder / manifest.name
+
+    return copy
+
+
+def gradient_pixels(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A smooth grey picture with a little noise: compresses well and differs by seed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = 80 + 100 * np.sin(x / max(width, 1) * 3 + seed) * np.cos(y / max(height, 1) * 2)
+    return np.clip(base + rng.normal(0, 8, (height, width)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def make_image() -> Callable[..., Path]:
+    """Write a picture to ``path`` (format from the suffix); ``mode`` converts the grey picture."""
+
+    def make(path: Path, size: tuple[int, int] = (96, 80), seed: int = 0, mode: str = "L", **save: object) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = Image.fromarray(gradient_pixels(*size, seed=seed))
+        if mode != "L":
+            img = img.convert(mode)
+        img.save(path, **save)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    """Run ``cxr-edge ARGS`` in-process; stdout and stderr are kept apart."""
+    runner = CliRunner()
+
+    def invoke(*args: object) -> Result:
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture
+def report_rows() -> Callable[[Path], list[dict[str, str]]]:
+    """Read a CSV report with Python's csv module: one dict per row."""
+    return read_report

@@ -1,0 +1,95 @@
+"""Discovery: which files a folder yields, in which order, and how the report names them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cxr_edge.discover import discover
+
+
+def touch(root: Path, *names: str) -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def displays(*paths: Path, recursive: bool = True) -> list[str]:
+    return [found.display for found in discover(paths, recursive=recursive)]
+
+
+def test_walks_recursively_sorted_and_keeps_only_image_extensions_in_any_case(tmp_path: Path) -> None:
+    touch(tmp_path, "b.png", "a.JPG", "c.Jpeg", "notes.txt", "report.csv", "sub/z.bmp", "sub/deeper/y.TIFF", "d.tif")
+    assert displays(tmp_path) == ["a.JPG", "b.png", "c.Jpeg", "d.tif", "sub/deeper/y.TIFF", "sub/z.bmp"]
+
+
+def test_found_paths_point_at_the_files(tmp_path: Path) -> None:
+    touch(tmp_path, "sub/a.png")
+    [found] = discover([tmp_path])
+    assert Path(found.path) == tmp_path / "sub" / "a.png"
+
+
+def test_hidden_files_and_folders_are_skipped(tmp_path: Path) -> None:
+    touch(tmp_path, ".hidden.png", ".thumbs/a.png", "ok/.b.jpg", "ok/c.jpg")
+    assert displays(tmp_path) == ["ok/c.jpg"]
+
+
+def test_no_recursive_stays_in_the_folder(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png", "sub/b.png")
+    assert displays(tmp_path, recursive=False) == ["a.png"]
+
+
+def test_symlink_loop_does_not_hang(tmp_path: Path) -> None:
+    touch(tmp_path, "a/x.png")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "a" / "self").symlink_to(tmp_path / "a", target_is_directory=True)
+    assert displays(tmp_path) == ["a/x.png"]
+
+
+def test_symlinked_folder_elsewhere_is_followed(tmp_path: Path) -> None:
+    touch(tmp_path / "elsewhere", "x.png")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert displays(tmp_path / "root") == ["linked/x.png"]
+
+
+def test_a_single_file_is_taken_whatever_its_extension(tmp_path: Path) -> None:
+    touch(tmp_path, "scan.dat")
+    assert displays(tmp_path / "scan.dat") == [(tmp_path / "scan.dat").as_posix()]
+
+
+def test_several_paths_keep_their_order_and_their_roots_apart(tmp_path: Path, monkeypatch) -> None:
+    touch(tmp_path, "b/x.png", "a/x.png", "c.png")
+    monkeypatch.chdir(tmp_path)
+    assert displays(Path("b"), Path("a"), Path("c.png")) == ["b/x.png", "a/x.png", "c.png"]
+
+
+def test_a_folder_named_like_an_image_is_listed_and_walked(tmp_path: Path) -> None:
+    touch(tmp_path, "x.jpg/inner.png")
+    assert displays(tmp_path) == ["x.jpg", "x.jpg/inner.png"]
+
+
+def test_extensionless_dicom_is_recognised_by_its_magic(tmp_path: Path) -> None:
+    (tmp_path / "IM0001").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
+    (tmp_path / "README").write_bytes(b"not an image at all")
+    assert displays(tmp_path) == ["IM0001"]
+
+
+def test_undecodable_file_names_become_valid_utf8(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes on a UTF-8 system
+    try:
+        (tmp_path / name).write_bytes(b"x")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses undecodable names")
+    [display] = displays(tmp_path)
+    assert display == "caf\\xe9.png"
+    display.encode("utf-8")
+
+
+def test_discovery_is_lazy(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png", "b.png")
+    found = discover([tmp_path])
+    assert next(found).display == "a.png"
