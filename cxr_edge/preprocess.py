@@ -124,7 +124,16 @@ def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
     finite = arr[np.isfinite(arr)]
     if finite.size == 0:
         return np.zeros(arr.shape, np.uint8)
-    lo, hi = float(finite.min()), float(finite.max())
+    return scale_to_uint8(arr, float(finite.min()), float(finite.max()))
+
+
+def scale_to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map ``lo..hi`` linearly to 0..255 uint8, clipping outside (``hi <= lo`` -> 0).
+
+    Shared by the min-max stretch above and DICOM windowing, whose bounds come from the
+    header rather than from the pixels.
+    """
+    arr = np.asarray(values, dtype=np.float64)
     if hi <= lo:
         return np.zeros(arr.shape, np.uint8)
     scaled = (np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo) - lo) * (255.0 / (hi - lo))
