@@ -1,0 +1,174 @@
+"""The CSV report: RFC 4180, formula neutralisation, refusal to overwrite, resume, lock."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from cxr_edge import report
+from cxr_edge.dicom import HEADER_COLUMNS, PHI_COLUMNS
+from cxr_edge.engine import ERROR, OK, Result
+from cxr_edge.report import ReportError, ReportExists, ReportWriter
+
+HEADER = report.columns(["NORMAL", "PNEUMONIA"], multiclass=False)
+MODEL = "tiny@0123456789ab"
+
+
+def row(path: str, status: str = OK, model: str = MODEL) -> dict[str, str]:
+    return {"path": path, "prediction": "NORMAL" if status == OK else "", "status": status, "model": model}
+
+
+def write_report(path: Path, *rows: dict[str, str], **kwargs: bool) -> ReportWriter:
+    with ReportWriter(path, HEADER, MODEL, **kwargs) as writer:
+        for cells in rows:
+            writer.write(cells)
+    return writer
+
+
+def paths_in(path: Path, status: str | None = None) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [r["path"] for r in csv.DictReader(fh) if status in (None, r["status"])]
+
+
+def test_columns_follow_the_issue_and_multiclass_adds_one_probability_per_label() -> None:
+    assert HEADER[:3] == ["path", "prediction", "probability"]
+    assert HEADER[3:9] == ["threshold", "status", "error", "model", "width", "height"]
+    assert HEADER[9:] == [*HEADER_COLUMNS, "note"]
+    multi = report.columns(["NORMAL", "BACTERIA", "VIRUS"], multiclass=True)
+    assert multi[3:6] == ["p_NORMAL", "p_BACTERIA", "p_VIRUS"]
+
+
+def test_no_phi_drops_the_patient_identifier_columns() -> None:
+    header = report.columns(["NORMAL", "PNEUMONIA"], multiclass=False, phi=False)
+    assert not set(PHI_COLUMNS) & set(header)
+    assert "modality" in header
+
+
+def test_result_row_carries_header_fields_and_notes() -> None:
+    result = Result(
+        "a.dcm", "a.dcm", OK, prediction="NORMAL", probability=0.25, label_probs=(0.75, 0.25), width=10,
+        height=20, info={"patient_id": "P1", "modality": "CR", "warning": "inverted MONOCHROME1"},
+    )
+    cells = report.result_row(result, ["NORMAL", "PNEUMONIA"], 0.37, MODEL)
+    assert cells["patient_id"] == "P1" and cells["modality"] == "CR" and cells["study_date"] == ""
+    assert cells["note"] == "inverted MONOCHROME1"
+    assert (cells["probability"], cells["threshold"], cells["width"], cells["height"]) == ("0.250000", "0.37", "10", "20")
+    assert (cells["p_NORMAL"], cells["p_PNEUMONIA"]) == ("0.750000", "0.250000")
+
+
+def test_error_rows_leave_the_numbers_empty() -> None:
+    cells = report.result_row(Result("x", "x", ERROR, error="empty file"), ["N", "P"], 0.5, MODEL)
+    assert (cells["probability"], cells["width"], cells["prediction"], cells["error"]) == ("", "", "", "empty file")
+
+
+@pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "=HYPERLINK(\"http://x\")"])
+def test_formula_cells_are_neutralised(cell: str) -> None:
+    [parsed] = csv.reader(io.StringIO(report.format_row([cell]).decode("utf-8"), newline=""))
+    assert parsed == ["'" + cell]
+
+
+@pytest.mark.parametrize("cell", ["a.png", "x=1.png", "0.5", "'quoted", ""])
+def test_ordinary_cells_are_left_alone(cell: str) -> None:
+    [parsed] = csv.reader(io.StringIO(report.format_row([cell]).decode("utf-8"), newline=""))
+    assert parsed == [cell]
+
+
+def test_rows_are_rfc4180_crlf_records_with_quotes_where_needed() -> None:
+    data = report.format_row(["a,b", 'say "hi"', "two\nlines", "é"])
+    assert data == b'"a,b","say ""hi""","two\nlines",\xc3\xa9\r\n'
+
+
+def test_new_report_gets_a_header_and_every_row_is_on_disk_before_close(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    with ReportWriter(out, HEADER, MODEL) as writer:
+        writer.write(row("a.png"))
+        assert paths_in(out) == ["a.png"]  # readable while the run goes on
+    assert out.read_bytes().startswith(b"path,prediction,probability,")
+
+
+def test_an_existing_report_is_not_overwritten_without_being_asked(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, row("a.png"))
+    with pytest.raises(ReportExists, match="--resume.*--overwrite"):
+        ReportWriter(out, HEADER, MODEL)
+    assert paths_in(out) == ["a.png"]
+    write_report(out, row("b.png"), overwrite=True)
+    assert paths_in(out) == ["b.png"]
+
+
+def test_an_empty_file_is_not_a_report_to_protect(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    out.touch()
+    write_report(out, row("a.png"))
+    assert paths_in(out) == ["a.png"]
+
+
+def test_resume_keeps_ok_rows_of_the_same_model_and_drops_errors_and_other_models(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, row("a.png"), row("b.png", status=ERROR), row("c.png", model="other@ffffffffffff"))
+    writer = write_report(out, resume=True)
+    assert writer.done == {"a.png"}
+    assert paths_in(out) == ["a.png"]
+
+
+def test_resume_matches_neutralised_paths(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, row("=cmd.png"))
+    with ReportWriter(out, HEADER, MODEL, resume=True) as writer:
+        assert writer.is_done("=cmd.png") and not writer.is_done("cmd.png")
+
+
+@pytest.mark.parametrize("cut", [1, 7, 25])
+def test_resume_repairs_a_half_written_last_line(tmp_path: Path, cut: int) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, row("a.png"), row("b.png"), row('c "quoted",\nname.png'))
+    data = out.read_bytes()
+    out.write_bytes(data[: len(data) - cut])  # a power cut in the middle of the last row
+    writer = write_report(out, row("c-again.png"), resume=True)
+    assert writer.done == {"a.png", "b.png"}
+    assert paths_in(out) == ["a.png", "b.png", "c-again.png"]
+
+
+def test_resume_ignores_trailing_zero_bytes_left_by_a_power_cut(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, row("a.png"))
+    out.write_bytes(out.read_bytes() + b"\0" * 512)
+    assert write_report(out, resume=True).done == {"a.png"}
+
+
+def test_resume_of_a_report_without_rows_starts_over(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    out.write_bytes(b"path,predic")
+    assert write_report(out, row("a.png"), resume=True).done == set()
+    assert paths_in(out) == ["a.png"]
+
+
+def test_resume_rewrites_kept_rows_for_a_changed_header(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, {**row("a.png"), "patient_id": "P1"})
+    no_phi = report.columns(["NORMAL", "PNEUMONIA"], multiclass=False, phi=False)
+    with ReportWriter(out, no_phi, MODEL, resume=True):
+        pass
+    with open(out, newline="", encoding="utf-8") as fh:
+        [kept] = list(csv.DictReader(fh))
+    assert "patient_id" not in kept and kept["path"] == "a.png"
+
+
+def test_a_second_writer_of_the_same_report_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    with ReportWriter(out, HEADER, MODEL) as first:
+        with pytest.raises(ReportError, match="another cxr-edge process"):
+            ReportWriter(out, HEADER, MODEL, resume=True)
+        first.write(row("a.png"))
+    assert paths_in(out) == ["a.png"]
+    write_report(out, row("b.png"), resume=True)  # the lock is released on close
+
+
+def test_a_folder_or_a_missing_folder_is_not_a_writable_report(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="is a folder"):
+        ReportWriter(tmp_path, HEADER, MODEL)
+    with pytest.raises(ReportError, match="cannot write the report"):
+        ReportWriter(tmp_path / "missing" / "r.csv", HEADER, MODEL)
