@@ -1,15 +1,29 @@
-"""DICOM input for the preprocessing contract (optional extra ``dicom``: pydicom).
+"""DICOM input for the preprocessing contract (optional extra ``dicom``: pydicom 3).
 
 pydicom is imported only when a DICOM file is met, so JPEG-only users never need it.
+
+Stored pixels become 8-bit grey the way a radiologist's viewer shows them (docs/dicom.md):
+
+1. first frame only (a multi-frame file gets a note);
+2. Modality LUT: the Modality LUT Sequence or Rescale Slope/Intercept;
+3. VOI: the first VOI LUT of the VOI LUT Sequence, else the first Window Center/Width
+   pair (LINEAR, LINEAR_EXACT or SIGMOID), its output range mapped to 0..255;
+   without either (or with an invalid one, noted), 8-bit unsigned unrescaled pixels are
+   kept as they are (they are already display values, like a PNG) and anything else is
+   stretched from its 0.5th to its 99.5th percentile, so a few hot or dead pixels and
+   collimator edges do not flatten the picture;
+4. MONOCHROME1 is inverted so that bone is bright, as in the training films.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from PIL import Image
 
-from cxr_edge.preprocess import ImageReadError, stretch_to_uint8
+from cxr_edge.preprocess import MAX_PIXELS, ImageReadError, scale_to_uint8, to_gray8
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 #: Optional report columns filled from the DICOM header (empty for other files).
@@ -17,6 +31,24 @@ HEADER_COLUMNS = ("patient_id", "study_date", "modality", "view_position", "body
 #: Columns left out of the report entirely with ``--no-phi``.
 PHI_COLUMNS = ("patient_id", "study_date")
 INSTALL_HINT = "pip install 'cxr-edge[dicom]'"
+COMPRESSED_HINT = "pip install 'cxr-edge[dicom-compressed]'"
+#: Percentiles of the stored values stretched to 0..255 when the file has no window.
+ROBUST_PERCENTILES = (0.5, 99.5)
+#: The percentiles are taken on a regular subsample of at most about this many pixels.
+_PERCENTILE_SAMPLES = 1_000_000
+_HEADER_KEYWORDS = {
+    "patient_id": "PatientID",
+    "study_date": "StudyDate",
+    "modality": "Modality",
+    "view_position": "ViewPosition",
+    "body_part": "BodyPartExamined",
+}
+LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL"})
+CHEST_WORDS = ("CHEST", "THORAX", "LUNG")
+_MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+_COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT")
+#: Which package of the ``dicom-compressed`` extra decodes a family of transfer syntaxes.
+_DECODER_PACKAGES = {"JPEG 2000": "pylibjpeg-openjpeg", "HTJ2K": "pylibjpeg-openjpeg", "JPEG": "pylibjpeg-libjpeg"}
 
 
 def is_dicom(path: Path) -> bool:
@@ -31,24 +63,168 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def _pydicom():
+def _pydicom() -> Any:
+    """Import pydicom 3 or explain how to install it (2.x lacks ``pydicom.pixels``)."""
     try:
         import pydicom
     except ImportError as exc:
         raise ImageReadError(f"DICOM file, but pydicom is not installed: {INSTALL_HINT}") from exc
+    try:
+        import pydicom.pixels  # noqa: F401  (pydicom >= 3)
+    except ImportError as exc:
+        raise ImageReadError(
+            f"DICOM needs pydicom 3 or later, this is pydicom {pydicom.__version__}: {INSTALL_HINT} --upgrade"
+        ) from exc
     return pydicom
 
 
 def read_gray8(path: Path) -> tuple[Image.Image, int, int, dict[str, str]]:
-    """Read a DICOM image as 8-bit grayscale: (image, width, height, header info)."""
+    """Read a DICOM image as 8-bit grayscale: (image, width, height, header info).
+
+    ``info`` holds the :data:`HEADER_COLUMNS` present in the header, ``note`` (multi-frame,
+    window ignored) and ``warning`` (lateral view, body part other than chest).
+    """
     pydicom = _pydicom()
+    ds = _read_dataset(pydicom, path)
+    _check_image(pydicom, ds)
+    notes = []
+    frames = pydicom.pixels.utils.get_nr_frames(ds, warn=False)
+    if frames > 1:
+        notes.append(f"multi-frame: first of {frames} frames")
+    gray, voi_note = _display_gray8(pydicom, _first_frame(pydicom, ds), ds)
+    notes += [voi_note] if voi_note else []
+    info = header_info(ds)
+    for key, texts in (("note", notes), ("warning", view_warnings(info))):
+        if texts:
+            info[key] = "; ".join(texts)
+    return Image.fromarray(gray), int(ds.Columns), int(ds.Rows), info
+
+
+def _read_dataset(pydicom: Any, path: Path) -> Any:
+    """Parse the whole file once (header and pixel data)."""
     try:
-        ds = pydicom.dcmread(path)
-        arr = ds.pixel_array
+        return pydicom.dcmread(path)
+    except pydicom.errors.InvalidDicomError as exc:
+        raise ImageReadError("not a DICOM file (no 'DICM' marker after the 128-byte preamble)") from exc
+    except (FileNotFoundError, PermissionError):
+        raise  # load_image words these
     except Exception as exc:  # pydicom raises many types for damaged files
-        raise ImageReadError(f"unreadable DICOM: {exc}") from exc
-    gray = stretch_to_uint8(arr)
-    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+        raise ImageReadError(f"damaged or truncated DICOM file: {exc}") from exc
+
+
+def _check_image(pydicom: Any, ds: Any) -> None:
+    """Refuse what is not a decodable grey or colour picture, with the reason."""
+    if "PixelData" not in ds:
+        sop = ds.get("SOPClassUID")
+        if sop is None or "Image" in sop.name:
+            raise ImageReadError(f"DICOM {sop.name if sop else 'file'} without pixel data (truncated file?)")
+        raise ImageReadError(f"DICOM file without an image ({sop.name}): no pixel data")
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if photometric not in _MONOCHROME + _COLOUR:
+        raise ImageReadError(f"unsupported DICOM Photometric Interpretation {photometric!r}")
+    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    if not 0 < rows * columns <= MAX_PIXELS:
+        raise ImageReadError(f"DICOM image claims {columns}x{rows} pixels (allowed: 1 to {MAX_PIXELS:,})")
+    _check_decoder(pydicom, ds.file_meta.get("TransferSyntaxUID"))
+
+
+def _check_decoder(pydicom: Any, syntax: Any) -> None:
+    """Name the transfer syntax and the package that would decode it when none can."""
+    if syntax is None:
+        raise ImageReadError("DICOM file without a Transfer Syntax UID in its file meta header")
+    label = f"transfer syntax {syntax.name!r} ({syntax})"
+    try:
+        decoder = pydicom.pixels.get_decoder(syntax)
+    except NotImplementedError as exc:
+        raise ImageReadError(f"no decoder exists for {label} in pydicom {pydicom.__version__}") from exc
+    if not decoder.is_available:
+        package = next((p for family, p in _DECODER_PACKAGES.items() if family in syntax.name), "pylibjpeg")
+        raise ImageReadError(f"cannot decode {label} without {package}: {COMPRESSED_HINT}")
+
+
+def _first_frame(pydicom: Any, ds: Any) -> np.ndarray:
+    """Decode only the first frame (a multi-frame file is not decoded whole)."""
+    try:
+        return pydicom.pixels.pixel_array(ds, index=0)
+    except Exception as exc:  # decoders raise many types for damaged data
+        reason = " ".join(str(exc).split())  # decoders list every plugin's failure on its own line
+        raise ImageReadError(f"cannot decode the DICOM pixel data ({ds.file_meta.TransferSyntaxUID.name}): {reason}") from exc
+
+
+def _display_gray8(pydicom: Any, frame: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
+    """Stored values -> 8-bit display grey (steps 2 to 4 of the module doc), plus a note."""
+    photometric = ds.PhotometricInterpretation
+    if photometric not in _MONOCHROME:
+        if frame.dtype != np.uint8:
+            raise ImageReadError(f"{photometric} DICOM with {ds.BitsStored}-bit samples is not supported")
+        return np.asarray(to_gray8(Image.fromarray(frame))), ""  # the contract's luma, as for colour JPEGs
+    values = pydicom.pixels.apply_modality_lut(frame, ds)
+    gray, note = _apply_voi(pydicom, values, ds)
+    if gray is None:
+        gray = values.astype(np.uint8) if _is_display_ready(values, ds) else _robust_stretch(values)
+    if photometric == "MONOCHROME1":
         gray = 255 - gray
-    height, width = gray.shape[:2]
-    return Image.fromarray(gray), width, height, {}
+    return gray, note
+
+
+def _apply_voi(pydicom: Any, values: np.ndarray, ds: Any) -> tuple[np.ndarray | None, str]:
+    """The first VOI LUT or window mapped to 0..255; None when absent or invalid (noted)."""
+    processing = pydicom.pixels.processing
+    try:
+        if ds.get("VOILUTSequence"):
+            item = ds.VOILUTSequence[0]
+            first, entries = int(item.LUTDescriptor[1]), int(item.LUTDescriptor[0]) or 2**16
+            # The LUT's own entries bound its output (some descriptors overstate their bit depth).
+            table = processing.apply_voi(np.arange(first, first + entries), ds)
+            mapped = processing.apply_voi(np.rint(values).astype(np.int64), ds)
+            return scale_to_uint8(mapped, float(table.min()), float(table.max())), ""
+        if "WindowCenter" in ds and "WindowWidth" in ds:
+            # pydicom maps the window onto the stored range; probing with -inf/+inf gives that range.
+            lo, hi = processing.apply_windowing(np.array([-np.inf, np.inf]), ds)
+            return scale_to_uint8(processing.apply_windowing(values, ds), float(lo), float(hi)), ""
+    except (ValueError, TypeError, IndexError, AttributeError, NotImplementedError) as exc:
+        return None, f"VOI LUT/window ignored ({exc})"
+    return None, ""
+
+
+def _is_display_ready(values: np.ndarray, ds: Any) -> bool:
+    """8-bit unsigned values untouched by the Modality LUT are shown as they are."""
+    return (
+        int(ds.get("BitsStored", 16)) <= 8
+        and int(ds.get("PixelRepresentation", 0)) == 0
+        and values.min() >= 0
+        and values.max() <= 255
+        and bool(np.all(values == np.rint(values)))
+    )
+
+
+def _robust_stretch(values: np.ndarray) -> np.ndarray:
+    """Stretch the 0.5th..99.5th percentile to 0..255, measured on a regular subsample."""
+    step = max(1, int(np.sqrt(values.size / _PERCENTILE_SAMPLES)))
+    lo, hi = np.percentile(values[::step, ::step], ROBUST_PERCENTILES)
+    return scale_to_uint8(values, float(lo), float(hi))
+
+
+def header_info(ds: Any) -> dict[str, str]:
+    """The :data:`HEADER_COLUMNS` present and non-empty in the header (dates as YYYY-MM-DD)."""
+    info = {}
+    for column, keyword in _HEADER_KEYWORDS.items():
+        text = str(ds.get(keyword) or "").strip()
+        if text:
+            info[column] = text
+    date = info.get("study_date", "")
+    if len(date) == 8 and date.isdigit():
+        info["study_date"] = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+    return info
+
+
+def view_warnings(info: dict[str, str]) -> list[str]:
+    """Warnings for views the model was not trained on (it only knows frontal chest films)."""
+    found = []
+    view = info.get("view_position", "").upper()
+    if view in LATERAL_VIEWS:
+        found.append(f"lateral view ({view}): the model was trained on frontal chest films only")
+    body = info.get("body_part", "")
+    if body and not any(word in body.upper() for word in CHEST_WORDS):
+        found.append(f"body part {body!r} is not chest: the model was trained on chest films only")
+    return found
