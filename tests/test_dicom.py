@@ -181,6 +181,18 @@ def test_rle_lossless_reads_the_same_as_uncompressed(tmp_path: Path) -> None:
     assert np.array_equal(read(tmp_path / "rle.dcm")[0], read(plain)[0])
 
 
+def test_jpeg2000_lossless_reads_the_same_as_uncompressed(tmp_path: Path) -> None:
+    """Runs where the ``dicom-compressed`` extra (pylibjpeg-openjpeg) is installed."""
+    if not pydicom.pixels.get_encoder(uid.JPEG2000Lossless).is_available:
+        pytest.skip("no JPEG 2000 encoder here: pip install 'cxr-edge[dicom-compressed]'")
+    pixels = np.linspace(0, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)  # OpenJPEG wants >= 32 px
+    plain = write_dicom(tmp_path / "plain.dcm", pixels, bits_stored=12)
+    ds = pydicom.dcmread(plain)
+    ds.compress(uid.JPEG2000Lossless)
+    ds.save_as(tmp_path / "j2k.dcm")
+    assert np.array_equal(read(tmp_path / "j2k.dcm")[0], read(plain)[0])
+
+
 def encapsulated(path: Path, frame: bytes, syntax: str, pixels: np.ndarray) -> Path:
     """Rewrite a file written by write_dicom with ``frame`` as compressed pixel data."""
     write_dicom(path, pixels, bits_stored=8)
