@@ -138,17 +138,24 @@ def _check_decoder(pydicom: Any, syntax: Any) -> None:
     except NotImplementedError as exc:
         raise ImageReadError(f"no decoder exists for {label} in pydicom {pydicom.__version__}") from exc
     if not decoder.is_available:
-        package = next((p for family, p in _DECODER_PACKAGES.items() if family in syntax.name), "pylibjpeg")
-        raise ImageReadError(f"cannot decode {label} without {package}: {COMPRESSED_HINT}")
+        raise ImageReadError(f"cannot decode {label} without {_package_for(syntax)}: {COMPRESSED_HINT}")
+
+
+def _package_for(syntax: Any) -> str:
+    """The package of the ``dicom-compressed`` extra that decodes ``syntax``."""
+    return next((p for family, p in _DECODER_PACKAGES.items() if family in syntax.name), "pylibjpeg")
 
 
 def _first_frame(pydicom: Any, ds: Any) -> np.ndarray:
     """Decode only the first frame (a multi-frame file is not decoded whole)."""
+    syntax = ds.file_meta.TransferSyntaxUID
     try:
         return pydicom.pixels.pixel_array(ds, index=0)
     except Exception as exc:  # decoders raise many types for damaged data
         reason = " ".join(str(exc).split())  # decoders list every plugin's failure on its own line
-        raise ImageReadError(f"cannot decode the DICOM pixel data ({ds.file_meta.TransferSyntaxUID.name}): {reason}") from exc
+        if syntax.is_compressed and "pylibjpeg" not in pydicom.pixels.get_decoder(syntax).available_plugins:
+            reason += f" ({_package_for(syntax)} may decode it: {COMPRESSED_HINT})"  # e.g. 12-bit JPEG, Pillow 8-bit only
+        raise ImageReadError(f"cannot decode the DICOM pixel data ({syntax.name}): {reason}") from exc
 
 
 def _display_gray8(pydicom: Any, frame: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:

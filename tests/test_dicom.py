@@ -212,6 +212,12 @@ def test_jpeg_baseline_decodes_through_pillow(tmp_path: Path) -> None:
     assert np.abs(out.astype(int) - pixels).max() <= 4
 
 
+def test_damaged_compressed_data_is_an_error(tmp_path: Path) -> None:
+    path = encapsulated(tmp_path / "a.dcm", b"\xff\xd8damaged\xff\xd9", uid.JPEGBaseline8Bit, ramp(0, 9, np.uint8))
+    with pytest.raises(ImageReadError, match=r"cannot decode the DICOM pixel data \(JPEG Baseline"):
+        read(path)
+
+
 def test_syntax_without_an_installed_decoder_names_the_syntax_and_the_package(tmp_path: Path) -> None:
     if pydicom.pixels.get_decoder(uid.JPEGLosslessSV1).is_available:
         pytest.skip("a JPEG Lossless decoder is installed here")
