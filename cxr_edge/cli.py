@@ -101,9 +101,13 @@ def main() -> None:
 @click.option("--resume", is_flag=True,
               help="Continue an existing report: skip images already 'ok' with this model, retry errors.")
 @click.option("--no-phi", is_flag=True, help="Leave patient identifiers (DICOM patient_id, study_date) out.")
+@click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a self-contained HTML page, most suspicious image first (images of this run).")
+@click.option("--explain", is_flag=True, help="With --html: add an occlusion heatmap for each flagged image.")
 @model_run_options
-def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, no_phi: bool, model: str | None,
-             device: str, threads: int | None, workers: int | None, recursive: bool, quiet: bool) -> None:
+def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, no_phi: bool, html: Path | None,
+             explain: bool, model: str | None, device: str, threads: int | None, workers: int | None,
+             recursive: bool, quiet: bool) -> None:
     """Classify the images in PATHS (folders or files) into a CSV report, one row per image.
 
     JPEG, PNG (8/16 bit), BMP, TIFF and DICOM files are read; hidden files are skipped.
@@ -111,13 +115,18 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     """
     if overwrite and resume:
         raise click.UsageError("--overwrite and --resume exclude each other")
+    if explain and html is None:
+        raise click.UsageError("--explain needs --html")
     options = ClassifyOptions(
         paths=paths, out=out, model=model, recursive=recursive, workers=workers, threads=threads,
         device=device, overwrite=overwrite, resume=resume, phi=not no_phi,
         progress=not quiet and sys.stderr.isatty(),
     )
+    results: list = []
     with fatal_errors():
-        tally = classify_to_report(options)
+        tally = classify_to_report(options, on_result=results.append if html else None)
+        if html:
+            _html_report(html, results, options, explain)
     if not quiet:
         click.echo(tally.summary(), err=True)
         if tally.classified + tally.errors + tally.skipped == 0:
@@ -141,3 +150,127 @@ def info(model: str | None) -> None:
         bundle = load_bundle(model)
         click.echo(f"model: {bundle.short_id} ({bundle.manifest_path})")
         click.echo(json.dumps(bundle.manifest, indent=2))
+
+
+def _html_report(path: Path, results: list, options: ClassifyOptions, explain: bool) -> None:
+    from cxr_edge.classify import open_classifier
+    from cxr_edge.html_report import write_html
+
+    classifier = open_classifier(options.model, options.threads, options.device)
+    try:
+        write_html(path, results, classifier, explain_flagged=explain, progress=options.progress)
+    except OSError as exc:
+        fail(f"cannot write the HTML report {path}: {exc.strerror or exc}")
+
+
+EXIT_DATA = 4  # evaluate: the labelled folder does not fit the model
+EVALUATE_EXIT_HELP = (
+    "\b\nExit codes:\n"
+    "  0  every image was classified and the metrics printed\n"
+    "  1  some images could not be read (left out of the metrics, listed in predictions.csv)\n"
+    "  2  usage error (bad option, missing folder)\n"
+    "  3  fatal: model missing or damaged, output not writable, no interpreter or Edge TPU\n"
+    "  4  the folder does not fit the model: no class subfolders, a folder name that is no label\n"
+    "     of the model, no images in the class folders, or none of them readable"
+)
+
+
+@main.command(epilog=EVALUATE_EXIT_HELP)
+@click.argument("data_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write metrics.json, predictions.csv and PNG plots (ROC, confusion, histogram) here.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Evaluate this operating point instead of the model's threshold.")
+@click.option("--target-sensitivity", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="S",
+              help="Also report the threshold that reaches sensitivity S on DIR, and its specificity.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots (they need matplotlib).")
+@model_run_options
+def evaluate(data_dir: Path, out_dir: Path | None, threshold: float | None, target_sensitivity: float | None,
+             no_plots: bool, model: str | None, device: str, threads: int | None, workers: int | None,
+             recursive: bool, quiet: bool) -> None:
+    """Measure the model on labelled images: DIR holds one subfolder per class, named by its labels.
+
+    For a binary model: DIR/NORMAL and DIR/PNEUMONIA. For a subtype model: DIR/NORMAL,
+    DIR/BACTERIAL, DIR/VIRAL, or a Kermany-style DIR/PNEUMONIA whose file names say
+    'bacteria' or 'virus'. Prints accuracy, sensitivity, specificity, precision, F1, balanced
+    accuracy and AUC with bootstrap 95% intervals, and the confusion matrix.
+    """
+    from cxr_edge import evaluate as evaluation
+
+    with fatal_errors():
+        try:
+            ev = evaluation.run(data_dir, model=model, threshold=threshold, target_sensitivity=target_sensitivity,
+                                threads=threads, workers=workers, edgetpu=device == "edgetpu", recursive=recursive,
+                                progress=not quiet and sys.stderr.isatty())
+        except evaluation.DataLayoutError as exc:
+            fail(str(exc), EXIT_DATA)
+        click.echo(evaluation.format_table(ev))
+        for result in ev.errors:
+            click.echo(f"cxr-edge: warning: {result.display}: {result.error}", err=True)
+        if out_dir is not None:
+            _evaluation_files(ev, out_dir, plots=not no_plots, quiet=quiet)
+    sys.exit(EXIT_UNREADABLE if ev.errors else EXIT_OK)
+
+
+def _evaluation_files(ev: object, out_dir: Path, plots: bool, quiet: bool) -> None:
+    from cxr_edge import evaluate as evaluation
+    from cxr_edge import plots as plotting
+
+    try:
+        written = evaluation.write_outputs(ev, out_dir)
+        if plots:
+            written += plotting.evaluation_plots(ev, out_dir)
+    except plotting.PlotsUnavailable as exc:
+        click.echo(f"cxr-edge: warning: {exc}", err=True)
+    except OSError as exc:
+        fail(f"cannot write into {out_dir}: {exc.strerror or exc}")
+    else:
+        if not quiet:
+            click.echo(f"wrote {', '.join(p.name for p in written)} to {out_dir}", err=True)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("paths", metavar="IMAGE...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the heatmap PNGs (one per image: <path>.occlusion.png).")
+@click.option("--window", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Side of the hidden square, in model-input pixels.")
+@click.option("--stride", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Step between hidden squares; smaller is finer and slower (passes grow as 1/stride^2).")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Occluded copies per interpreter call.")
+@model_option
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads [default: CPU count].")
+@click.option("--recursive/--no-recursive", default=True, show_default=True, help="Walk folders recursively.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-image lines.")
+def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, batch: int, model: str | None,
+            threads: int | None, recursive: bool, quiet: bool) -> None:
+    """Write occlusion heatmaps: where hiding the image lowers the probability of pneumonia most.
+
+    Each square of the image is hidden in turn (filled with the image's mean grey) and the
+    model is run again through the TFLite interpreter; no TensorFlow is needed.
+    """
+    from cxr_edge import explain as explaining
+    from cxr_edge.classify import open_classifier
+    from cxr_edge.discover import discover
+
+    errors = 0
+    with fatal_errors():
+        classifier = open_classifier(model, threads)
+        inputs = list(discover(paths, recursive=recursive))
+        if not inputs:
+            fail("no image files found", EXIT_UNREADABLE)
+        try:
+            outcomes = explaining.explain_to_dir(inputs, classifier, out_dir, window=window, stride=stride,
+                                                 batch=batch, progress=not quiet and sys.stderr.isatty())
+            for done in outcomes:
+                if done.error:
+                    errors += 1
+                    click.echo(f"cxr-edge: error: {done.display}: {done.error}", err=True)
+                elif not quiet:
+                    heat = done.heatmap
+                    click.echo(f"{done.display}: probability {heat.probability:.3f}, {heat.passes} passes "
+                               f"in {heat.seconds:.2f} s -> {done.written}")
+        except OSError as exc:
+            fail(f"cannot write into {out_dir}: {exc.strerror or exc}")
+    sys.exit(EXIT_UNREADABLE if errors else EXIT_OK)

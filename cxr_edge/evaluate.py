@@ -1,0 +1,308 @@
+"""``cxr-edge evaluate``: check a model on a clinic's own labelled folders before trusting it.
+
+``DIR`` holds one subfolder per class, named by the model's labels (any case). For a
+multiclass model with subtype labels (BACTERIAL/VIRAL, or BACTERIA/VIRUS), a Kermany-style
+``PNEUMONIA/`` folder is read too: the subtype comes from the file name
+(``person1_bacteria_2.jpeg``, ``person3_virus_4.jpeg``), and a file without one counts as
+positive for the pneumonia metrics only. Images go through the same engine as ``classify``; the numbers come from
+:mod:`cxr_edge.metrics` (numpy only), so this runs on the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from cxr_edge import metrics, report
+from cxr_edge.bundle import Bundle, load_bundle
+from cxr_edge.discover import Found, discover, is_hidden, printable
+from cxr_edge.engine import OK, Classifier, Result, classify
+
+KERMANY_POSITIVE = "PNEUMONIA"
+#: File-name word -> the label names it may have in a model, for a Kermany ``PNEUMONIA/`` folder.
+FILENAME_SUBTYPES = {"bacteria": ("BACTERIAL", "BACTERIA"), "virus": ("VIRAL", "VIRUS")}
+_SUBTYPE_RE = re.compile(r"_(bacteria|virus)_", re.IGNORECASE)
+N_BOOT = 1000
+PREDICTIONS_CSV = "predictions.csv"
+METRICS_JSON = "metrics.json"
+TRUTH_COLUMN = "truth"
+
+
+class DataLayoutError(Exception):
+    """The labelled folder does not fit the model (empty, unknown classes, no images...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Truth:
+    """What an image is: ``positive`` for the pneumonia metrics, ``label`` when known exactly."""
+
+    positive: bool
+    label: str | None  # None: positive, subtype unknown (excluded from multiclass metrics)
+
+    @property
+    def name(self) -> str:
+        return self.label or KERMANY_POSITIVE
+
+
+def class_folders(root: Path, bundle: Bundle) -> dict[str, str]:
+    """Subfolder name -> the label (or ``PNEUMONIA``) it stands for; refuse unknown names."""
+    if not root.is_dir():
+        raise DataLayoutError(f"{root} is not a folder")
+    accepted = {label.upper(): label for label in bundle.labels}
+    if bundle.task == "multiclass" and any(_subtype_label(word, bundle) for word in FILENAME_SUBTYPES):
+        accepted.setdefault(KERMANY_POSITIVE, KERMANY_POSITIVE)
+    folders = sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
+    expected = ", ".join(sorted(accepted.values()))
+    if not folders:
+        raise DataLayoutError(f"{root} has no class subfolders: expected folders named {expected}")
+    unknown = [name for name in folders if name.upper() not in accepted]
+    if unknown:
+        raise DataLayoutError(
+            f"{root}: folder(s) {', '.join(unknown)} match no label of model {bundle.name} "
+            f"(its labels: {', '.join(bundle.labels)}); expected folders named {expected}"
+        )
+    return {name: accepted[name.upper()] for name in folders}
+
+
+def truth_of(folder_label: str, filename: str, bundle: Bundle) -> Truth:
+    """The ground truth of one file from its class folder (and, in ``PNEUMONIA/``, its name)."""
+    if folder_label != KERMANY_POSITIVE:
+        return Truth(positive=folder_label != bundle.negative_label, label=folder_label)
+    match = _SUBTYPE_RE.search(filename)
+    return Truth(positive=True, label=_subtype_label(match.group(1).lower(), bundle) if match else None)
+
+
+def _subtype_label(word: str, bundle: Bundle) -> str | None:
+    """The model's label for a file-name subtype word, if it has one."""
+    return next((label for label in FILENAME_SUBTYPES[word] if label in bundle.labels), None)
+
+
+def labelled_inputs(root: str | Path, bundle: Bundle, recursive: bool = True) -> list[tuple[Found, Truth]]:
+    """Every image in the class folders of ``root`` with its truth, in a stable order.
+
+    Images lying directly in ``root`` have no class and are not listed.
+    """
+    root = Path(root)
+    items = []
+    for folder, label in class_folders(root, bundle).items():
+        for found in discover([root / folder], recursive=recursive):
+            display = f"{printable(folder)}/{found.display}"
+            items.append((Found(found.path, display), truth_of(label, Path(found.path).name, bundle)))
+    if not items:
+        raise DataLayoutError(f"no image files in the class folders of {root}")
+    return items
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Results of one evaluation and the metrics drawn from them."""
+
+    bundle: Bundle
+    data_dir: str
+    threshold: float
+    threshold_source: str
+    truths: list[Truth]
+    results: list[Result]
+    target_sensitivity: float | None = None
+    n_boot: int = N_BOOT
+
+    def __post_init__(self) -> None:
+        ok = [i for i, r in enumerate(self.results) if r.status == OK]
+        if not ok:
+            raise DataLayoutError(
+                f"none of the {len(self.results)} images in {self.data_dir} could be read "
+                f"(first: {self.results[0].display}: {self.results[0].error})"
+            )
+        self.ok = ok
+        self.y_true = np.array([self.truths[i].positive for i in ok], dtype=int)
+        self.score = np.array([self.results[i].probability for i in ok], dtype=np.float64)
+
+    @property
+    def positive_name(self) -> str:
+        """What a positive is called in tables: the one positive label, or ``not NORMAL``."""
+        positives = self.bundle.positive_labels
+        return positives[0] if len(positives) == 1 else f"not {self.bundle.negative_label}"
+
+    def binary_confusion(self) -> tuple[list[str], list[list[int]]]:
+        """(names, rows) of the 2x2 confusion: rows are the truth, columns the prediction."""
+        b = self.binary
+        return [self.bundle.negative_label, self.positive_name], [[b["tn"], b["fp"]], [b["fn"], b["tp"]]]
+
+    @property
+    def errors(self) -> list[Result]:
+        return [r for r in self.results if r.status != OK]
+
+    def class_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for truth in self.truths:
+            counts[truth.name] = counts.get(truth.name, 0) + 1
+        return counts
+
+    @functools.cached_property
+    def binary(self) -> dict[str, float]:
+        return metrics.binary_metrics(self.y_true, self.score, self.threshold)
+
+    @functools.cached_property
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        return metrics.bootstrap_ci(self.y_true, self.score, self.threshold, n_boot=self.n_boot)
+
+    @functools.cached_property
+    def multiclass(self) -> dict[str, Any] | None:
+        """Per-label metrics for multiclass models, on the images whose exact label is known."""
+        if self.bundle.task != "multiclass":
+            return None
+        known = [i for i in self.ok if self.truths[i].label is not None]
+        if not known:
+            return None
+        labels = list(self.bundle.labels)
+        y = [labels.index(self.truths[i].label) for i in known]
+        pred = [labels.index(self.results[i].prediction) for i in known]
+        return metrics.multiclass_metrics(y, pred, labels)
+
+    @functools.cached_property
+    def at_target(self) -> dict[str, float] | None:
+        """The threshold reaching the target sensitivity on this data, and what it gives."""
+        if self.target_sensitivity is None or not self.y_true.any():
+            return None
+        t = metrics.threshold_for_sensitivity(self.y_true, self.score, self.target_sensitivity)
+        found = metrics.binary_metrics(self.y_true, self.score, t)
+        return {"target_sensitivity": self.target_sensitivity, **found}
+
+    def to_json(self) -> dict[str, Any]:
+        binary = self.binary
+        return _finite_or_none(
+            {
+                "model": self.bundle.short_id,
+                "model_manifest": str(self.bundle.manifest_path),
+                "quantization": self.bundle.quantization,
+                "data_dir": self.data_dir,
+                "threshold": self.threshold,
+                "threshold_source": self.threshold_source,
+                "n_images": len(self.results),
+                "n_unreadable": len(self.errors),
+                "classes": self.class_counts(),
+                "binary": binary,
+                "ci95": {k: list(v) for k, v in self.intervals.items()},
+                "bootstrap": {"n_boot": self.n_boot, "level": 0.95, "resampled": "images"},
+                "calibration": {
+                    "brier": metrics.brier_score(self.y_true, self.score),
+                    "ece": metrics.expected_calibration_error(self.y_true, np.clip(self.score, 0, 1)),
+                },
+                "multiclass": self.multiclass,
+                "at_target_sensitivity": self.at_target,
+            }
+        )
+
+
+def _finite_or_none(value: Any) -> Any:
+    """NaN/inf -> None recursively, so metrics.json is strict JSON (``null`` = undefined)."""
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def run(
+    data_dir: str | Path,
+    model: str | Path | None = None,
+    threshold: float | None = None,
+    target_sensitivity: float | None = None,
+    threads: int | None = None,
+    workers: int | None = None,
+    edgetpu: bool = False,
+    recursive: bool = True,
+    progress: bool = False,
+    n_boot: int = N_BOOT,
+) -> Evaluation:
+    """Classify every labelled image of ``data_dir`` and return the :class:`Evaluation`."""
+    bundle = load_bundle(model)
+    source = "manifest"
+    if threshold is not None:
+        bundle, source = dataclasses.replace(bundle, threshold=float(threshold)), "--threshold"
+    inputs = labelled_inputs(data_dir, bundle, recursive=recursive)
+    classifier = Classifier(bundle, threads=threads, edgetpu=edgetpu)
+    bar = tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    with bar:
+        results = []
+        for result in classify([found for found, _ in inputs], classifier, workers=workers):
+            results.append(result)
+            bar.update()
+    return Evaluation(
+        bundle=bundle,
+        data_dir=str(data_dir),
+        threshold=bundle.threshold,
+        threshold_source=source,
+        truths=[truth for _, truth in inputs],
+        results=results,
+        target_sensitivity=target_sensitivity,
+        n_boot=n_boot,
+    )
+
+
+def _cell(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def format_table(ev: Evaluation) -> str:
+    """The stdout summary: counts, metrics with 95% intervals, confusion matrices."""
+    binary, ci = ev.binary, ev.intervals
+    counts = ", ".join(f"{k} {v}" for k, v in ev.class_counts().items())
+    lines = [
+        f"model {ev.bundle.short_id} ({ev.bundle.quantization}), threshold {ev.threshold:g} ({ev.threshold_source})",
+        f"{len(ev.results)} images ({counts}); {len(ev.errors)} unreadable",
+        "",
+        f"{'metric':<18} {'value':>6}   95% CI",
+    ]
+    for name in metrics.CI_METRICS:
+        lo, hi = ci[name]
+        lines.append(f"{name:<18} {_cell(binary[name]):>6}   {_cell(lo)}-{_cell(hi)}")
+    lines += ["", "confusion (rows: truth, columns: prediction)"]
+    lines += _matrix(*ev.binary_confusion())
+    multi = ev.multiclass
+    if multi:
+        lines += ["", f"multiclass accuracy {_cell(multi['accuracy'])}, macro F1 {_cell(multi['macro_f1'])}"]
+        lines += _matrix(list(ev.bundle.labels), multi["confusion"])
+    target = ev.at_target
+    if target:
+        lines += [
+            "",
+            f"threshold for sensitivity >= {target['target_sensitivity']:g} on this data: {target['threshold']:.4f} "
+            f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})",
+        ]
+    return "\n".join(lines)
+
+
+def _matrix(names: Sequence[str], rows: Sequence[Sequence[int]]) -> list[str]:
+    width = max(10, *(len(n) + 1 for n in names))
+    out = [" " * width + "".join(f"{n:>{width}}" for n in names)]
+    out += [f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row) for name, row in zip(names, rows)]
+    return out
+
+
+def write_outputs(ev: Evaluation, out_dir: str | Path) -> list[Path]:
+    """Write metrics.json and the per-image CSV (with a ``truth`` column) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / METRICS_JSON
+    metrics_path.write_text(json.dumps(ev.to_json(), indent=2) + "\n", encoding="utf-8")
+    csv_path = out / PREDICTIONS_CSV
+    bundle = ev.bundle
+    header = [*report.columns(bundle.labels, multiclass=bundle.task == "multiclass"), TRUTH_COLUMN]
+    with report.ReportWriter(csv_path, header, bundle.short_id, overwrite=True) as writer:
+        for result, truth in zip(ev.results, ev.truths):
+            row = report.result_row(result, bundle.labels, ev.threshold, bundle.short_id)
+            writer.write({**row, TRUTH_COLUMN: truth.name})
+    return [metrics_path, csv_path]

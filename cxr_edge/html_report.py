@@ -1,0 +1,121 @@
+"""The visual triage report: one self-contained HTML page, most suspicious image first.
+
+``classify --html report.html`` writes it next to the CSV. Everything is inline (thumbnails
+and heatmaps as base64 data URIs, CSS in a ``<style>`` element, no script, no network), so
+it opens from a USB stick in any browser on the device with no server. Rows are written one
+by one after sorting, so memory holds the small results, never all the pictures.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import sys
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from PIL import Image
+from tqdm import tqdm
+
+from cxr_edge import __version__, explain
+from cxr_edge.engine import OK, Classifier, Result
+from cxr_edge.preprocess import ImageReadError, load_image
+
+THUMBNAIL = 160  # px, longest side
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
+h1{font-size:1.4em;margin:0 0 .3em}
+.meta{color:#555;margin-bottom:1em}
+table{border-collapse:collapse;width:100%}
+th,td{border-bottom:1px solid #ddd;padding:6px 8px;text-align:left;vertical-align:middle}
+th{background:#f3f3f3}
+tr.flagged td.prediction{color:#b00020;font-weight:bold}
+tr.error td{color:#555;background:#fafafa}
+.bar{display:inline-block;height:.7em;background:#b00020;margin-left:.5em}
+img{display:block;image-rendering:auto}
+.path{font-family:monospace;word-break:break-all}
+"""
+
+
+def _data_uri(image: Image.Image, fmt: str) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **({"quality": 80} if fmt == "JPEG" else {"optimize": True}))
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def _img(uri: str, alt: str) -> str:
+    return f'<img src="{uri}" alt="{html.escape(alt)}" width="{THUMBNAIL}" height="{THUMBNAIL}">'
+
+
+def order(results: Sequence[Result]) -> list[Result]:
+    """Classified images by probability, highest first (ties by path), then the unreadable ones."""
+    ok = sorted((r for r in results if r.status == OK), key=lambda r: (-(r.probability or 0.0), r.display))
+    return ok + sorted((r for r in results if r.status != OK), key=lambda r: r.display)
+
+
+def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
+    """One table row; the image is re-read through the contract for its thumbnail."""
+    bundle = classifier.bundle
+    path = html.escape(result.display)
+    if result.status != OK:
+        return f'<tr class="error"><td></td><td class="path">{path}</td><td>unreadable</td><td></td><td>' \
+               f"{html.escape(result.error)}</td><td></td></tr>"
+    flagged = result.prediction != bundle.negative_label
+    try:
+        pixels = load_image(result.path, bundle.contract).pixels
+    except ImageReadError as exc:  # changed or removed since it was classified
+        thumb, heat, note = "", "", f"cannot show: {exc}"
+    else:
+        thumb = _img(_data_uri(Image.fromarray(pixels).resize((THUMBNAIL, THUMBNAIL)), "JPEG"), result.display)
+        heat, note = "", ""
+        if flagged and explain_flagged:
+            heatmap = explain.occlusion_map(classifier, pixels)
+            heat = _img(_data_uri(explain.overlay(heatmap).resize((THUMBNAIL, THUMBNAIL)), "PNG"),
+                        f"heatmap of {result.display}")
+    probability = result.probability or 0.0
+    bar = f'<span class="bar" style="width:{probability * 80:.0f}px"></span>'
+    return (
+        f'<tr class="{"flagged" if flagged else "normal"}"><td>{thumb}</td><td class="path">{path}</td>'
+        f'<td class="prediction">{html.escape(result.prediction)}</td>'
+        f'<td class="probability">{probability:.3f}{bar}</td><td>{html.escape(note)}</td><td>{heat}</td></tr>'
+    )
+
+
+def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title: str) -> None:
+    bundle = classifier.bundle
+    flagged = sum(r.status == OK and r.prediction != bundle.negative_label for r in results)
+    errors = sum(r.status != OK for r in results)
+    when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    out.write(
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>{html.escape(title)}</h1>\n"
+        f'<p class="meta">{len(results)} images: <strong>{flagged} flagged</strong> '
+        f"(probability &ge; threshold {bundle.threshold:g}), {errors} unreadable. "
+        f"Model {html.escape(bundle.short_id)} ({html.escape(bundle.quantization)}); "
+        f"cxr-edge {__version__}; {html.escape(when)}. Screening aid only: a clinician reads every image.</p>\n"
+        "<table><thead><tr><th>image</th><th>path</th><th>prediction</th><th>probability</th>"
+        "<th>note</th><th>heatmap</th></tr></thead><tbody>\n"
+    )
+
+
+def write_html(
+    path: str | Path,
+    results: Sequence[Result],
+    classifier: Classifier,
+    explain_flagged: bool = False,
+    title: str = "cxr-edge triage report",
+    progress: bool = False,
+) -> Path:
+    """Write the page for ``results``; heatmaps for flagged images when ``explain_flagged``."""
+    path = Path(path)
+    rows = order(results)
+    with open(path, "w", encoding="utf-8") as out:
+        _head(out, rows, classifier, title)
+        for result in tqdm(rows, unit="img", desc="html", file=sys.stderr, disable=not progress, dynamic_ncols=True):
+            out.write(_row(result, classifier, explain_flagged) + "\n")
+        out.write("</tbody></table>\n</body></html>\n")
+    return path
