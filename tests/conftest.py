@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import shutil
+import struct
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -85,6 +87,42 @@ def cli() -> Callable[..., Result]:
         return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with no real pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def write_bad_inputs(folder: Path) -> dict[str, str]:
+    """Write one of each bad input the issue names; returns {file name: expected error (regex)}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "zero_byte.png").write_bytes(b"")
+    (folder / "text_named.jpg").write_text("hello, I am a text file\n", encoding="utf-8")
+    Image.fromarray(gradient_pixels(300, 300)).save(folder / "whole.jpg")
+    data = (folder / "whole.jpg").read_bytes()
+    (folder / "whole.jpg").unlink()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "bomb.png").write_bytes(png_header_only(50_000, 50_000))
+    (folder / "folder.jpg").mkdir()
+    return {
+        "zero_byte.png": "empty file",
+        "text_named.jpg": "not a readable image",
+        "truncated.jpg": "truncated",
+        "bomb.png": "decompression bomb|over the .* limit",
+        "folder.jpg": "is a folder",
+    }
+
+
+@pytest.fixture
+def bad_inputs() -> Callable[[Path], dict[str, str]]:
+    """Writes the issue's bad inputs into a folder (see :func:`write_bad_inputs`)."""
+    return write_bad_inputs
 
 
 def read_report(path: Path) -> list[dict[str, str]]:

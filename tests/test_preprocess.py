@@ -1,0 +1,116 @@
+"""The preprocessing contract: every format and mode -> 8-bit grey at the model's size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr_edge.preprocess import Contract, ImageReadError, load_image
+
+SMALL = Contract(width=32, height=24)
+
+
+def save(array_or_image: np.ndarray | Image.Image, path: Path, **options: object) -> Path:
+    img = array_or_image if isinstance(array_or_image, Image.Image) else Image.fromarray(array_or_image)
+    img.save(path, **options)
+    return path
+
+
+def top_bright(width: int = 60, height: int = 40) -> np.ndarray:
+    """White top half, black bottom half: shows orientation and the squash resize."""
+    pixels = np.zeros((height, width), np.uint8)
+    pixels[: height // 2] = 255
+    return pixels
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "CMYK", "1", "LA"])
+def test_eight_bit_modes_become_the_same_grey_picture(tmp_path: Path, mode: str) -> None:
+    grey = Image.fromarray(top_bright())
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    path = save(grey.convert(mode), tmp_path / f"x{suffix}", **({"quality": 100} if mode == "CMYK" else {}))
+    prepared = load_image(path, SMALL)
+    assert prepared.pixels.dtype == np.uint8 and prepared.pixels.shape == (24, 32)
+    assert (prepared.width, prepared.height) == (60, 40)
+    assert prepared.pixels[:10].mean() > 240 and prepared.pixels[-10:].mean() < 15
+
+
+def test_rgb_uses_luma_weights(tmp_path: Path) -> None:
+    red = np.zeros((40, 60, 3), np.uint8)
+    red[..., 0] = 255
+    prepared = load_image(save(red, tmp_path / "red.png"), SMALL)
+    assert np.all(prepared.pixels == 76)  # ITU-R 601-2: 0.299 * 255
+
+
+def test_transparent_palette_images_are_read(tmp_path: Path) -> None:
+    img = Image.fromarray(top_bright()).convert("P")
+    img.info["transparency"] = 0
+    prepared = load_image(save(img, tmp_path / "p.png", transparency=0), SMALL)
+    assert prepared.pixels.shape == (24, 32)
+
+
+@pytest.mark.parametrize(
+    "values, suffix",
+    [
+        (np.linspace(1000, 4095, 40 * 60).reshape(40, 60).astype(np.uint16), ".png"),  # 12-bit in 16
+        (np.linspace(0, 65535, 40 * 60).reshape(40, 60).astype(np.uint16), ".tif"),
+        (np.linspace(-5000, 90000, 40 * 60).reshape(40, 60).astype(np.int32), ".tif"),  # mode I
+        (np.linspace(-1.0, 3.0, 40 * 60).reshape(40, 60).astype(np.float32), ".tif"),  # mode F
+    ],
+    ids=["png-16bit", "tiff-16bit", "tiff-int32", "tiff-float"],
+)
+def test_deep_modes_are_stretched_from_their_own_range(tmp_path: Path, values: np.ndarray, suffix: str) -> None:
+    path = save(values, tmp_path / f"deep{suffix}")
+    assert Image.open(path).mode in ("I;16", "I", "F")
+    pixels = load_image(path, Contract(width=60, height=40)).pixels
+    assert pixels.min() <= 1 and pixels.max() >= 254
+    assert np.all(np.diff(pixels.astype(int).ravel()) >= 0)  # monotone ramp stays monotone
+
+
+def test_a_constant_deep_image_becomes_black(tmp_path: Path) -> None:
+    path = save(np.full((40, 60), 777, np.uint16), tmp_path / "flat.png")
+    assert not load_image(path, SMALL).pixels.any()
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".tif", ".tiff", ".png", ".jpg"])
+def test_every_raster_format_decodes(tmp_path: Path, suffix: str) -> None:
+    prepared = load_image(save(top_bright(), tmp_path / f"x{suffix}"), SMALL)
+    assert prepared.pixels[:10].mean() > 200 and prepared.pixels[-10:].mean() < 50
+
+
+def test_squash_resize_keeps_the_whole_image_without_cropping(tmp_path: Path) -> None:
+    pixels = np.zeros((100, 400), np.uint8)
+    pixels[:, :20] = 255  # a bright strip at the far left would be lost by a centre crop
+    prepared = load_image(save(pixels, tmp_path / "wide.png"), Contract(width=40, height=40))
+    assert prepared.pixels[:, 0].mean() > 200 and prepared.pixels[:, 2:].max() < 60
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_exif_orientation_is_applied(tmp_path: Path, suffix: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": the stored top becomes the right side
+    path = save(top_bright(), tmp_path / f"rotated{suffix}", exif=exif.tobytes())
+    pixels = load_image(path, Contract(width=40, height=40)).pixels
+    assert pixels[:, -10:].mean() > 200 and pixels[:, :10].mean() < 50
+
+
+def test_autocontrast_stretches_a_dull_image(tmp_path: Path) -> None:
+    dull = np.linspace(100, 140, 40 * 60).reshape(40, 60).astype(np.uint8)
+    path = save(dull, tmp_path / "dull.png")
+    plain = load_image(path, SMALL).pixels
+    stretched = load_image(path, Contract(width=32, height=24, normalize="autocontrast")).pixels
+    assert plain.max() - plain.min() <= 41 and stretched.max() - stretched.min() >= 250
+
+
+def test_bad_files_raise_a_readable_error(tmp_path: Path, bad_inputs) -> None:
+    expected = bad_inputs(tmp_path)
+    for name, message in expected.items():
+        with pytest.raises(ImageReadError, match=message):
+            load_image(tmp_path / name, SMALL)
+
+
+def test_a_file_deleted_after_listing_is_reported_as_not_found(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match="not found"):
+        load_image(tmp_path / "gone.png", SMALL)
