@@ -8,6 +8,7 @@ the tensor's own quantization parameters, so float and int8 models are fed the s
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import platform
 from pathlib import Path
@@ -69,6 +70,8 @@ def load_edgetpu_delegate() -> Any:
     library = EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
     load = getattr(module, "load_delegate", None) or getattr(getattr(module, "experimental", None), "load_delegate")
     try:
+        # Open the library first: LiteRT's Delegate, failing to, dies in __del__ with a traceback on stderr.
+        ctypes.CDLL(library)
         return load(library)
     except (ValueError, RuntimeError, OSError) as exc:
         raise RuntimeUnavailable(f"Edge TPU not available ({library}: {exc}); {EDGETPU_HINT}") from exc
