@@ -13,17 +13,19 @@ import dataclasses
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from cxr_edge import runtime
-from cxr_edge.bundle import Bundle
+from cxr_edge.bundle import Bundle, BundleError
 from cxr_edge.discover import Found
 from cxr_edge.preprocess import ImageReadError, Prepared, load_image
 
 OK = "ok"
 ERROR = "error"
+DEFAULT_BATCH = 4  # images per invoke on the CPU (see benchmarks/)
 
 
 def default_workers() -> int:
@@ -85,7 +87,7 @@ class Tally:
 class Classifier:
     """A bundle and its interpreter: uint8 pixel batches -> per-label probabilities and labels."""
 
-    def __init__(self, bundle: Bundle, threads: int | None = None, edgetpu: bool = False):
+    def __init__(self, bundle: Bundle, threads: int | None = None, edgetpu: bool = False, batch: int | None = None):
         self.bundle = bundle
         model_path = bundle.model_path
         if edgetpu:
@@ -95,8 +97,9 @@ class Classifier:
                     f"{bundle.manifest_path}: this bundle has no Edge-TPU-compiled model; {runtime.EDGETPU_HINT}"
                 )
         self.interpreter = runtime.make_interpreter(model_path, threads=threads, edgetpu=edgetpu)
+        _check_input(bundle, model_path, runtime.input_details(self.interpreter))
         # The Edge TPU runs one image per invoke; on the CPU a few per invoke amortise overhead.
-        self.batch = 1 if edgetpu else 4
+        self.batch = batch or (1 if edgetpu else DEFAULT_BATCH)
 
     def fill(self, pending: list[tuple[Found, Prepared]]) -> list[Result]:
         """Run one batch of decoded images and return their results."""
@@ -118,6 +121,17 @@ class Classifier:
             )
             for (found, prepared), label, score, row in zip(pending, labels, scores, probs)
         ]
+
+
+def _check_input(bundle: Bundle, model_path: Path, details: dict[str, Any]) -> None:
+    """Refuse a model whose input tensor is not what its manifest promises."""
+    shape = tuple(int(n) for n in details["shape"])
+    dtype = np.dtype(details["dtype"]).name
+    if shape[1:] != bundle.input_shape[1:] or dtype != bundle.input_dtype:
+        raise BundleError(
+            f"{model_path}: input {list(shape)} {dtype} does not match the manifest's "
+            f"{list(bundle.input_shape)} {bundle.input_dtype} ({bundle.manifest_path.name})"
+        )
 
 
 def _decode(found: Found, bundle: Bundle) -> Prepared | Result:

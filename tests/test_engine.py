@@ -1,0 +1,116 @@
+"""The engine: results in input order, streaming with bounded look-ahead, real TFLite models."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxr_edge import runtime
+from cxr_edge.bundle import BundleError, load_bundle
+from cxr_edge.discover import Found, discover
+from cxr_edge.engine import ERROR, OK, Classifier, Tally, classify
+from cxr_edge.preprocess import load_image
+
+
+def images(folder: Path, make_image, count: int) -> list[Path]:
+    return [make_image(folder / f"img_{i:03d}.png", size=(90 + 7 * i, 70 + 3 * i), seed=i) for i in range(count)]
+
+
+def one_by_one(classifier: Classifier, paths: list[Path]) -> np.ndarray:
+    """Each image alone through the interpreter: the reference the engine must reproduce."""
+    bundle = classifier.bundle
+    pixels = [load_image(p, bundle.contract).pixels for p in paths]
+    return np.concatenate([bundle.label_probabilities(runtime.run_batch(classifier.interpreter, p[None])) for p in pixels])
+
+
+@pytest.mark.parametrize("model", ["binary_model", "float_model", "subtype_model"])
+@pytest.mark.parametrize("workers, batch", [(1, 1), (3, 4), (2, 5)])
+def test_results_match_single_image_runs_in_input_order(tmp_path, make_image, request, model, workers, batch) -> None:
+    paths = images(tmp_path, make_image, 11)
+    (tmp_path / "img_004b.png").write_text("not an image")  # an error in the middle of a batch
+    classifier = Classifier(load_bundle(request.getfixturevalue(model)), threads=1, batch=batch)
+    results = list(classify(discover([tmp_path]), classifier, workers=workers))
+    assert [r.display for r in results] == sorted(p.name for p in tmp_path.iterdir())
+    ok = [r for r in results if r.status == OK]
+    assert [r.status for r in results].count(ERROR) == 1 and len(ok) == 11
+    expected = one_by_one(Classifier(load_bundle(request.getfixturevalue(model)), threads=1), paths)
+    np.testing.assert_allclose([r.label_probs for r in ok], expected, atol=1e-5)
+    bundle = classifier.bundle
+    assert [r.prediction for r in ok] == bundle.decide(expected)
+    np.testing.assert_allclose([r.probability for r in ok], bundle.positive_probability(expected), atol=1e-5)
+    assert (ok[3].width, ok[3].height) == (90 + 21, 70 + 9)
+
+
+def test_the_engine_streams_and_reads_only_a_bounded_window_ahead(tmp_path, make_image, binary_model) -> None:
+    path = make_image(tmp_path / "a.png")
+    consumed = itertools.count()
+    endless = (Found(str(path), f"copy {next(consumed)}") for _ in itertools.repeat(None))
+    classifier = Classifier(load_bundle(binary_model), threads=1, batch=4)
+    first = list(itertools.islice(classify(endless, classifier, workers=2), 10))
+    assert [r.display for r in first] == [f"copy {i}" for i in range(10)]
+    assert next(consumed) <= 10 + 2 * 2 + 4 + 4  # taken + window + one batch: never the whole input
+
+
+def test_a_file_deleted_between_listing_and_reading_gets_an_error_row(tmp_path, make_image, binary_model) -> None:
+    images(tmp_path, make_image, 3)
+    listed = list(discover([tmp_path]))
+    Path(listed[1].path).unlink()
+    results = list(classify(listed, Classifier(load_bundle(binary_model), threads=1)))
+    assert [r.status for r in results] == [OK, ERROR, OK]
+    assert "not found" in results[1].error and "deleted" in results[1].error
+
+
+def test_every_bad_input_gets_an_error_row_and_the_rest_is_classified(tmp_path, make_image, binary_model, bad_inputs):
+    expected = bad_inputs(tmp_path)
+    make_image(tmp_path / "good.png")
+    results = {r.display: r for r in classify(discover([tmp_path]), Classifier(load_bundle(binary_model)))}
+    assert results.pop("good.png").status == OK
+    assert sorted(results) == sorted(expected)
+    for name, result in results.items():
+        assert result.status == ERROR and result.error
+        assert re.search(expected[name], result.error), (name, result.error)
+
+
+def test_tally_counts_labels_and_errors(tmp_path, make_image, binary_model) -> None:
+    images(tmp_path, make_image, 3)
+    (tmp_path / "bad.png").write_bytes(b"")
+    tally = Tally()
+    for result in classify(discover([tmp_path]), Classifier(load_bundle(binary_model))):
+        tally.add(result)
+    assert (tally.classified, tally.errors) == (3, 1)
+    assert "3 classified" in tally.summary() and "1 errors" in tally.summary() and "images/s" in tally.summary()
+
+
+def test_a_model_whose_input_differs_from_its_manifest_is_refused(tmp_path, binary_model, copy_bundle) -> None:
+    manifest_path = copy_bundle(binary_model, tmp_path / "m")
+    manifest = json.loads(manifest_path.read_text())
+    manifest["input"]["dtype"] = "float32" if manifest["input"]["dtype"] != "float32" else "uint8"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="does not match the manifest"):
+        Classifier(load_bundle(manifest_path))
+
+
+def test_edgetpu_without_a_compiled_model_says_so(binary_model) -> None:
+    with pytest.raises(runtime.RuntimeUnavailable, match="no Edge-TPU-compiled model"):
+        Classifier(load_bundle(binary_model), edgetpu=True)
+
+
+def test_edgetpu_without_the_runtime_says_how_to_install_it(tmp_path, binary_model, copy_bundle) -> None:
+    manifest_path = copy_bundle(binary_model, tmp_path / "m")
+    compiled = manifest_path.with_name("compiled_edgetpu.tflite")
+    compiled.write_bytes(manifest_path.with_suffix(".tflite").read_bytes())
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "edgetpu_model_file": compiled.name}))
+    try:
+        runtime.load_edgetpu_delegate()
+    except runtime.RuntimeUnavailable:
+        pass
+    else:
+        pytest.skip("an Edge TPU runtime is installed here")
+    with pytest.raises(runtime.RuntimeUnavailable, match="libedgetpu1-std"):
+        Classifier(load_bundle(manifest_path), edgetpu=True)
