@@ -15,39 +15,14 @@ from cxr_edge import dicom
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 pydicom = pytest.importorskip("pydicom", minversion="3")
+from dicom_files import write_dicom  # noqa: E402
 from pydicom import uid  # noqa: E402
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.encaps import encapsulate  # noqa: E402
 
 #: No resize: the contract's output is the 8-bit display picture itself.
 SIZE = (40, 30)
 NATIVE = Contract(width=SIZE[0], height=SIZE[1])
-
-
-def write_dicom(
-    path: Path,
-    pixels: np.ndarray | None,
-    photometric: str = "MONOCHROME2",
-    bits_stored: int | None = None,
-    sop_class: str = uid.DigitalXRayImageStorageForPresentation,
-    **header: Any,
-) -> Path:
-    """Write a conformant Part 10 file (preamble, file meta) holding ``pixels`` and ``header``."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = uid.generate_uid()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    if pixels is not None:
-        bits = bits_stored or pixels.dtype.itemsize * 8
-        ds.set_pixel_data(pixels, photometric, bits)
-    for keyword, value in header.items():
-        setattr(ds, keyword, value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def read(path: Path) -> tuple[np.ndarray, dict[str, str]]:
