@@ -1,0 +1,341 @@
+"""``cxr-edge`` end to end: real files, real TFLite models, the report on disk, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+import pty
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr_edge import __version__, bundle
+from cxr_edge.dicom import PHI_COLUMNS
+from cxr_edge.report import ReportWriter
+
+pd = pytest.importorskip("pandas")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cxr_edge(*args: object, **kwargs) -> subprocess.CompletedProcess:
+    """Run the CLI in a fresh interpreter, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "cxr_edge", *map(str, args)], capture_output=True, text=True, cwd=REPO, **kwargs
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path, make_image) -> Path:
+    """Five good images, one of them in a sub-folder."""
+    root = tmp_path / "scans"
+    for i in range(4):
+        make_image(root / f"img_{i}.png", seed=i)
+    make_image(root / "sub" / "deep.jpg", seed=9)
+    return root
+
+
+def test_classify_writes_one_ok_row_per_image_and_a_summary(cli, folder, binary_model, report_rows) -> None:
+    out = folder.parent / "report.csv"
+    result = cli("classify", folder, "--out", out, "--model", binary_model)
+    assert result.exit_code == 0, result.stderr
+    rows = report_rows(out)
+    assert [r["path"] for r in rows] == ["img_0.png", "img_1.png", "img_2.png", "img_3.png", "sub/deep.jpg"]
+    model = bundle.load_bundle(binary_model)
+    for row in rows:
+        assert row["status"] == "ok" and row["error"] == ""
+        assert row["prediction"] in model.labels
+        assert 0.0 <= float(row["probability"]) <= 1.0
+        assert float(row["threshold"]) == pytest.approx(model.threshold)
+        assert row["model"] == model.short_id
+        assert (row["width"], row["height"]) == ("96", "80")
+        assert (float(row["probability"]) >= model.threshold) == (row["prediction"] != model.negative_label)
+    assert "5 classified" in result.stderr and "0 errors" in result.stderr and "images/s" in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_inputs_get_error_rows_and_exit_code_1(cli, folder, binary_model, bad_inputs, report_rows) -> None:
+    expected = bad_inputs(folder / "bad")
+    out = folder.parent / "report.csv"
+    result = cli("classify", folder, "--out", out, "--model", binary_model)
+    assert result.exit_code == 1
+    rows = {r["path"]: r for r in report_rows(out)}
+    assert len(rows) == 5 + len(expected)
+    for name, message in expected.items():
+        row = rows[f"bad/{name}"]
+        assert row["status"] == "error" and row["prediction"] == "" and row["probability"] == ""
+        assert re.search(message, row["error"]), row["error"]
+    assert f"{len(expected)} errors" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+NASTY_NAMES = ["comma, here.png", 'quote "q".png', "new\nline.png", "ünïcødé 肺.png", "semi;colon 'single'.png"]
+
+
+def test_awkward_file_names_round_trip_through_csv_and_pandas(cli, tmp_path, make_image, binary_model) -> None:
+    for i, name in enumerate(NASTY_NAMES):
+        make_image(tmp_path / "in" / name, seed=i)
+    out = tmp_path / "report.csv"
+    assert cli("classify", tmp_path / "in", "--out", out, "--model", binary_model).exit_code == 0
+    with open(out, newline="", encoding="utf-8") as fh:
+        assert sorted(r["path"] for r in csv.DictReader(fh)) == sorted(NASTY_NAMES)
+    frame = pd.read_csv(out, encoding="utf-8", keep_default_na=False)
+    assert sorted(frame["path"]) == sorted(NASTY_NAMES)
+    assert set(frame["status"]) == {"ok"}
+
+
+@pytest.mark.parametrize("name", ["=cmd.png", "+1.png", "-2.png", "@SUM.png"])
+def test_file_names_that_look_like_formulas_are_neutralised(cli, tmp_path, make_image, binary_model, name) -> None:
+    make_image(tmp_path / "in" / name)
+    out = tmp_path / "report.csv"
+    assert cli("classify", tmp_path / "in", "--out", out, "--model", binary_model).exit_code == 0
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame["path"]) == ["'" + name]
+
+
+def test_out_dash_writes_the_csv_to_stdout_and_the_summary_to_stderr(cli, folder, binary_model) -> None:
+    result = cli("classify", folder, "--out", "-", "--model", binary_model)
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(result.stdout, newline="")))
+    assert len(rows) == 5 and "classified" in result.stderr and "classified" not in result.stdout
+
+
+def test_an_existing_report_is_refused_without_overwrite_or_resume(cli, folder, binary_model, report_rows) -> None:
+    out = folder.parent / "report.csv"
+    out.write_bytes(b"precious\r\n")
+    result = cli("classify", folder, "--out", out, "--model", binary_model)
+    assert result.exit_code == 2 and "--resume" in result.stderr and "--overwrite" in result.stderr
+    assert out.read_bytes() == b"precious\r\n"
+    assert cli("classify", folder, "--out", out, "--model", binary_model, "--overwrite").exit_code == 0
+    assert len(report_rows(out)) == 5
+    assert cli("classify", folder, "--out", out, "--overwrite", "--resume").exit_code == 2
+
+
+def test_resume_after_a_crash_mid_row_reports_every_image_once(cli, folder, binary_model, report_rows) -> None:
+    out = folder.parent / "report.csv"
+    (folder / "later.png").write_text("not yet an image")
+    assert cli("classify", folder, "--out", out, "--model", binary_model).exit_code == 1
+    data = out.read_bytes()
+    out.write_bytes(data[: data.rindex(b"img_3.png") + 5])  # the crash: rows after img_2, plus half a row
+    Image.fromarray(np.full((50, 60), 128, np.uint8)).save(folder / "later.png", format="PNG")  # fixed since
+    result = cli("classify", folder, "--out", out, "--model", binary_model, "--resume")
+    assert result.exit_code == 0, result.stderr
+    rows = report_rows(out)
+    assert sorted(r["path"] for r in rows) == sorted(
+        ["img_0.png", "img_1.png", "img_2.png", "img_3.png", "later.png", "sub/deep.jpg"]
+    )
+    assert {r["status"] for r in rows} == {"ok"}
+    assert "already in the report" in result.stderr
+
+
+def test_resume_with_another_model_redoes_every_row(cli, folder, binary_model, float_model, report_rows) -> None:
+    out = folder.parent / "report.csv"
+    assert cli("classify", folder, "--out", out, "--model", binary_model).exit_code == 0
+    assert cli("classify", folder, "--out", out, "--model", float_model, "--resume").exit_code == 0
+    rows = report_rows(out)
+    assert len(rows) == 5 and {r["model"] for r in rows} == {bundle.load_bundle(float_model).short_id}
+
+
+def test_kill_9_mid_run_then_resume_reports_every_image_exactly_once(tmp_path, binary_model, report_rows) -> None:
+    """A real crash: SIGKILL the CLI while it writes, then --resume."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    big = tmp_path / "big.png"  # slow to decode, so the run is still going when it is killed
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1500, 2000), dtype=np.uint8)).save(big, compress_level=1)
+    count = 150
+    for i in range(count):
+        os.link(big, folder / f"img_{i:04d}.png")
+    out = tmp_path / "report.csv"
+    args = [sys.executable, "-m", "cxr_edge", "classify", folder, "--out", out, "--model", binary_model,
+            "--workers", "1", "--threads", "1", "--quiet"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\r\n") < 12):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = out.read_bytes().count(b"\r\n") - 1
+    assert 10 <= written < count, "the run should have been killed part-way"
+    resumed = subprocess.run([*args[:-1], "--resume"], cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    paths = [r["path"] for r in report_rows(out)]
+    assert sorted(paths) == [f"img_{i:04d}.png" for i in range(count)]  # each exactly once
+
+
+def test_a_second_process_on_the_same_report_is_refused(cli, folder, binary_model) -> None:
+    out = folder.parent / "report.csv"
+    with ReportWriter(out, ["path"], "someone-else"):
+        result = cli("classify", folder, "--out", out, "--model", binary_model, "--resume")
+    assert result.exit_code == 3 and "another cxr-edge process" in result.stderr
+
+
+def test_the_edge_tool_never_imports_tensorflow(folder, binary_model) -> None:
+    out = folder.parent / "report.csv"
+    code = (
+        "import sys\n"
+        "from cxr_edge.cli import main\n"
+        f"try:\n    main(['classify', {str(folder)!r}, '--out', {str(out)!r}, '--model', {str(binary_model)!r}])\n"
+        "except SystemExit as done:\n    assert done.code == 0, done.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'pandas', 'sklearn', 'matplotlib'))\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert out.exists()
+
+
+def test_the_default_model_is_the_bundled_pneumonia_one(cli, folder, binary_model, copy_bundle, monkeypatch,
+                                                        report_rows) -> None:
+    models = folder.parent / "models"
+    copy = copy_bundle(binary_model, models)
+    manifest = json.loads(copy.read_text())
+    (models / "pneumonia.json").write_text(json.dumps({**manifest, "name": "pneumonia"}))
+    copy.unlink()
+    monkeypatch.setattr(bundle, "bundled_models_dir", lambda: models)
+    out = folder.parent / "report.csv"
+    assert cli("classify", folder, "--out", out).exit_code == 0
+    assert report_rows(out)[0]["model"].startswith("pneumonia@")
+
+
+def test_without_a_bundled_model_the_message_says_what_to_do(cli, folder, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(bundle, "bundled_models_dir", lambda: tmp_path / "no-models")
+    result = cli("classify", folder, "--out", tmp_path / "r.csv")
+    assert result.exit_code == 3
+    assert "no bundled 'pneumonia' model" in result.stderr and "--model" in result.stderr
+
+
+def test_a_damaged_or_missing_model_is_fatal_and_named(cli, folder, binary_model, copy_bundle, tmp_path) -> None:
+    copy = copy_bundle(binary_model, tmp_path / "m")
+    tflite = copy.with_suffix(".tflite")
+    tflite.write_bytes(tflite.read_bytes()[:-10] + b"0123456789")
+    result = cli("classify", folder, "--out", tmp_path / "r.csv", "--model", copy)
+    assert result.exit_code == 3 and str(tflite) in result.stderr and "sha256" in result.stderr
+    assert not (tmp_path / "r.csv").exists()
+    result = cli("classify", folder, "--out", tmp_path / "r.csv", "--model", tmp_path / "nothing.json")
+    assert result.exit_code == 3 and "nothing.json" in result.stderr
+
+
+def test_an_unwritable_report_is_fatal(cli, folder, binary_model, tmp_path) -> None:
+    result = cli("classify", folder, "--out", tmp_path / "missing" / "r.csv", "--model", binary_model)
+    assert result.exit_code == 3 and "cannot write the report" in result.stderr
+
+
+def test_no_phi_leaves_the_patient_columns_out(cli, folder, binary_model, report_rows) -> None:
+    out = folder.parent / "report.csv"
+    assert cli("classify", folder, "--out", out, "--model", binary_model, "--no-phi").exit_code == 0
+    header = set(report_rows(out)[0])
+    assert not header & set(PHI_COLUMNS) and {"modality", "note"} <= header
+
+
+def test_multiclass_models_add_one_probability_column_per_label(cli, folder, subtype_model, report_rows) -> None:
+    out = folder.parent / "report.csv"
+    assert cli("classify", folder, "--out", out, "--model", subtype_model).exit_code == 0
+    labels = bundle.load_bundle(subtype_model).labels
+    for row in report_rows(out):
+        probs = [float(row[f"p_{label}"]) for label in labels]
+        assert sum(probs) == pytest.approx(1.0, abs=0.02)
+        assert float(row["probability"]) == pytest.approx(1.0 - probs[0], abs=1e-5)
+
+
+def test_no_recursive_and_several_paths(cli, folder, binary_model, report_rows, monkeypatch) -> None:
+    monkeypatch.chdir(folder.parent)
+    out = folder.parent / "report.csv"
+    assert cli("classify", "scans", "scans/sub/deep.jpg", "--out", out, "--model", binary_model,
+               "--no-recursive").exit_code == 0
+    assert [r["path"] for r in report_rows(out)] == [f"scans/img_{i}.png" for i in range(4)] + ["scans/sub/deep.jpg"]
+
+
+def test_edgetpu_without_the_runtime_is_fatal_with_an_install_hint(cli, folder, binary_model, tmp_path) -> None:
+    result = cli("classify", folder, "--out", tmp_path / "r.csv", "--model", binary_model, "--device", "edgetpu")
+    assert result.exit_code == 3 and "Edge" in result.stderr and "install" in result.stderr
+
+
+def test_unreadable_file_gets_an_error_row(folder, binary_model, tmp_path, report_rows) -> None:
+    """Permissions. Root reads anything, so as root the CLI runs without the capabilities that allow it."""
+    locked = folder / "locked.png"
+    locked.write_bytes((folder / "img_0.png").read_bytes())
+    locked.chmod(0)
+    out = tmp_path / "r.csv"
+    command = [sys.executable, "-m", "cxr_edge", "classify", folder, "--out", out, "--model", binary_model]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without util-linux setpriv to drop CAP_DAC_OVERRIDE")
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 1, result.stderr
+    rows = {r["path"]: r for r in report_rows(out)}
+    assert rows["locked.png"]["status"] == "error" and "permission denied" in rows["locked.png"]["error"]
+    assert sum(r["status"] == "ok" for r in rows.values()) == 5
+
+
+def test_progress_bar_only_on_a_terminal(folder, binary_model, tmp_path) -> None:
+    """Not a terminal (pipes): no bar. A pseudo-terminal: a bar with images/s."""
+    piped = cxr_edge("classify", folder, "--out", tmp_path / "a.csv", "--model", binary_model)
+    assert "img/s" not in piped.stderr and "classified" in piped.stderr
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "cxr_edge", "classify", folder, "--out", tmp_path / "b.csv",
+                             "--model", binary_model], cwd=REPO, stderr=follower, stdout=subprocess.DEVNULL)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait()
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"img/s" in seen and b"5/5" in seen
+
+
+def test_quiet_prints_nothing(folder, binary_model, tmp_path) -> None:
+    result = cxr_edge("classify", folder, "--out", tmp_path / "a.csv", "--model", binary_model, "--quiet")
+    assert result.returncode == 0 and "classified" not in result.stderr
+
+
+def test_help_documents_the_exit_codes(cli) -> None:
+    result = cli("classify", "--help")
+    assert result.exit_code == 0
+    for code in ("0 ", "1 ", "2 ", "3 "):
+        assert f"  {code}" in result.stdout
+    assert "--resume" in result.stdout and "--workers" in result.stdout and "--threads" in result.stdout
+
+
+def test_version_and_python_dash_m() -> None:
+    result = cxr_edge("--version")
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_missing_path_is_a_usage_error(cli, tmp_path) -> None:
+    result = cli("classify", tmp_path / "nope", "--out", tmp_path / "r.csv")
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_info_prints_backend_versions_and_manifest(cli, binary_model) -> None:
+    result = cli("info", "--model", binary_model)
+    assert result.exit_code == 0
+    assert "interpreter: " in result.stdout and "numpy" in result.stdout and "pillow" in result.stdout
+    assert '"labels"' in result.stdout and bundle.load_bundle(binary_model).short_id in result.stdout
+
+
+def test_info_with_a_missing_model_is_fatal(cli, tmp_path) -> None:
+    result = cli("info", "--model", tmp_path / "gone.json")
+    assert result.exit_code == 3 and "gone.json" in result.stderr
