@@ -1,0 +1,117 @@
+"""``python -m train``: fit, evaluate, compare and stress-test models."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from train.run import RunConfig
+
+# Per-architecture defaults: baseline reproduces the seed projects (no augmentation, no
+# class weights, constant Adam 1e-3, 10 epochs); the others use the full recipe.
+ARCH_DEFAULTS = {
+    "baseline": {"epochs": 10, "augment": False, "class_weights": False, "schedule": "constant"},
+    "tuned": {"epochs": 15},
+    "mobile": {"epochs": 15},
+}
+
+
+def _defaults(arch: str) -> dict:
+    return ARCH_DEFAULTS.get(arch, {"epochs": 10})
+
+
+def _setup_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@click.group()
+def main() -> None:
+    """Train and evaluate cxr-edge models (Keras 3 / TensorFlow)."""
+    _setup_tf()
+
+
+def fit_options(func):
+    options = [
+        click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(file_okay=False),
+                     help="Kermany-style folder {train,val}/{NORMAL,PNEUMONIA}/ (or $CXR_DATA)."),
+        click.option("--task", type=click.Choice(["binary", "subtype"]), default="binary", show_default=True,
+                     help="binary: NORMAL vs PNEUMONIA; subtype: NORMAL / BACTERIAL / VIRAL."),
+        click.option("--weights", default="none", show_default=True,
+                     help="Backbone weights for transfer:<name>: imagenet, a file path, or none."),
+        click.option("--size", type=click.IntRange(32, 1024), default=224, show_default=True, help="Input side in pixels."),
+        click.option("--normalize", type=click.Choice(["none", "autocontrast"]), default="none", show_default=True,
+                     help="Intensity normalisation of the shared preprocessing contract."),
+        click.option("--epochs", type=click.IntRange(1), default=None, help="Maximum epochs [arch default]."),
+        click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
+        click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak Adam learning rate."),
+        click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=None, help="LR schedule [cosine; baseline: constant]."),
+        click.option("--patience", type=click.IntRange(0), default=5, show_default=True,
+                     help="Stop after this many epochs without a better validation AUC (0: never)."),
+        click.option("--augment/--no-augment", default=None, help="Training augmentation [on; baseline: off]."),
+        click.option("--hflip/--no-hflip", default=False, show_default=True, help="Also flip horizontally (off: the heart is on the left)."),
+        click.option("--class-weights/--no-class-weights", default=None, help="Balanced class weights [on; baseline: off]."),
+        click.option("--val-fraction", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
+                     help="Share of images (whole patients) carved from train for validation."),
+        click.option("--seed", type=int, default=42, show_default=True),
+        click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
+                     default="auto", show_default=True, help="auto: mixed_float16 on tensor-core GPUs, else float32."),
+        click.option("--target-sensitivity", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
+                     help="Threshold rule: highest specificity with validation sensitivity >= this."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where decoded pixels are cached [$CXR_CACHE or ~/.cache/cxr-edge]."),
+        click.option("--smoke", is_flag=True, help="A few images and 2 epochs: checks the whole pipeline in seconds."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_config(arch: str, out: str, **kw) -> RunConfig:
+    """CLI values -> RunConfig, filling unset options from the architecture's defaults."""
+    for key, value in _defaults(arch).items():
+        if kw.get(key) is None:
+            kw[key] = value
+    kw.setdefault("epochs", 10)
+    for key, fallback in (("epochs", 10), ("schedule", "cosine"), ("augment", True), ("class_weights", True)):
+        if kw.get(key) is None:
+            kw[key] = fallback
+    kw["cache_dir"] = kw.get("cache_dir") or os.environ.get("CXR_CACHE") or str(Path.home() / ".cache" / "cxr-edge")
+    return RunConfig(arch=arch, out=out, **kw)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@main.command("fit")
+@click.option("--arch", default="mobile", show_default=True,
+              help="baseline, tuned, mobile, or transfer:<keras.applications name> (e.g. transfer:MobileNetV2).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to create.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@fit_options
+def fit_command(arch: str, out: str, resume: bool, **kw) -> None:
+    """Train one model and write everything about it into --out."""
+    from train import run
+    from train.data import DataError
+    from train.models import ModelError
+
+    try:
+        run.train(make_config(arch, out, **kw), resume=resume, log=lambda m: click.echo(m, err=True))
+    except (DataError, ModelError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@main.command("evaluate")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def evaluate_command(run_dir: str) -> None:
+    """(Re)write metrics, plots and the model card of a finished run."""
+    from train import report
+
+    try:
+        report.write_report(run_dir, log=click.echo)
+    except FileNotFoundError as exc:
+        _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")

@@ -1,0 +1,199 @@
+"""Kermany-style folders -> labelled records, a patient-grouped split and a pixel cache.
+
+Why patients: many patients have several films, and an image-level split puts the same
+child on both sides, which inflates validation scores. Filenames carry the patient id
+(``personNNN_bacteria_MMM.jpeg``, ``IM-PPPP-SSSS.jpeg``, ``NORMAL2-IM-PPPP-SSSS.jpeg``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from cxr_edge.preprocess import Contract, ImageReadError, load_image
+
+CLASS_DIRS = ("NORMAL", "PNEUMONIA")
+SUBTYPES = ("NORMAL", "BACTERIAL", "VIRAL")
+TASK_LABELS = {"binary": ("NORMAL", "PNEUMONIA"), "subtype": SUBTYPES}
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+_PNEUMONIA_RE = re.compile(r"^person(?P<pid>\d+)_(?P<kind>bacteria|virus)_\d+(?:_\d+)?$", re.IGNORECASE)
+# IM-0115-0001 and NORMAL2-IM-0115-0001 share one patient key: whether the two series
+# number the same children is unknown, and merging groups can only remove leaks.
+_NORMAL_RE = re.compile(r"^(?:NORMAL2-)?IM-(?P<pid>\d+)-\d+(?:-\d+)?$", re.IGNORECASE)
+
+
+class DataError(Exception):
+    """The data folder is missing or unusable; the message says what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One labelled image: where it is, whose it is, and what it shows."""
+
+    path: Path
+    split: str  # official split folder: train or val
+    label: str  # NORMAL or PNEUMONIA (the folder)
+    subtype: str  # NORMAL, BACTERIAL, VIRAL or UNKNOWN (from the filename)
+    patient: str  # patient key, or "file:<name>" when the name matches no pattern
+
+    def target(self, task: str) -> int:
+        """Class index for ``task`` (binary or subtype)."""
+        value = self.label if task == "binary" else self.subtype
+        return TASK_LABELS[task].index(value)
+
+
+def parse_name(stem: str, label: str) -> tuple[str, str]:
+    """Filename stem + folder label -> (patient key, subtype); patient "" if no pattern matches."""
+    match = _PNEUMONIA_RE.match(stem)
+    if match and label == "PNEUMONIA":
+        kind = "BACTERIAL" if match["kind"].lower() == "bacteria" else "VIRAL"
+        return f"person{int(match['pid'])}", kind
+    match = _NORMAL_RE.match(stem)
+    if match and label == "NORMAL":
+        return f"IM-{int(match['pid'])}", "NORMAL"
+    return "", "NORMAL" if label == "NORMAL" else "UNKNOWN"
+
+
+def scan(root: Path, splits: Sequence[str] = ("train", "val")) -> tuple[list[Record], list[Path]]:
+    """List ``root/{split}/{NORMAL,PNEUMONIA}/*``; return records and the unparsed names."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist (give --data or set $CXR_DATA)")
+    records, unparsed = [], []
+    for split in splits:
+        for label in CLASS_DIRS:
+            folder = root / split / label
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+                    continue
+                patient, subtype = parse_name(path.stem, label)
+                if not patient:
+                    unparsed.append(path)
+                    patient = f"file:{path.name}"
+                records.append(Record(path, split, label, subtype, patient))
+    if not records:
+        raise DataError(f"no images under {root}/{{{','.join(splits)}}}/{{NORMAL,PNEUMONIA}}/")
+    return records, unparsed
+
+
+def patient_split(records: Sequence[Record], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, val): whole patients go to validation, stratified by subtype.
+
+    Within each stratum (a patient's most common subtype) patients are shuffled with
+    ``seed`` and moved to validation until it holds ``val_fraction`` of that stratum's
+    images, so class and subtype proportions match on both sides.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val fraction must be between 0 and 1, not {val_fraction}")
+    by_patient: dict[str, list[int]] = defaultdict(list)
+    for i, rec in enumerate(records):
+        by_patient[rec.patient].append(i)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for patient, idx in sorted(by_patient.items()):
+        stratum = Counter(records[i].subtype for i in idx).most_common(1)[0][0]
+        strata[stratum].append(patient)
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for stratum in sorted(strata):
+        patients = list(strata[stratum])
+        rng.shuffle(patients)
+        target = val_fraction * sum(len(by_patient[p]) for p in patients)
+        taken = 0
+        for patient in patients:
+            if taken >= target:
+                break
+            val.extend(by_patient[patient])
+            taken += len(by_patient[patient])
+    val_set = set(val)
+    return [i for i in range(len(records)) if i not in val_set], sorted(val_set)
+
+
+def cache_key(records: Iterable[Record], contract: Contract) -> str:
+    """Hash of the contract and the file list (names, sizes, mtimes): a stale cache never matches."""
+    digest = hashlib.sha256(json.dumps(contract.to_manifest(), sort_keys=True).encode())
+    for rec in records:
+        stat = rec.path.stat()
+        digest.update(f"{rec.path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def decode_all(records: Sequence[Record], contract: Contract) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Decode every record through the shared contract -> (N, H, W) uint8 and original sizes."""
+    pixels = np.empty((len(records), contract.height, contract.width), np.uint8)
+    sizes = []
+    for i, rec in enumerate(records):
+        try:
+            prepared = load_image(rec.path, contract)
+        except ImageReadError as exc:
+            raise DataError(f"{rec.path}: {exc}") from exc
+        pixels[i] = prepared.pixels
+        sizes.append((prepared.width, prepared.height))
+    return pixels, sizes
+
+
+def load_pixels(records: Sequence[Record], contract: Contract, cache_dir: Path | None) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Decoded pixels for ``records``, from ``cache_dir`` when a matching cache exists."""
+    if cache_dir is None:
+        return decode_all(records, contract)
+    key = cache_key(records, contract)
+    pixels_file = Path(cache_dir) / f"pixels-{key}.npy"
+    sizes_file = pixels_file.with_suffix(".sizes.json")
+    if pixels_file.exists() and sizes_file.exists():
+        return np.load(pixels_file), [tuple(s) for s in json.loads(sizes_file.read_text())]
+    pixels, sizes = decode_all(records, contract)
+    pixels_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pixels_file.with_suffix(".tmp.npy")
+    np.save(tmp, pixels)
+    tmp.replace(pixels_file)
+    sizes_file.write_text(json.dumps(sizes))
+    return pixels, sizes
+
+
+def summarize(records: Sequence[Record], train_idx: Sequence[int], val_idx: Sequence[int],
+              sizes: Sequence[tuple[int, int]], unparsed: Sequence[Path]) -> dict:
+    """Counts per side, class, subtype and patients; original image sizes; unparsed names."""
+
+    def side(idx: Sequence[int]) -> dict:
+        recs = [records[i] for i in idx]
+        return {
+            "images": len(recs),
+            "patients": len({r.patient for r in recs}),
+            "label": dict(sorted(Counter(r.label for r in recs).items())),
+            "subtype": dict(sorted(Counter(r.subtype for r in recs).items())),
+            "official_split": dict(sorted(Counter(r.split for r in recs).items())),
+        }
+
+    widths = np.array([w for w, _ in sizes]) if sizes else np.zeros(1)
+    heights = np.array([h for _, h in sizes]) if sizes else np.zeros(1)
+    return {
+        "total_images": len(records),
+        "unparsed_filenames": len(unparsed),
+        "unparsed_examples": [p.name for p in unparsed[:10]],
+        "train": side(train_idx),
+        "val": side(val_idx),
+        "original_size": {
+            "width_min_median_max": [int(widths.min()), int(np.median(widths)), int(widths.max())],
+            "height_min_median_max": [int(heights.min()), int(np.median(heights)), int(heights.max())],
+        },
+    }
+
+
+def summary_text(summary: dict) -> str:
+    """A few human lines for the console and the log."""
+    lines = [f"{summary['total_images']} images, {summary['unparsed_filenames']} filenames match no pattern"]
+    for name in ("train", "val"):
+        s = summary[name]
+        lines.append(f"  {name}: {s['images']} images of {s['patients']} patients; {s['label']}; {s['subtype']}")
+    size = summary["original_size"]
+    lines.append(f"  original width {size['width_min_median_max']}, height {size['height_min_median_max']} (min/median/max)")
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""tf.data input pipelines from the in-memory pixel cache (no JPEG decoding per epoch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from train.augment import AugmentConfig, augment
+
+
+def one_hot_targets(targets: np.ndarray, n_outputs: int) -> np.ndarray:
+    """Class indices -> what the loss wants: (N, 1) floats for sigmoid, one-hot for softmax."""
+    if n_outputs == 1:
+        return targets.astype(np.float32)[:, None]
+    return np.eye(n_outputs, dtype=np.float32)[targets]
+
+
+def dataset(pixels: np.ndarray, targets: np.ndarray, n_outputs: int, batch_size: int, *,
+            sample_weights: np.ndarray | None = None, augment_cfg: AugmentConfig | None = None,
+            shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of (float32 0..255 NHWC images, targets[, weights]); augmented only if ``augment_cfg``."""
+    parts = (pixels[..., None], one_hot_targets(targets, n_outputs))
+    if sample_weights is not None:
+        parts += (sample_weights.astype(np.float32),)
+    ds = tf.data.Dataset.from_tensor_slices(parts)
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(pixels), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def prepare(images, *rest):
+        images = tf.cast(images, tf.float32)
+        if augment_cfg is not None:
+            images = augment(images, augment_cfg)
+        return (images, *rest)
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def images_only(pixels: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """Unaugmented float32 batches for prediction."""
+    ds = tf.data.Dataset.from_tensor_slices(pixels[..., None]).batch(batch_size)
+    return ds.map(lambda x: tf.cast(x, tf.float32)).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,219 @@
+"""One training run, start to finish: data -> split -> model -> fit -> predictions -> report.
+
+Everything a run leaves goes into its folder, so a run can be audited, resumed,
+evaluated again (``python -m train evaluate RUN``) and converted (``python -m convert RUN``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from cxr_edge.preprocess import Contract
+from train import data
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.keras"
+PREDICTIONS_FILE = "val_predictions.csv"
+SPLIT_FILE = "split.csv"
+SUMMARY_FILE = "data_summary.json"
+SMOKE_PER_CLASS = 24
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Every choice that shapes a run (saved as run.json)."""
+
+    data: str
+    out: str
+    task: str = "binary"
+    arch: str = "mobile"
+    weights: str = "none"
+    size: int = 224
+    normalize: str = "none"
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    patience: int = 5
+    augment: bool = True
+    hflip: bool = False
+    class_weights: bool = True
+    val_fraction: float = 0.2
+    seed: int = 42
+    precision: str = "auto"
+    target_sensitivity: float = 0.95
+    cache_dir: str | None = None
+    smoke: bool = False
+
+    @property
+    def contract(self) -> Contract:
+        return Contract(width=self.size, height=self.size, normalize=self.normalize)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return data.TASK_LABELS[self.task]
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if len(self.labels) == 2 else len(self.labels)
+
+
+def package_versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    import cxr_edge
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "cxr_edge": cxr_edge.__version__, "platform": platform.platform(),
+            "cpu_count": str(os.cpu_count())}
+
+
+def prepare_data(cfg: RunConfig, log=print):
+    """Scan, split by patient, decode (cached); write split.csv and the data summary."""
+    out = Path(cfg.out)
+    records, unparsed = data.scan(Path(cfg.data))
+    if cfg.smoke:
+        records = _smoke_subset(records, cfg.seed)
+    train_idx, val_idx = data.patient_split(records, cfg.val_fraction, cfg.seed)
+    pixels, sizes = data.load_pixels(records, cfg.contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
+    summary = data.summarize(records, train_idx, val_idx, sizes, unparsed)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    _write_split(out / SPLIT_FILE, records, set(val_idx), Path(cfg.data))
+    log(data.summary_text(summary))
+    return records, np.asarray(train_idx), np.asarray(val_idx), pixels
+
+
+def _smoke_subset(records, seed: int):
+    """A few images per class folder: enough to run every step in seconds."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in data.CLASS_DIRS:
+        idx = [i for i, r in enumerate(records) if r.label == label]
+        keep.extend(rng.permutation(idx)[:SMOKE_PER_CLASS])
+    return [records[i] for i in sorted(keep)]
+
+
+def _write_split(path: Path, records, val: set[int], root: Path) -> None:
+    lines = ["file,patient,label,subtype,official_split,side"]
+    for i, rec in enumerate(records):
+        lines.append(f"{rec.path.relative_to(root)},{rec.patient},{rec.label},{rec.subtype},{rec.split},"
+                     f"{'val' if i in val else 'train'}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
+    """Run training as configured; return the run folder."""
+    import keras
+
+    from train import fit, models, pipeline
+    from train.augment import AugmentConfig
+
+    out = Path(cfg.out)
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise data.DataError(f"run folder {out} is not empty: use --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    keras.utils.set_random_seed(cfg.seed)
+    policy = fit.select_precision(cfg.precision)
+    records, train_idx, val_idx, pixels = prepare_data(cfg, log)
+    y = np.array([r.target(cfg.task) for r in records])
+    counts = np.bincount(y[train_idx], minlength=len(cfg.labels)).astype(float)
+    weights = fit.class_weights(counts) if cfg.class_weights else np.ones(len(cfg.labels))
+    state = fit.load_state(out) if resume else {}
+    steps = int(np.ceil(len(train_idx) / cfg.batch_size))
+    strategy = fit.select_strategy()
+    with strategy.scope():
+        if state.get("epoch") and (out / fit.LAST_MODEL).exists():
+            log(f"resuming after epoch {state['epoch']} from {out / fit.LAST_MODEL}")
+            model = keras.models.load_model(out / fit.LAST_MODEL)
+        else:
+            state = {}
+            model = models.build(cfg.arch, (cfg.size, cfg.size), cfg.n_outputs, fit.output_bias(counts, weights), cfg.weights)
+            fit.compile_model(model, fit.learning_rate(cfg.lr, cfg.epochs, steps, cfg.schedule), cfg.n_outputs)
+    log(f"{cfg.arch}: {model.count_params():,} parameters; precision {policy}; {strategy.num_replicas_in_sync} replica(s); "
+        f"class weights {np.round(weights, 3).tolist()}")
+    _write_run_json(cfg, out, {"class_counts_train": counts.tolist(), "class_weights": weights.tolist(),
+                               "precision": policy, "parameters": model.count_params(), "started": _now()})
+    train_ds = pipeline.dataset(pixels[train_idx], y[train_idx], cfg.n_outputs, cfg.batch_size,
+                                sample_weights=weights[y[train_idx]],
+                                augment_cfg=AugmentConfig(hflip=cfg.hflip) if cfg.augment else None,
+                                shuffle_seed=cfg.seed)
+    val_ds = pipeline.dataset(pixels[val_idx], y[val_idx], cfg.n_outputs, 64)
+    epochs = 2 if cfg.smoke else cfg.epochs
+    state = fit.fit(model, out, train_ds, val_ds, epochs, cfg.patience, state, verbose=0 if cfg.smoke else 2)
+    shutil.copyfile(out / fit.BEST_MODEL, out / MODEL_FILE)
+    best = keras.models.load_model(out / MODEL_FILE, compile=False)
+    write_predictions(out / PREDICTIONS_FILE, best, records, val_idx, pixels, cfg)
+    _write_run_json(cfg, out, {"finished": _now(), "wall_s": round(time.time() - started, 1),
+                               "best_epoch": state.get("best_epoch"), "epochs_run": state.get("epoch")})
+    from train import report  # imported late: a long run picks up the newest reporting code
+
+    report.write_report(out, log=log)
+    return out
+
+
+def predict(model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Per-class probabilities (N, n_labels) from a model with 1 sigmoid or n softmax outputs."""
+    from train import pipeline
+
+    out = np.asarray(model.predict(pipeline.images_only(pixels, batch_size), verbose=0), dtype=np.float64)
+    return np.concatenate([1.0 - out, out], axis=1) if out.shape[1] == 1 else out
+
+
+def write_predictions(path: Path, model, records, idx, pixels, cfg: RunConfig) -> None:
+    """Validation predictions, one row per image: the record and each class probability."""
+    import pandas as pd
+
+    probs = predict(model, pixels[idx])
+    rows = [records[i] for i in idx]
+    frame = pd.DataFrame({
+        "file": [str(r.path.relative_to(Path(cfg.data))) for r in rows],
+        "patient": [r.patient for r in rows],
+        "label": [cfg.labels[r.target(cfg.task)] for r in rows],
+        "target": [r.target(cfg.task) for r in rows],
+        "score": 1.0 - probs[:, 0],
+    })
+    for k, label in enumerate(cfg.labels):
+        frame[f"p_{label}"] = probs[:, k]
+    frame.to_csv(path, index=False)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_run_json(cfg: RunConfig, out: Path, extra: dict) -> None:
+    """run.json: config, labels, contract, command, versions, plus whatever each step adds."""
+    path = out / RUN_FILE
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record.update({
+        "config": dataclasses.asdict(cfg),
+        "task": "binary" if cfg.n_outputs == 1 else "multiclass",
+        "labels": list(cfg.labels),
+        "negative_label": cfg.labels[0],
+        "preprocessing": cfg.contract.to_manifest(),
+        "input_shape": [1, cfg.size, cfg.size, 1],
+        "seed": cfg.seed,
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "train", *sys.argv[1:]]),
+        "versions": package_versions(),
+    })
+    record.update(extra)
+    path.write_text(json.dumps(record, indent=1))
+
+
+def load_run(run_dir: Path) -> tuple[RunConfig, dict]:
+    """The config and full record of a finished or running run."""
+    record = json.loads((Path(run_dir) / RUN_FILE).read_text())
+    return RunConfig(**record["config"]), record
