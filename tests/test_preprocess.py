@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cxr_edge import runtime
+from cxr_edge.bundle import load_bundle
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 SMALL = Contract(width=32, height=24)
@@ -114,3 +117,26 @@ def test_bad_files_raise_a_readable_error(tmp_path: Path, bad_inputs) -> None:
 def test_a_file_deleted_after_listing_is_reported_as_not_found(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match="not found"):
         load_image(tmp_path / "gone.png", SMALL)
+
+
+#: What JPEG draft mode may change: the model's probability, and the mean grey level error.
+DRAFT_PROBABILITY_TOLERANCE = 0.02
+DRAFT_PIXEL_TOLERANCE = 2.0
+
+
+@pytest.mark.parametrize("model", ["float_model", "binary_model"])
+def test_jpeg_draft_mode_changes_probabilities_by_less_than_the_stated_tolerance(tmp_path, request, model,
+                                                                                 make_image) -> None:
+    bundle = load_bundle(request.getfixturevalue(model))
+    interpreter = runtime.make_interpreter(bundle.model_path, threads=1)
+    for seed in range(3):  # full-size films are about 2000 px: draft decodes them at 1/4 or 1/8 scale
+        path = make_image(tmp_path / f"film_{seed}.jpg", size=(2000, 1700), seed=seed, quality=90)
+        exact, draft = (
+            load_image(path, dataclasses.replace(bundle.contract, draft=flag)).pixels for flag in (False, True)
+        )
+        assert not np.array_equal(exact, draft)  # draft mode really was used
+        assert np.abs(exact.astype(float) - draft).mean() < DRAFT_PIXEL_TOLERANCE
+        p_exact, p_draft = bundle.positive_probability(
+            bundle.label_probabilities(runtime.run_batch(interpreter, np.stack([exact, draft])))
+        )
+        assert abs(p_exact - p_draft) < DRAFT_PROBABILITY_TOLERANCE
