@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
 from cxr_edge import report
 from cxr_edge.bundle import DEFAULT_MODEL, Bundle, BundleError, list_bundled, load_bundle
-from cxr_edge.discover import discover
+from cxr_edge.discover import Found, discover
 from cxr_edge.engine import Classifier, Result, Tally, classify
 
 CPU = "cpu"
@@ -58,10 +58,13 @@ def report_header(bundle: Bundle, phi: bool) -> list[str]:
 def classify_to_report(
     options: ClassifyOptions, on_result: Callable[[Result], None] | None = None
 ) -> Tally:
-    """Classify every input into the report; return the counts. ``on_result`` sees each result."""
+    """Classify every input into the report; return the counts. ``on_result`` sees each result.
+
+    Inputs stream from discovery to the report: nothing grows with the number of files
+    except, with ``resume``, the set of paths already done.
+    """
     classifier = open_classifier(options.model, options.threads, options.device)
     bundle = classifier.bundle
-    inputs = list(discover(options.paths, recursive=options.recursive))
     tally = Tally()
     with report.ReportWriter(
         options.out,
@@ -70,12 +73,19 @@ def classify_to_report(
         overwrite=options.overwrite,
         resume=options.resume,
     ) as writer:
-        todo = [found for found in inputs if not writer.is_done(found.display)]
-        tally.skipped = len(inputs) - len(todo)
-        del inputs
-        bar = tqdm(total=len(todo), unit="img", file=sys.stderr, disable=not options.progress, dynamic_ncols=True)
-        with bar:
-            for result in classify(todo, classifier, workers=options.workers):
+
+        def todo() -> Iterator[Found]:
+            for found in discover(options.paths, recursive=options.recursive):
+                if writer.is_done(found.display):
+                    tally.skipped += 1
+                else:
+                    yield found
+
+        # Only a visible progress bar needs the total, at the cost of a second walk.
+        total = sum(1 for _ in todo()) if options.progress else None
+        tally.skipped = 0
+        with tqdm(total=total, unit="img", file=sys.stderr, disable=not options.progress, dynamic_ncols=True) as bar:
+            for result in classify(todo(), classifier, workers=options.workers):
                 writer.write(report.result_row(result, bundle.labels, bundle.threshold, bundle.short_id))
                 tally.add(result)
                 if on_result is not None:

@@ -68,20 +68,20 @@ def _walk(root: Path, prefix: str, recursive: bool) -> Iterator[Found]:
     def visit(folder: Path, rel: str) -> Iterator[Found]:
         try:
             st = folder.stat()
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            if (st.st_dev, st.st_ino) in seen:
+                return  # a symlink loop, or a folder reached twice
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as listing:
+                # Names and kinds only: a folder of 100,000 files costs a few MB while walked.
+                entries = sorted((e.name, _is_dir(e)) for e in listing if not is_hidden(e.name))
         except OSError:
             return  # vanished or unreadable folder: nothing to list
-        if (st.st_dev, st.st_ino) in seen:
-            return  # a symlink loop, or a folder reached twice
-        seen.add((st.st_dev, st.st_ino))
-        for entry in entries:
-            if is_hidden(entry.name):
-                continue
-            path = Path(entry.path)
+        for name, is_dir in entries:
+            path = folder / name
             if looks_like_image(path):
-                yield Found(entry.path, printable(f"{prefix}{rel}{entry.name}"))
-            if recursive and _is_dir(entry):
-                yield from visit(path, f"{rel}{entry.name}/")
+                yield Found(str(path), printable(f"{prefix}{rel}{name}"))
+            if recursive and is_dir:
+                yield from visit(path, f"{rel}{name}/")
 
     yield from visit(root, "")
 
