@@ -9,8 +9,11 @@ interpreter, so memory is the same for 10 or 100,000 files. It knows nothing of 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import os
+import sys
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -96,7 +99,8 @@ class Classifier:
                 raise runtime.RuntimeUnavailable(
                     f"{bundle.manifest_path}: this bundle has no Edge-TPU-compiled model; {runtime.EDGETPU_HINT}"
                 )
-        self.interpreter = runtime.make_interpreter(model_path, threads=threads, edgetpu=edgetpu)
+        with _without_native_info_lines():
+            self.interpreter = runtime.make_interpreter(model_path, threads=threads, edgetpu=edgetpu)
         _check_input(bundle, model_path, runtime.input_details(self.interpreter))
         # The Edge TPU runs one image per invoke; on the CPU a few per invoke amortise overhead.
         self.batch = batch or (1 if edgetpu else DEFAULT_BATCH)
@@ -121,6 +125,32 @@ class Classifier:
             )
             for (found, prepared), label, score, row in zip(pending, labels, scores, probs)
         ]
+
+
+@contextlib.contextmanager
+def _without_native_info_lines() -> Iterator[None]:
+    """Drop the TFLite runtime's "INFO: Created ... delegate" lines; pass its other output on.
+
+    The C++ runtime writes straight to file descriptor 2, out of Python's reach, and no
+    environment variable silences LiteRT's INFO lines, so they are caught on the descriptor.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (e.g. embedded): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True) if not line.startswith(b"INFO: ")]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 def _check_input(bundle: Bundle, model_path: Path, details: dict[str, Any]) -> None:
