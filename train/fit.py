@@ -113,7 +113,7 @@ def fit(model: keras.Model, out: Path, train_ds, val_ds, epochs: int, patience: 
     ]
     if state.get("epoch", 0) < epochs and not (patience and state.get("wait", 0) >= patience):
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=state.get("epoch", 0),
-                  callbacks=callbacks, verbose=verbose)
+                  callbacks=callbacks, verbose=verbose, shuffle=False)  # the dataset shuffles itself
     return state
 
 

@@ -56,6 +56,19 @@ class RunConfig:
     cache_dir: str | None = None
     smoke: bool = False
 
+    def command(self) -> str:
+        """The full ``python -m train fit`` command that remakes this run, every option spelt out."""
+        args = ["python", "-m", "train", "fit"]
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            flag = "--" + field.name.replace("_", "-")
+            if isinstance(value, bool):
+                if value or field.name in ("augment", "class_weights", "hflip"):
+                    args.append(flag if value else f"--no-{flag[2:]}")
+            elif value is not None:
+                args += [flag, str(value)]
+        return " ".join(shlex.quote(a) for a in args)
+
     @property
     def contract(self) -> Contract:
         return Contract(width=self.size, height=self.size, normalize=self.normalize)
@@ -206,7 +219,8 @@ def _write_run_json(cfg: RunConfig, out: Path, extra: dict) -> None:
         "preprocessing": cfg.contract.to_manifest(),
         "input_shape": [1, cfg.size, cfg.size, 1],
         "seed": cfg.seed,
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "train", *sys.argv[1:]]),
+        "command": cfg.command(),
+        "argv": sys.argv,
         "versions": package_versions(),
     })
     record.update(extra)

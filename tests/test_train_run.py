@@ -1,0 +1,134 @@
+"""python -m train: a smoke run on generated films leaves every artefact the issue lists."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from train import fit
+from train.cli import main
+from train_data import make_kermany
+
+ARTEFACTS = (
+    "model.keras", "best.keras", "last.keras", "history.csv", "metrics.json", "classification_report.txt",
+    "data_summary.json", "split.csv", "run.json", "val_predictions.csv", "model_card.md",
+    "curves.png", "confusion.png", "roc.png", "pr.png", "histogram.png", "errors.png",
+)
+
+
+@pytest.fixture(scope="module")
+def kermany(tmp_path_factory) -> Path:
+    return make_kermany(tmp_path_factory.mktemp("kermany"), n_patients=24)
+
+
+def train_cli(*args: str):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def binary_run(kermany, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "binary"
+    result = train_cli("fit", "--data", str(kermany), "--out", str(out), "--smoke", "--size", "64",
+                       "--cache-dir", str(out.parent / "cache"))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_a_smoke_run_leaves_every_artefact(binary_run):
+    missing = [name for name in ARTEFACTS if not (binary_run / name).is_file()]
+    assert missing == []
+
+
+def test_metrics_have_bootstrap_intervals_and_the_chosen_threshold(binary_run):
+    summary = json.loads((binary_run / "metrics.json").read_text())
+    assert summary["threshold"]["rule"] == "highest specificity at sensitivity >= 0.95 on validation"
+    assert summary["at_threshold"]["sensitivity"] >= 0.95
+    for name in ("accuracy", "precision", "f1", "specificity", "sensitivity", "auc", "balanced_accuracy"):
+        lo, hi = summary["ci95_at_threshold"][name]
+        assert lo <= summary["at_threshold"][name] <= hi, name
+    assert {"NORMAL", "PNEUMONIA"} == set(summary["per_class"]["per_class"])
+    assert summary["loss"]["val_loss"] > 0
+
+
+def test_the_recorded_split_is_leak_free(binary_run):
+    rows = list(csv.DictReader((binary_run / "split.csv").open()))
+    sides = {}
+    for row in rows:
+        sides.setdefault(row["patient"], set()).add(row["side"])
+    assert all(len(s) == 1 for s in sides.values())
+    assert {row["side"] for row in rows} == {"train", "val"}
+
+
+def test_run_json_records_command_versions_seed_and_contract(binary_run):
+    record = json.loads((binary_run / "run.json").read_text())
+    assert "--smoke" in record["command"] and record["seed"] == 42
+    assert {"tensorflow", "keras", "numpy", "cxr_edge"} <= set(record["versions"])
+    assert record["preprocessing"]["width"] == 64 and record["labels"] == ["NORMAL", "PNEUMONIA"]
+
+
+def test_the_card_cites_the_dataset_and_says_screening_aid(binary_run):
+    card = (binary_run / "model_card.md").read_text()
+    assert "10.17632/rscbjbr9sj.2" in card and "10.1016/j.cell.2018.02.010" in card
+    assert "screening aid" in card and "never a diagnosis" in card
+
+
+def test_the_saved_model_takes_raw_grey_levels_and_holds_no_augmentation(binary_run):
+    import keras
+
+    model = keras.models.load_model(binary_run / "model.keras", compile=False)
+    assert model.input_shape == (None, 64, 64, 1)
+    assert not [layer for layer in model.layers if layer.__class__.__name__.startswith("Random")]
+    out = model.predict(np.full((2, 64, 64, 1), 128.0, np.float32), verbose=0)
+    assert out.shape == (2, 1) and np.all((out >= 0) & (out <= 1))
+
+
+def test_an_existing_run_is_not_overwritten_but_resumes(binary_run, kermany):
+    result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(binary_run), "--smoke"])
+    assert result.exit_code == 2 and "--resume" in result.output
+    state = json.loads((binary_run / fit.STATE_FILE).read_text())
+    result = train_cli("fit", "--data", str(kermany), "--out", str(binary_run), "--smoke", "--size", "64",
+                       "--resume", "--cache-dir", str(binary_run.parent / "cache"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((binary_run / fit.STATE_FILE).read_text())["epoch"] == state["epoch"]  # nothing left to train
+    assert (binary_run / "metrics.json").is_file()
+
+
+def test_a_subtype_run_reports_three_classes_and_bacterial_vs_viral(kermany, tmp_path):
+    out = tmp_path / "subtype"
+    result = train_cli("fit", "--data", str(kermany), "--out", str(out), "--smoke", "--size", "48",
+                       "--task", "subtype", "--arch", "tuned", "--cache-dir", str(tmp_path / "cache"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["labels"] == ["NORMAL", "BACTERIAL", "VIRAL"]
+    assert set(summary["per_class"]["per_class"]) == {"NORMAL", "BACTERIAL", "VIRAL"}
+    assert summary["bacterial_vs_viral"]["n"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "transfer:NoSuchNet"], "unknown keras.applications model"),
+    (["--arch", "transfer:MobileNetV2", "--weights", "/nonexistent.weights.h5"], "not found"),
+    (["--arch", "resnet"], "unknown architecture"),
+])
+def test_bad_architecture_requests_fail_with_a_message(kermany, tmp_path, args, message):
+    result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke", *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_a_missing_data_folder_fails_with_a_message(tmp_path):
+    result = CliRunner().invoke(main, ["fit", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_class_weights_balance_the_loss_and_the_bias_follows_the_weighted_prior():
+    counts = np.array([100.0, 300.0])
+    weights = fit.class_weights(counts)
+    np.testing.assert_allclose(counts * weights, [200.0, 200.0])
+    assert fit.output_bias(counts, weights) == pytest.approx([0.0])
+    assert fit.output_bias(counts, np.ones(2)) == pytest.approx([np.log(3.0)])
+    assert fit.output_bias(np.array([1.0, 1.0, 2.0]), np.ones(3)) == pytest.approx(np.log([0.25, 0.25, 0.5]))
