@@ -1,0 +1,69 @@
+"""The benchmark runs end to end on a few generated images (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import procs  # noqa: E402
+from stages import pipeline_limit  # noqa: E402
+
+
+def test_limit_is_the_better_of_time_sharing_and_dedicated_cores() -> None:
+    # Each stage alone: decode 40/s on both cores (20 on one), invoke 120/s (60 on one).
+    limit = pipeline_limit({1: 20.0, 2: 40.0}, {1: 60.0, 2: 120.0}, cores=2)
+    assert limit["time_shared"] == pytest.approx(1 / (1 / 40 + 1 / 120))  # 30/s
+    assert limit["best_split"]["images_per_s"] == 20.0
+    assert limit["images_per_s"] == pytest.approx(30.0)
+    # An interpreter that gains nothing from a second thread: a dedicated core each wins.
+    assert pipeline_limit({1: 20.0, 2: 40.0}, {1: 60.0, 2: 60.0}, cores=2)["images_per_s"] == pytest.approx(24.0)
+    assert pipeline_limit({1: 50.0}, {1: 50.0}, cores=1)["images_per_s"] == pytest.approx(25.0)
+
+
+def test_steady_rate_leaves_out_start_up_and_the_first_burst() -> None:
+    # Header at 1.0 s; rows in bursts of two every 0.1 s from 2.0 s: 6 rows after the first burst in 0.3 s.
+    times = [1.0, 2.0, 2.0, 2.1, 2.1, 2.2, 2.2, 2.3, 2.3]
+    assert procs.steady_rate(times, skip=1) == pytest.approx(6 / 0.3)
+    assert procs.steady_rate([1.0, 2.0, 2.0], skip=1) is None  # one burst: no rate to tell
+
+
+def test_percentiles() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert procs.percentile(values, 50) == pytest.approx(50.5)
+    assert procs.percentile(values, 95) == pytest.approx(95.05)
+
+
+def test_run_all_on_five_generated_images(tmp_path, make_image, binary_model) -> None:
+    data = tmp_path / "data"
+    for i in range(5):
+        make_image(data / f"xray_{i}.jpg", size=(640 + 32 * i, 520), seed=i)
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, BENCHMARKS / "run_all.py", "--data", data, "--n", "7", "--rounds", "1",
+         "--cold-runs", "1", "--memory-sizes", "3,6", "--skip", "seed", "--model", binary_model,
+         "--latency-files", "3", "--json", out],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ours / limit" in done.stdout and "targets:" in done.stdout
+    result = json.loads(out.read_text())
+    summary, raw = result["summary"], result["raw"]
+    assert raw["rounds"][0]["ours"]["rows"] == 7 and summary["ours"]["errors"] == 0
+    assert summary["ours"]["whole_process_images_per_s"] > 0 and summary["limit"]["images_per_s"] > 0
+    assert [m["files"] for m in summary["memory"]] == [3, 6]
+    assert set(summary["targets"]) == {"ours_vs_limit", "ours_vs_seed", "peak_rss_mib", "help_s", "one_image_s"}
+    assert summary["targets"]["ours_vs_seed"]["met"] is None  # skipped, so not claimed
+    assert summary["machine"]["cores"] >= 1 and summary["command"].startswith("python benchmarks/run_all.py")
+
+
+def test_run_all_says_what_is_missing(tmp_path) -> None:
+    done = subprocess.run([sys.executable, BENCHMARKS / "run_all.py", "--data", tmp_path, "--n", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "no .jpg/.jpeg/.png images" in done.stderr
