@@ -339,3 +339,21 @@ def test_info_prints_backend_versions_and_manifest(cli, binary_model) -> None:
 def test_info_with_a_missing_model_is_fatal(cli, tmp_path) -> None:
     result = cli("info", "--model", tmp_path / "gone.json")
     assert result.exit_code == 3 and "gone.json" in result.stderr
+
+
+def test_without_any_interpreter_the_cli_says_how_to_install_one(folder, binary_model, tmp_path) -> None:
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('ai_edge_litert', 'tflite_runtime', 'tensorflow'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from cxr_edge.cli import main\n"
+        "main(sys.argv[1:], prog_name='cxr-edge')\n"
+    )
+    args = ["classify", folder, "--out", tmp_path / "r.csv", "--model", binary_model]
+    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 3
+    assert "no TFLite interpreter found" in result.stderr and "pip install" in result.stderr
+    assert "Traceback" not in result.stderr
