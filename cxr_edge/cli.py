@@ -4,24 +4,26 @@ Each command is a thin shell over a library function (``classify.classify_to_rep
 and friends); shared options are defined once (``model_option`` ...), so a new command
 or option is a few lines. Exceptions from the library become one-line messages and the
 documented exit codes, never tracebacks.
+
+The library is imported inside the commands, not here: ``cxr-edge --help`` then starts
+without numpy, Pillow, tqdm or the interpreter (see docs/performance.md, cold start).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import platform
 import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import click
 
-from cxr_edge import __version__, runtime
-from cxr_edge.bundle import BundleError, list_bundled, load_bundle
-from cxr_edge.classify import DEVICES, ClassifyOptions, classify_to_report
-from cxr_edge.engine import default_threads, default_workers
-from cxr_edge.report import ReportError, ReportExists
+from cxr_edge import __version__
+
+if TYPE_CHECKING:
+    from cxr_edge.classify import ClassifyOptions
+
+DEVICES = ("cpu", "edgetpu")  # = classify.DEVICES, written out so --help needs no import of the engine
 
 EXIT_OK = 0
 EXIT_UNREADABLE = 1  # some inputs could not be read (each has an error row)
@@ -44,6 +46,10 @@ def fail(message: str, code: int = EXIT_FATAL) -> None:
 @contextlib.contextmanager
 def fatal_errors() -> Iterator[None]:
     """Turn the library's known failures into a message and an exit code."""
+    from cxr_edge import runtime
+    from cxr_edge.bundle import BundleError
+    from cxr_edge.report import ReportError, ReportExists
+
     try:
         yield
     except ReportExists as exc:
@@ -76,9 +82,9 @@ def model_run_options(func: Callable) -> Callable:
             click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
                          help="Run on the CPU or on a Coral Edge TPU (needs libedgetpu and a compiled bundle)."),
             click.option("--threads", type=click.IntRange(min=1), default=None,
-                         help=f"Interpreter threads [default: {default_threads()}, the CPU count]."),
+                         help="Interpreter threads [default: the CPU count]."),
             click.option("--workers", type=click.IntRange(min=1), default=None,
-                         help=f"Image decoding threads [default: {default_workers()}]."),
+                         help="Image decoding threads [default: the CPU count, at most 4]."),
             click.option("--recursive/--no-recursive", default=True, show_default=True,
                          help="Walk folders recursively."),
             click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary."),
@@ -113,6 +119,8 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     JPEG, PNG (8/16 bit), BMP, TIFF and DICOM files are read; hidden files are skipped.
     Rows are written as results arrive, so an interrupted run can be continued with --resume.
     """
+    from cxr_edge.classify import ClassifyOptions, classify_to_report
+
     if overwrite and resume:
         raise click.UsageError("--overwrite and --resume exclude each other")
     if explain and html is None:
@@ -138,8 +146,14 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
 @model_option
 def info(model: str | None) -> None:
     """Print the interpreter backend, library versions and the model's manifest."""
+    import json
+    import platform
+
     import numpy
     import PIL
+
+    from cxr_edge import runtime
+    from cxr_edge.bundle import list_bundled, load_bundle
 
     click.echo(f"cxr-edge {__version__}")
     click.echo(f"python {platform.python_version()} ({platform.system()} {platform.machine()})")
