@@ -46,7 +46,8 @@ def test_lite0_has_the_published_shape_and_only_relu6():
 
 
 def test_pooling_and_top_options():
-    assert build_efficientnet_lite0((96, 96, 1)).output_shape == (None, 1280)
+    assert build_efficientnet_lite0((96, 96, 1)).output_shape == (None, 3, 3, 1280)  # like keras.applications
+    assert build_efficientnet_lite0((96, 96, 1), pooling="avg").output_shape == (None, 1280)
     assert build_efficientnet_lite0((96, 96, 1), include_top=True, classes=3).output_shape == (None, 3)
     with pytest.raises(ValueError, match="pooling"):
         build_efficientnet_lite0(pooling="mean")
@@ -64,7 +65,7 @@ def test_grey_stem_equals_grey_replicated_to_rgb(tmp_path):
             layer.set_weights([gamma, beta, rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 2, var.shape)])
     path = tmp_path / "random.weights.h5"
     rgb.save_weights(str(path))
-    gray = build_efficientnet_lite0((64, 64, 1), weights=path, pooling=None)
+    gray = build_efficientnet_lite0((64, 64, 1), weights=path)
     images = _gray_batch()[:, :64, :64, None]
     expected = rgb.predict(np.repeat(images, 3, axis=-1), verbose=0)
     np.testing.assert_allclose(gray.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-4)
@@ -134,6 +135,6 @@ def test_ported_file_gives_the_original_features_on_grey_input(original, tmp_pat
     gray = _gray_batch()
     with torch.no_grad():
         expected = reference.extract_features(_torch_input(torch, gray)).numpy().transpose(0, 2, 3, 1)
-    got = build_efficientnet_lite0((224, 224, 1), weights=out, pooling=None).predict(gray[..., None], verbose=0)
+    got = build_efficientnet_lite0((224, 224, 1), weights=out).predict(gray[..., None], verbose=0)
     assert expected.std() > 0.1  # the features are not trivially zero
     np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())

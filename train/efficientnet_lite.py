@@ -114,7 +114,7 @@ def build_efficientnet_lite0(
     input_shape: tuple[int, int, int] = (224, 224, 1),
     weights: str | Path | None = None,
     include_top: bool = False,
-    pooling: str | None = "avg",
+    pooling: str | None = None,
     classes: int = 1000,
     dropout: float = 0.2,
 ) -> keras.Model:
@@ -123,8 +123,9 @@ def build_efficientnet_lite0(
     ``weights``: ``None`` (random) or a ``.weights.h5`` written by ``python -m train.port_lite0``
     (backbone weights only; any input size works since the backbone is fully convolutional).
     ``include_top`` adds global average pooling, dropout and a ``classes``-way linear layer
-    (logits, as in the original). Without it, ``pooling`` is ``"avg"`` (a 1280-vector, the
-    usual transfer-learning feature), ``"max"`` or ``None`` (the 7x7x1280 map at 224 px).
+    (logits, as in the original). Without it, ``pooling`` is ``None`` (the 7x7x1280 map at
+    224 px, as ``keras.applications`` returns), ``"avg"`` (a 1280-vector, the usual
+    transfer-learning feature) or ``"max"``.
     """
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', not {pooling!r}")
