@@ -59,7 +59,7 @@ def _number(value: float | None) -> str:
 def result_row(result: Result, labels: Sequence[str], threshold: float, model_id: str) -> dict[str, str]:
     """The report's cells for one result (every column; the writer keeps those it has)."""
     info = result.info
-    row = {
+    return {
         "path": result.display,
         "prediction": result.prediction,
         "probability": _number(result.probability),
@@ -73,7 +73,6 @@ def result_row(result: Result, labels: Sequence[str], threshold: float, model_id
         **{c: str(info.get(c, "")) for c in HEADER_COLUMNS},
         NOTE_COLUMN: "; ".join(str(info[k]) for k in ("warning", "note") if info.get(k)),
     }
-    return row
 
 
 def neutralise(cell: str) -> str:
@@ -127,6 +126,8 @@ class ReportWriter:
                 f"{self.path} already exists: add --resume to continue it or --overwrite to replace it"
             )
         blob = bytearray(format_row(self.header))
+        if resume and not _looks_like_report(existing):
+            raise ReportError(f"{self.path} is not a cxr-edge report; refusing to resume into it")
         for row in _rows_to_keep(existing, self.model_id) if resume else ():
             self.done.add(row["path"])
             blob += format_row(row.get(c, "") for c in self.header)
@@ -201,6 +202,12 @@ def _read_all(fd: int) -> bytes:
     while chunk := os.read(fd, 1 << 20):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _looks_like_report(data: bytes) -> bool:
+    """A report starts with its ``path`` column; a torn first write may have cut even that."""
+    head = data[: len(BASE_COLUMNS[0]) + 1].rstrip(b"\0")
+    return head == b"" or (BASE_COLUMNS[0] + ",").encode().startswith(head)
 
 
 def _rows_to_keep(data: bytes, model_id: str) -> Iterator[dict[str, str]]:

@@ -172,3 +172,11 @@ def test_a_folder_or_a_missing_folder_is_not_a_writable_report(tmp_path: Path) -
         ReportWriter(tmp_path, HEADER, MODEL)
     with pytest.raises(ReportError, match="cannot write the report"):
         ReportWriter(tmp_path / "missing" / "r.csv", HEADER, MODEL)
+
+
+def test_resume_refuses_a_file_that_is_not_a_report(tmp_path: Path) -> None:
+    out = tmp_path / "notes.csv"
+    out.write_bytes(b"name,phone\r\nAda,123\r\n")
+    with pytest.raises(ReportError, match="not a cxr-edge report"):
+        ReportWriter(out, HEADER, MODEL, resume=True)
+    assert out.read_bytes() == b"name,phone\r\nAda,123\r\n"
