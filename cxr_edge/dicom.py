@@ -85,7 +85,18 @@ def read_gray8(path: Path) -> tuple[Image.Image, int, int, dict[str, str]]:
     window ignored) and ``warning`` (lateral view, body part other than chest).
     """
     pydicom = _pydicom()
-    ds = _read_dataset(pydicom, path)
+    try:
+        return _read(pydicom, path)
+    except (ImageReadError, FileNotFoundError, PermissionError):
+        raise  # load_image words the last two
+    except pydicom.errors.InvalidDicomError as exc:
+        raise ImageReadError("not a DICOM file (no 'DICM' marker after the 128-byte preamble)") from exc
+    except Exception as exc:  # pydicom raises many types for damaged files, some lazily on access
+        raise ImageReadError(f"damaged or truncated DICOM file: {exc}") from exc
+
+
+def _read(pydicom: Any, path: Path) -> tuple[Image.Image, int, int, dict[str, str]]:
+    ds = pydicom.dcmread(path)  # the whole file, once: header and pixel data
     _check_image(pydicom, ds)
     notes = []
     frames = pydicom.pixels.utils.get_nr_frames(ds, warn=False)
@@ -98,18 +109,6 @@ def read_gray8(path: Path) -> tuple[Image.Image, int, int, dict[str, str]]:
         if texts:
             info[key] = "; ".join(texts)
     return Image.fromarray(gray), int(ds.Columns), int(ds.Rows), info
-
-
-def _read_dataset(pydicom: Any, path: Path) -> Any:
-    """Parse the whole file once (header and pixel data)."""
-    try:
-        return pydicom.dcmread(path)
-    except pydicom.errors.InvalidDicomError as exc:
-        raise ImageReadError("not a DICOM file (no 'DICM' marker after the 128-byte preamble)") from exc
-    except (FileNotFoundError, PermissionError):
-        raise  # load_image words these
-    except Exception as exc:  # pydicom raises many types for damaged files
-        raise ImageReadError(f"damaged or truncated DICOM file: {exc}") from exc
 
 
 def _check_image(pydicom: Any, ds: Any) -> None:

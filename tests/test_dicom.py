@@ -129,6 +129,14 @@ def test_invalid_window_falls_back_to_the_stretch_with_a_note(tmp_path: Path) ->
     assert "window ignored" in info["note"]
 
 
+def test_malformed_modality_lut_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    broken = Dataset()
+    broken.LUTDescriptor = [256, 0, 16]  # no LUT Data
+    path = write_dicom(tmp_path / "a.dcm", ramp(0, 255, np.uint8), ModalityLUTSequence=[broken])
+    with pytest.raises(ImageReadError, match="damaged or truncated DICOM file"):
+        read(path)
+
+
 def test_rgb_dicom_becomes_luma_grey(tmp_path: Path) -> None:
     grey = ramp(10, 240, np.uint8)
     rgb = np.stack([grey] * 3, axis=-1)
