@@ -88,19 +88,18 @@ def positive_probability(probs: np.ndarray) -> np.ndarray:
     return probs[:, 0] if probs.shape[1] == 1 else 1.0 - probs[:, 0]
 
 
-def lite0_features(weights: str | None, batch: int = 32) -> Callable[[Pixels], np.ndarray]:
-    """Frozen Lite0 (global-average-pooled) as a pixels -> (N, 1280) function."""
+def lite0_backbone(weights: str | None):
+    """Frozen Lite0, global-average-pooled: pixels (N, 224, 224, 1) -> (N, 1280) features."""
     import keras
 
     from train.efficientnet_lite import build_efficientnet_lite0
 
     keras.utils.set_random_seed(0)  # the 'random' control is the same network every run
-    model = build_efficientnet_lite0(weights=weights)
+    return build_efficientnet_lite0(weights=weights, pooling="avg")
 
-    def features(pixels: Pixels) -> np.ndarray:
-        return model.predict(pixels[..., None].astype(np.float32), batch_size=batch, verbose=0)
 
-    return features
+def extract(backbone, pixels: Pixels, batch: int = 32) -> np.ndarray:
+    return backbone.predict(pixels[..., None].astype(np.float32), batch_size=batch, verbose=0)
 
 
 def fit_head(features: np.ndarray, targets: np.ndarray, groups: np.ndarray):
@@ -117,8 +116,25 @@ def fit_head(features: np.ndarray, targets: np.ndarray, groups: np.ndarray):
     return search.best_estimator_, float(search.best_params_["logisticregression__C"])
 
 
-def probe_scorer(features: Callable[[Pixels], np.ndarray], heads: dict) -> Scorer:
-    return lambda pixels: {task: head.predict_proba(features(pixels)) for task, head in heads.items()}
+def export_model(backbone, head, task: str):
+    """The probe as one Keras model (pixels -> probabilities): the scaler folds into the Dense.
+
+    ``sigmoid/softmax(((f - mean) / scale) @ coef.T + b)`` is what ``predict_proba`` computes,
+    so the exported model is the shippable form of the probe, ready for int8 conversion.
+    """
+    import keras
+
+    scaler, regression = head.named_steps["standardscaler"], head.named_steps["logisticregression"]
+    kernel = (regression.coef_ / scaler.scale_).T
+    bias = regression.intercept_ - (regression.coef_ * scaler.mean_ / scaler.scale_).sum(axis=1)
+    dense = keras.layers.Dense(kernel.shape[1], activation="sigmoid" if task == "binary" else "softmax", name="prediction")
+    model = keras.Model(backbone.input, dense(backbone.output), name=f"lite0_probe_{task}")
+    dense.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return model
+
+
+def probe_scorer(backbone, heads: dict) -> Scorer:
+    return lambda pixels: {task: head.predict_proba(extract(backbone, pixels)) for task, head in heads.items()}
 
 
 def keras_scorer(path: Path) -> Scorer:
@@ -201,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path(".cache/pixels"))
     parser.add_argument("--shifts", default=",".join(SHIFTS), help=f"comma list from {','.join(SHIFTS)}")
+    parser.add_argument("--export", action="store_true", help="also save the probe as OUT/{binary,subtype}.keras")
     args = parser.parse_args(argv)
     if args.data is None:
         parser.error("give --data or set $CXR_DATA")
@@ -218,13 +235,22 @@ def main(argv: list[str] | None = None) -> int:
         scorer = keras_scorer(args.keras_model)
         report["scored"] = str(args.keras_model)
     else:
-        features = lite0_features(args.weights)
-        train_features = features(pixels[train_idx])
+        backbone = lite0_backbone(args.weights)
+        train_features = extract(backbone, pixels[train_idx])
         groups = np.array([records[i].patient for i in train_idx])
         heads = {}
         for task, y in _targets(records, train_idx).items():
             heads[task], report[f"{task}_C"] = fit_head(train_features, y, groups)
-        scorer = probe_scorer(features, heads)
+        scorer = probe_scorer(backbone, heads)
+        if args.export:
+            args.out.mkdir(parents=True, exist_ok=True)
+            sample = pixels[val_idx[:16]]
+            for task, head in heads.items():
+                exported = export_model(backbone, head, task)
+                expected = positive_probability(head.predict_proba(extract(backbone, sample)))
+                got = positive_probability(exported.predict(sample[..., None].astype(np.float32), verbose=0))
+                report[f"{task}_export_max_abs_dp"] = float(np.max(np.abs(got - expected)))
+                exported.save(args.out / f"{task}.keras")
         report["scored"] = f"Lite0 {'imagenet ' + args.weights if args.weights else 'random'} + logistic regression"
     report["robustness"] = robustness(scorer, pixels[val_idx], _targets(records, val_idx), shifts)
     if args.fullres is not None:
