@@ -29,11 +29,11 @@ def one_by_one(classifier: Classifier, paths: list[Path]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("model", ["binary_model", "float_model", "subtype_model"])
-@pytest.mark.parametrize("workers, batch", [(1, 1), (3, 4), (2, 5)])
-def test_results_match_single_image_runs_in_input_order(tmp_path, make_image, request, model, workers, batch) -> None:
+@pytest.mark.parametrize("workers", [1, 3])
+def test_results_match_single_image_runs_in_input_order(tmp_path, make_image, request, model, workers) -> None:
     paths = images(tmp_path, make_image, 11)
-    (tmp_path / "img_004b.png").write_text("not an image")  # an error in the middle of a batch
-    classifier = Classifier(load_bundle(request.getfixturevalue(model)), threads=1, batch=batch)
+    (tmp_path / "img_004b.png").write_text("not an image")  # an error among good images
+    classifier = Classifier(load_bundle(request.getfixturevalue(model)), threads=1)
     results = list(classify(discover([tmp_path]), classifier, workers=workers))
     assert [r.display for r in results] == sorted(p.name for p in tmp_path.iterdir())
     ok = [r for r in results if r.status == OK]
@@ -50,10 +50,10 @@ def test_the_engine_streams_and_reads_only_a_bounded_window_ahead(tmp_path, make
     path = make_image(tmp_path / "a.png")
     consumed = itertools.count()
     endless = (Found(str(path), f"copy {next(consumed)}") for _ in itertools.repeat(None))
-    classifier = Classifier(load_bundle(binary_model), threads=1, batch=4)
+    classifier = Classifier(load_bundle(binary_model), threads=1)
     first = list(itertools.islice(classify(endless, classifier, workers=2), 10))
     assert [r.display for r in first] == [f"copy {i}" for i in range(10)]
-    assert next(consumed) <= 10 + 2 * 2 + 4 + 4  # taken + window + one batch: never the whole input
+    assert next(consumed) <= 10 + 2 * 2  # taken + the decode window: never the whole input
 
 
 def test_a_file_deleted_between_listing_and_reading_gets_an_error_row(tmp_path, make_image, binary_model) -> None:
