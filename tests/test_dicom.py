@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,15 @@ def test_missing_pydicom_says_how_to_install_it(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom -> ImportError
     with pytest.raises(ImageReadError, match=r"pydicom is not installed: pip install 'cxr-edge\[dicom\]'"):
         read(path)
+
+
+def test_jpeg_and_png_never_load_pydicom(tmp_path: Path) -> None:
+    Image.fromarray(ramp(0, 255, np.uint8)).save(tmp_path / "a.png")
+    code = (
+        "import sys; from cxr_edge.preprocess import Contract, load_image; "
+        f"load_image({str(tmp_path / 'a.png')!r}, Contract()); print('pydicom' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_pydicom_2_asks_for_an_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
