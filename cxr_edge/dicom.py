@@ -36,6 +36,7 @@ COMPRESSED_HINT = "pip install 'cxr-edge[dicom-compressed]'"
 ROBUST_PERCENTILES = (0.5, 99.5)
 #: The percentiles are taken on a regular subsample of at most about this many pixels.
 _PERCENTILE_SAMPLES = 1_000_000
+_DEFER_SIZE = "1 MB"
 _HEADER_KEYWORDS = {
     "patient_id": "PatientID",
     "study_date": "StudyDate",
@@ -96,7 +97,9 @@ def read_gray8(path: Path) -> tuple[Image.Image, int, int, dict[str, str]]:
 
 
 def _read(pydicom: Any, path: Path) -> tuple[Image.Image, int, int, dict[str, str]]:
-    ds = pydicom.dcmread(path)  # the whole file, once: header and pixel data
+    # Values over 1 MB (the pixel data) are read when first used: once, and never for a
+    # file refused on its header (no image, no decoder, absurd size).
+    ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE)
     _check_image(pydicom, ds)
     notes = []
     frames = pydicom.pixels.utils.get_nr_frames(ds, warn=False)
