@@ -246,7 +246,7 @@ def _evaluation_files(ev: object, out_dir: Path, plots: bool, quiet: bool) -> No
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("paths", metavar="IMAGE...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the heatmap PNGs (one per image: <path>.occlusion.png).")
+              help="Folder for the heatmap PNGs (one per image: <name>.occlusion.png).")
 @click.option("--window", type=click.IntRange(min=2), default=32, show_default=True,
               help="Side of the hidden square, in model-input pixels.")
 @click.option("--stride", type=click.IntRange(min=1), default=16, show_default=True,

@@ -13,7 +13,6 @@ The overlay is drawn with Pillow and a small colormap in numpy; matplotlib is no
 from __future__ import annotations
 
 import dataclasses
-import io
 import sys
 import time
 from pathlib import Path, PurePosixPath
@@ -52,10 +51,27 @@ class Heatmap:
     def scale(self) -> float:
         return max(float(self.drop.max()), MIN_SCALE)
 
-    def peak(self) -> tuple[int, int]:
-        """(x, y) of the hottest pixel."""
-        y, x = np.unravel_index(int(np.argmax(self.drop)), self.drop.shape)
-        return int(x), int(y)
+    @property
+    def level(self) -> np.ndarray:
+        """Colour strength 0..1: the positive drops relative to :attr:`scale`."""
+        return np.clip(self.drop / self.scale, 0.0, 1.0)
+
+    def hotspot(self) -> tuple[float, float]:
+        """(x, y) centre of the area with at least half the largest drop.
+
+        A centroid rather than the hottest pixel: the map is flat within each stride cell,
+        so the hottest pixel sits at a cell corner.
+        """
+        hot = np.where(self.drop >= 0.5 * self.drop.max(), self.drop, 0.0)
+        ys, xs = np.mgrid[0 : hot.shape[0], 0 : hot.shape[1]]
+        return float((xs * hot).sum() / hot.sum()), float((ys * hot).sum() / hot.sum())
+
+    def caption(self, title: str) -> list[str]:
+        return [
+            title,
+            f"P(pneumonia) {self.probability:.3f}; colour = drop in probability when the area is hidden "
+            f"(full colour = {self.scale:.2f})",
+        ]
 
 
 def positions(size: int, window: int, stride: int) -> list[int]:
@@ -109,44 +125,39 @@ def colormap(values: np.ndarray) -> np.ndarray:
     return np.rint(_ANCHORS[low] * (1 - frac) + _ANCHORS[low + 1] * frac).astype(np.uint8)
 
 
-def overlay(heat: Heatmap) -> Image.Image:
-    """The X-ray in grey with the positive drops blended in colour (more drop, more colour)."""
-    level = np.clip(heat.drop / heat.scale, 0.0, 1.0)
-    grey = np.repeat(heat.pixels[..., None].astype(np.float32), 3, axis=2)
-    alpha = (OVERLAY_ALPHA * level)[..., None]
+def overlay(pixels: np.ndarray, level: np.ndarray) -> Image.Image:
+    """The uint8 X-ray (H, W) in grey with ``level`` (0..1, same shape) blended in colour."""
+    grey = np.repeat(pixels[..., None].astype(np.float32), 3, axis=2)
+    alpha = (OVERLAY_ALPHA * np.clip(level, 0.0, 1.0))[..., None]
     blended = grey * (1 - alpha) + colormap(level).astype(np.float32) * alpha
     return Image.fromarray(np.rint(blended).astype(np.uint8), mode="RGB")
 
 
-def figure(heat: Heatmap, title: str, zoom: int = 2) -> Image.Image:
-    """Side by side: the X-ray and its overlay, enlarged, with a caption saying how to read it."""
-    left = Image.fromarray(heat.pixels).convert("RGB")
-    right = overlay(heat)
+def figure(pixels: np.ndarray, level: np.ndarray, caption: Sequence[str], zoom: int = 2) -> Image.Image:
+    """Side by side: the X-ray and its overlay, enlarged, with caption lines below."""
+    left = Image.fromarray(pixels).convert("RGB")
     width, height = left.width * zoom, left.height * zoom
-    caption = [
-        title,
-        f"P(pneumonia) {heat.probability:.3f}; colour = drop in probability when the area is hidden "
-        f"(full colour = {heat.scale:.2f})",
-    ]
     canvas = Image.new("RGB", (2 * width + 8, height + 14 * len(caption) + 10), "white")
     canvas.paste(left.resize((width, height), Image.Resampling.BILINEAR), (0, 0))
-    canvas.paste(right.resize((width, height), Image.Resampling.BILINEAR), (width + 8, 0))
+    canvas.paste(overlay(pixels, level).resize((width, height), Image.Resampling.BILINEAR), (width + 8, 0))
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(caption):
         draw.text((4, height + 5 + 14 * i), line, fill="black")
     return canvas
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
-def output_name(display: str) -> str:
+def output_name(display: str, kind: str = "occlusion") -> str:
     """A flat file name for an input's heatmap: ``a/b/x.jpeg`` -> ``a__b__x.occlusion.png``."""
     parts = PurePosixPath(Path(display).with_suffix("").as_posix()).parts
-    return "__".join(p for p in parts if p not in ("/", ".", "..")) + ".occlusion.png"
+    return "__".join(p for p in parts if p not in ("/", ".", "..")) + f".{kind}.png"
+
+
+def output_names(displays: Sequence[str], kind: str = "occlusion") -> list[str]:
+    """Heatmap file names: ``x.occlusion.png`` from the file name alone when that is unique,
+    else the flattened path (:func:`output_name`)."""
+    short = [output_name(PurePosixPath(d).name, kind) for d in displays]
+    unique = len(set(short)) == len(short)
+    return short if unique else [output_name(d, kind) for d in displays]
 
 
 @dataclasses.dataclass
@@ -171,13 +182,15 @@ def explain_to_dir(
     """Write one heatmap figure per input into ``out_dir``, yielding each outcome as it is done."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for found in tqdm(inputs, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True):
+    names = output_names([found.display for found in inputs])
+    bar = tqdm(inputs, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    for found, name in zip(bar, names):
         try:
             pixels = load_image(found.path, classifier.bundle.contract).pixels
         except ImageReadError as exc:
             yield Explained(found.display, error=str(exc))
             continue
         heat = occlusion_map(classifier, pixels, window=window, stride=stride, batch=batch)
-        path = out / output_name(found.display)
-        figure(heat, f"{found.display} ({classifier.bundle.short_id})").save(path)
+        path = out / name
+        figure(pixels, heat.level, heat.caption(f"{found.display} ({classifier.bundle.short_id})")).save(path)
         yield Explained(found.display, heat, path)

@@ -72,7 +72,7 @@ def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
         heat, note = "", ""
         if flagged and explain_flagged:
             heatmap = explain.occlusion_map(classifier, pixels)
-            heat = _img(_data_uri(explain.overlay(heatmap).resize((THUMBNAIL, THUMBNAIL)), "PNG"),
+            heat = _img(_data_uri(explain.overlay(pixels, heatmap.level).resize((THUMBNAIL, THUMBNAIL)), "PNG"),
                         f"heatmap of {result.display}")
     probability = result.probability or 0.0
     bar = f'<span class="bar" style="width:{probability * 80:.0f}px"></span>'

@@ -71,12 +71,13 @@ def save_overlays(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    items = list(items)
     written = []
-    for name, pixels in items:
+    for (name, pixels), filename in zip(items, explain.output_names([n for n, _ in items], kind="gradcam")):
         probs = model(pixels[None, ..., None].astype(np.float32), training=False).numpy()[0]
         probability = float(probs[0] if probs.shape[-1] == 1 else 1.0 - probs[negative_index])
         cam = gradcam(model, pixels, layer_name=layer_name, negative_index=negative_index)
-        path = out / explain.output_name(name, kind="gradcam")
+        path = out / filename
         overlay_image(pixels, cam, probability, f"{name} ({model.name})").save(path)
         written.append(path)
     return written
