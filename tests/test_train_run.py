@@ -132,3 +132,35 @@ def test_class_weights_balance_the_loss_and_the_bias_follows_the_weighted_prior(
     assert fit.output_bias(counts, weights) == pytest.approx([0.0])
     assert fit.output_bias(counts, np.ones(2)) == pytest.approx([np.log(3.0)])
     assert fit.output_bias(np.array([1.0, 1.0, 2.0]), np.ones(3)) == pytest.approx(np.log([0.25, 0.25, 0.5]))
+
+
+def test_robustness_scores_every_shift_and_the_fullres_parity(binary_run, kermany, tmp_path):
+    from PIL import Image
+
+    for label in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / label).mkdir()
+        for film in sorted((kermany / "train" / label).glob("*.jpeg"))[:2]:
+            Image.open(film).resize((480, 384)).save(tmp_path / label / film.name)
+    result = train_cli("robustness", str(binary_run), "--fullres", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    report = json.loads((binary_run / "robustness.json").read_text())
+    from train.robustness import SHIFTS
+
+    assert [r["shift"] for r in report["shifts"]] == ["none", *SHIFTS]
+    assert report["fullres_parity"]["pairs"] == 4
+    assert 0.0 <= report["calibration"]["ece"] <= 1.0
+    table = train_cli("table", str(binary_run), "--out", str(tmp_path / "table"))
+    assert table.exit_code == 0 and "shift_min_auc" in (tmp_path / "table" / "comparison.md").read_text()
+
+
+def test_shifts_change_the_pixels_they_claim_to():
+    from cxr_edge.preprocess import Contract
+    from train.robustness import SHIFTS, shifted_inputs
+
+    raw = np.tile(np.linspace(30, 220, 64).astype(np.uint8), (64, 1))[None]
+    for name, shift in SHIFTS.items():
+        assert not np.array_equal(shifted_inputs(raw, shift, Contract(64, 64)), raw), name
+    brighter = shifted_inputs(raw, SHIFTS["exposure +40"], Contract(64, 64))
+    assert brighter.mean() > raw.mean() + 30
+    normalised = shifted_inputs(raw, SHIFTS["exposure +40"], Contract(64, 64, normalize="autocontrast"))
+    assert abs(int(normalised.min()) - 0) <= 3 and normalised.max() >= 250  # the contract undoes exposure

@@ -8,19 +8,7 @@ from pathlib import Path
 
 import click
 
-from train.run import RunConfig
-
-# Per-architecture defaults: baseline reproduces the seed projects (no augmentation, no
-# class weights, constant Adam 1e-3, 10 epochs); the others use the full recipe.
-ARCH_DEFAULTS = {
-    "baseline": {"epochs": 10, "augment": False, "class_weights": False, "schedule": "constant"},
-    "tuned": {"epochs": 15},
-    "mobile": {"epochs": 15},
-}
-
-
-def _defaults(arch: str) -> dict:
-    return ARCH_DEFAULTS.get(arch, {"epochs": 10})
+from train.run import make_config
 
 
 def _setup_tf() -> None:
@@ -69,19 +57,6 @@ def fit_options(func):
     return func
 
 
-def make_config(arch: str, out: str, **kw) -> RunConfig:
-    """CLI values -> RunConfig, filling unset options from the architecture's defaults."""
-    for key, value in _defaults(arch).items():
-        if kw.get(key) is None:
-            kw[key] = value
-    kw.setdefault("epochs", 10)
-    for key, fallback in (("epochs", 10), ("schedule", "cosine"), ("augment", True), ("class_weights", True)):
-        if kw.get(key) is None:
-            kw[key] = fallback
-    kw["cache_dir"] = kw.get("cache_dir") or os.environ.get("CXR_CACHE") or str(Path.home() / ".cache" / "cxr-edge")
-    return RunConfig(arch=arch, out=out, **kw)
-
-
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
@@ -115,3 +90,54 @@ def evaluate_command(run_dir: str) -> None:
         report.write_report(run_dir, log=click.echo)
     except FileNotFoundError as exc:
         _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
+
+
+@main.command("robustness")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--fullres", envvar="CXR_FULLRES", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder of full-resolution originals ({NORMAL,PNEUMONIA}/*.jpeg) for the parity check [$CXR_FULLRES].")
+def robustness_command(run_dir: str, fullres: str | None) -> None:
+    """Validation metrics under exposure/contrast/gamma/blur/noise/resolution shifts, fullres parity, calibration."""
+    from train import robustness
+    from train.data import DataError
+
+    try:
+        robustness.measure(Path(run_dir), Path(fullres) if fullres else None, log=click.echo)
+    except FileNotFoundError as exc:
+        _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
+    except DataError as exc:
+        _fail(str(exc))
+
+
+@main.command("compare")
+@click.option("--arch", "archs", multiple=True, default=("baseline", "tuned", "mobile"), show_default=True,
+              help="Architecture to train (repeat the option for several).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the runs and the table.")
+@click.option("--fullres", envvar="CXR_FULLRES", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Full-resolution originals for the robustness parity check [$CXR_FULLRES].")
+@fit_options
+def compare_command(archs: tuple[str, ...], out: str, fullres: str | None, **kw) -> None:
+    """Train several architectures the same way (resuming any already there) and write one table."""
+    from train import compare
+    from train.data import DataError
+    from train.models import ModelError
+
+    try:
+        table = compare.compare(Path(out), list(archs), Path(fullres) if fullres else None,
+                                log=lambda m: click.echo(m, err=True), **kw)
+    except (DataError, ModelError, ValueError) as exc:
+        _fail(str(exc))
+    click.echo(table)
+
+
+@main.command("table")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where comparison.md/.csv go.")
+def table_command(run_dirs: tuple[str, ...], out: str) -> None:
+    """One comparison table of finished runs (validation and robustness columns)."""
+    from train import compare
+
+    try:
+        click.echo(compare.write_table([Path(d) for d in run_dirs], Path(out)))
+    except FileNotFoundError as exc:
+        _fail(f"not a finished run: {exc.filename} missing")

@@ -13,6 +13,10 @@ import keras
 from keras import layers
 
 ARCHS = ("baseline", "tuned", "mobile")
+# Keras' default 0.99 leaves the moving variance dominated by its initial 1.0 for the
+# first few hundred steps (measured: stem variance 0.004, moving estimate 0.07 after two
+# epochs of 131 steps), which collapses validation outputs to a constant early on.
+BN_MOMENTUM = 0.9
 TRANSFER_PREFIX = "transfer:"
 
 
@@ -50,7 +54,7 @@ def tuned(shape, n_outputs, bias):
     inputs, x = _input(shape)
     for filters in (32, 64, 128, 128):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D()(x)
         x = layers.SpatialDropout2D(0.1)(x)
@@ -61,14 +65,14 @@ def tuned(shape, n_outputs, bias):
 
 def _conv_bn(x, filters: int, kernel: int, strides: int):
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
     return layers.ReLU(6.0)(x)
 
 
 def _separable(x, filters: int, strides: int):
     """Depthwise 3x3 + pointwise 1x1, each with batch norm (folded at export) and ReLU6."""
     x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
     x = layers.ReLU(6.0)(x)
     return _conv_bn(x, filters, 1, 1)
 

@@ -82,6 +82,27 @@ class RunConfig:
         return 1 if len(self.labels) == 2 else len(self.labels)
 
 
+# Per-architecture defaults: baseline reproduces the seed projects (no augmentation, no
+# class weights, constant Adam 1e-3, 10 epochs); the others use the full recipe.
+ARCH_DEFAULTS = {
+    "baseline": {"epochs": 10, "augment": False, "class_weights": False, "schedule": "constant"},
+    "tuned": {"epochs": 15},
+    "mobile": {"epochs": 15},
+}
+FALLBACKS = {"epochs": 10, "schedule": "cosine", "augment": True, "class_weights": True}
+
+
+def make_config(arch: str, out: str, **options) -> RunConfig:
+    """CLI options (None = not given) -> RunConfig, filling gaps from the architecture's defaults."""
+    options = dict(options)
+    for key, value in {**FALLBACKS, **ARCH_DEFAULTS.get(arch, {})}.items():
+        if options.get(key) is None:
+            options[key] = value
+    if not options.get("cache_dir"):
+        options["cache_dir"] = os.environ.get("CXR_CACHE") or str(Path.home() / ".cache" / "cxr-edge")
+    return RunConfig(arch=arch, out=out, **options)
+
+
 def package_versions() -> dict[str, str]:
     import keras
     import tensorflow as tf

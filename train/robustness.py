@@ -1,0 +1,189 @@
+"""How a model holds up when films look different, measured without touching the test split.
+
+Validation AUC is saturated (~0.99) and says nothing about another hospital's films.
+This module re-scores the validation split under acquisition-like shifts (exposure,
+contrast, gamma, blur, sharpening, noise, resolution, JPEG quality), checks that the
+full-resolution originals in ``fullres/`` get the same probabilities as their 224-px
+copies (parity only: those films are in train, so no accuracy is computed on them), and
+reports calibration. The shifts are applied to the grey image *before* the contract's
+normalisation, so an intensity-normalising contract gets the credit it deserves.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageFilter
+
+from cxr_edge import metrics
+from cxr_edge.preprocess import Contract, ImageReadError, load_image, prepare_gray
+from train import data
+from train.run import MODEL_FILE, SPLIT_FILE, load_run, predict
+
+ROBUSTNESS_FILE = "robustness.json"
+ROBUSTNESS_MD = "robustness.md"
+
+Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def _lut(func: Callable[[np.ndarray], np.ndarray]) -> Shift:
+    """A shift defined on grey levels 0..255 (exposure, contrast, gamma)."""
+    table = np.clip(np.rint(func(np.arange(256, dtype=np.float64))), 0, 255).astype(np.uint8)
+    return lambda img, _rng: table[img]
+
+
+def _pil(filt: Callable[[Image.Image], Image.Image]) -> Shift:
+    return lambda img, _rng: np.asarray(filt(Image.fromarray(img)), dtype=np.uint8)
+
+
+def _noise(std: float) -> Shift:
+    return lambda img, rng: np.clip(img + rng.normal(0.0, std, img.shape), 0, 255).astype(np.uint8)
+
+
+def _resolution(factor: float) -> Shift:
+    def shift(img: np.ndarray, _rng) -> np.ndarray:
+        h, w = img.shape
+        small = Image.fromarray(img).resize((max(8, int(w * factor)), max(8, int(h * factor))), Image.Resampling.BOX)
+        return np.asarray(small.resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return shift
+
+
+def _jpeg(quality: int) -> Shift:
+    def shift(img: np.ndarray, _rng) -> np.ndarray:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=quality)
+        return np.asarray(Image.open(buf).convert("L"), dtype=np.uint8)
+    return shift
+
+
+SHIFTS: dict[str, Shift] = {
+    "exposure -40": _lut(lambda v: v - 40),
+    "exposure +40": _lut(lambda v: v + 40),
+    "contrast x0.6": _lut(lambda v: (v - 128) * 0.6 + 128),
+    "contrast x1.4": _lut(lambda v: (v - 128) * 1.4 + 128),
+    "gamma 0.6": _lut(lambda v: 255 * (v / 255) ** 0.6),
+    "gamma 1.6": _lut(lambda v: 255 * (v / 255) ** 1.6),
+    "blur r1.5": _pil(lambda im: im.filter(ImageFilter.GaussianBlur(1.5))),
+    "sharpen": _pil(lambda im: im.filter(ImageFilter.UnsharpMask(radius=2, percent=150, threshold=0))),
+    "noise sd8": _noise(8.0),
+    "noise sd16": _noise(16.0),
+    "resolution x0.5": _resolution(0.5),
+    "resolution x0.25": _resolution(0.25),
+    "jpeg q30": _jpeg(30),
+}
+
+
+def shifted_inputs(raw: np.ndarray, shift: Shift, contract: Contract, seed: int = 0) -> np.ndarray:
+    """Apply ``shift`` to each raw grey image, then the contract's resize/normalise step."""
+    rng = np.random.default_rng(seed)
+    return np.stack([prepare_gray(Image.fromarray(shift(img, rng)), contract) for img in raw])
+
+
+def operating_point(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
+    m = metrics.binary_metrics(y, score, threshold)
+    return {k: m[k] for k in ("auc", "sensitivity", "specificity", "accuracy")}
+
+
+def shift_table(model, raw: np.ndarray, y: np.ndarray, threshold: float, contract: Contract, log=print) -> list[dict]:
+    """AUC and sensitivity/specificity at the run's threshold for clean and each shifted copy."""
+    clean = positive_score(model, shifted_inputs(raw, lambda img, _rng: img, contract))
+    rows = [{"shift": "none", **operating_point(y, clean, threshold), "mean_abs_dp": 0.0}]
+    for name, shift in SHIFTS.items():
+        score = positive_score(model, shifted_inputs(raw, shift, contract))
+        rows.append({"shift": name, **operating_point(y, score, threshold),
+                     "mean_abs_dp": float(np.mean(np.abs(score - clean)))})
+        log(f"  {name:<18} AUC {rows[-1]['auc']:.4f}  sens {rows[-1]['sensitivity']:.3f}  spec {rows[-1]['specificity']:.3f}")
+    return rows
+
+
+def positive_score(model, pixels: np.ndarray) -> np.ndarray:
+    """P(not the negative label) for each image."""
+    return 1.0 - predict(model, pixels)[:, 0]
+
+
+def fullres_parity(model, fullres_dir: Path, data_dir: Path, contract: Contract, threshold: float) -> dict | None:
+    """Probabilities of full-size originals (read through the contract) against their 224-px copies."""
+    pairs = []
+    for label in data.CLASS_DIRS:
+        for original in sorted((fullres_dir / label).glob("*.jpeg")):
+            copy = data_dir / "train" / label / original.name
+            if copy.exists():
+                pairs.append((original, copy))
+    if not pairs:
+        return None
+    try:
+        big = np.stack([load_image(o, contract).pixels for o, _ in pairs])
+        small = np.stack([load_image(c, contract).pixels for _, c in pairs])
+    except ImageReadError as exc:
+        raise data.DataError(f"fullres parity: {exc}") from exc
+    p_big, p_small = positive_score(model, big), positive_score(model, small)
+    diff = np.abs(p_big - p_small)
+    return {"pairs": len(pairs), "mean_abs_dp": float(diff.mean()), "max_abs_dp": float(diff.max()),
+            "decision_agreement": float(np.mean((p_big >= threshold) == (p_small >= threshold)))}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Single numbers for comparing candidates: worst and mean over the shifts."""
+    shifted = [r for r in rows if r["shift"] != "none"]
+    return {
+        "clean_auc": rows[0]["auc"],
+        "min_auc": min(r["auc"] for r in shifted),
+        "mean_auc": float(np.mean([r["auc"] for r in shifted])),
+        "min_sensitivity": min(r["sensitivity"] for r in shifted),
+        "min_specificity": min(r["specificity"] for r in shifted),
+        "mean_specificity": float(np.mean([r["specificity"] for r in shifted])),
+        "mean_abs_dp": float(np.mean([r["mean_abs_dp"] for r in shifted])),
+    }
+
+
+def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
+    """Write robustness.json and robustness.md into ``run_dir``; return the summary."""
+    import keras
+
+    cfg, _record = load_run(run_dir)
+    threshold = json.loads((run_dir / "metrics.json").read_text())["threshold"]["value"]
+    split = pd.read_csv(run_dir / SPLIT_FILE)
+    val = split[split["side"] == "val"]
+    data_dir = Path(cfg.data)
+    records, _ = data.scan(data_dir)
+    by_file = {str(r.path.relative_to(data_dir)): r for r in records}
+    val_records = [by_file[f] for f in val["file"]]
+    raw_contract = Contract(cfg.size, cfg.size, normalize="none")
+    raw, _ = data.load_pixels(val_records, raw_contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
+    y = np.array([int(r.target(cfg.task) != 0) for r in val_records])
+    model = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
+    log(f"robustness of {run_dir.name} on {len(y)} validation images at threshold {threshold:.4f}")
+    rows = shift_table(model, raw, y, threshold, cfg.contract, log)
+    clean = positive_score(model, np.stack([prepare_gray(Image.fromarray(img), cfg.contract) for img in raw]))
+    result = {
+        "threshold": threshold,
+        "summary": summarize(rows),
+        "shifts": rows,
+        "calibration": {"brier": metrics.brier_score(y, clean), "ece": metrics.expected_calibration_error(y, clean)},
+        "fullres_parity": fullres_parity(model, fullres_dir, data_dir, cfg.contract, threshold) if fullres_dir else None,
+    }
+    (run_dir / ROBUSTNESS_FILE).write_text(json.dumps(result, indent=1) + "\n")
+    (run_dir / ROBUSTNESS_MD).write_text(markdown(result))
+    log(markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Validation split under acquisition shifts (threshold {result['threshold']:.4f} chosen on clean validation).",
+             "", "| shift | AUC | sensitivity | specificity | mean abs change of p |", "| --- | --- | --- | --- | --- |"]
+    for r in result["shifts"]:
+        lines.append(f"| {r['shift']} | {r['auc']:.4f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} | {r['mean_abs_dp']:.3f} |")
+    s, c = result["summary"], result["calibration"]
+    lines += ["", f"Worst AUC {s['min_auc']:.4f}, mean AUC {s['mean_auc']:.4f}; worst specificity {s['min_specificity']:.3f}, "
+              f"mean {s['mean_specificity']:.3f}; worst sensitivity {s['min_sensitivity']:.3f}.",
+              f"Calibration on clean validation: Brier {c['brier']:.4f}, ECE {c['ece']:.4f}."]
+    p = result.get("fullres_parity")
+    if p:
+        lines.append(f"Full-resolution originals vs 224-px copies ({p['pairs']} pairs, probabilities only): "
+                     f"mean |dp| {p['mean_abs_dp']:.4f}, max {p['max_abs_dp']:.4f}, same decision {p['decision_agreement']:.1%}.")
+    return "\n".join(lines) + "\n"
