@@ -76,7 +76,7 @@ def class_folders(root: Path, bundle: Bundle) -> dict[str, str]:
 
 def truth_of(folder_label: str, filename: str, bundle: Bundle) -> Truth:
     """The ground truth of one file from its class folder (and, in ``PNEUMONIA/``, its name)."""
-    if folder_label != KERMANY_POSITIVE:
+    if folder_label in bundle.labels:
         return Truth(positive=folder_label != bundle.negative_label, label=folder_label)
     match = _SUBTYPE_RE.search(filename)
     return Truth(positive=True, label=_subtype_label(match.group(1).lower(), bundle) if match else None)

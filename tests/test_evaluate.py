@@ -1,0 +1,290 @@
+"""``cxr-edge evaluate``: labelled folders -> truths, metrics that agree with scikit-learn, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr_edge import evaluate
+from cxr_edge.bundle import Bundle
+from cxr_edge.engine import ERROR, OK, Result
+from cxr_edge.evaluate import DataLayoutError, Evaluation, Truth
+from cxr_edge.preprocess import Contract
+
+sk = pytest.importorskip("sklearn.metrics")
+
+EXIT_DATA = 4
+
+
+def fake_bundle(labels=("NORMAL", "PNEUMONIA"), threshold=0.5) -> Bundle:
+    """A bundle's meaning without files: enough for layouts and metrics."""
+    return Bundle(
+        name="fake", task="binary" if len(labels) == 2 else "multiclass", labels=tuple(labels),
+        negative_label="NORMAL", threshold=threshold, contract=Contract(), input_shape=(1, 224, 224, 1),
+        input_dtype="uint8", quantization="int8", model_path=Path("fake.tflite"), sha256="0" * 64,
+        manifest_path=Path("fake.json"), manifest={},
+    )
+
+
+def touch_images(folder: Path, names: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.new("L", (8, 8), 128).save(folder / name)
+
+
+# --- layouts ---------------------------------------------------------------------------------
+
+
+def test_class_folders_give_the_truth_any_case(tmp_path):
+    touch_images(tmp_path / "normal", ["a.png", "b.png"])
+    touch_images(tmp_path / "PNEUMONIA" / "sub", ["c.png"])
+    touch_images(tmp_path, ["loose.png"])  # no class: not listed
+    items = evaluate.labelled_inputs(tmp_path, fake_bundle())
+    assert [(f.display, t) for f, t in items] == [
+        ("PNEUMONIA/sub/c.png", Truth(True, "PNEUMONIA")),
+        ("normal/a.png", Truth(False, "NORMAL")),
+        ("normal/b.png", Truth(False, "NORMAL")),
+    ]
+
+
+@pytest.mark.parametrize("labels", [("NORMAL", "BACTERIAL", "VIRAL"), ("NORMAL", "BACTERIA", "VIRUS")])
+def test_kermany_pneumonia_folder_gives_the_subtype_from_file_names(tmp_path, labels):
+    touch_images(tmp_path / "PNEUMONIA", ["person1_bacteria_2.jpeg", "person3_virus_4.jpeg", "odd.jpeg"])
+    touch_images(tmp_path / labels[2], ["v.png"])
+    truths = {f.display: t for f, t in evaluate.labelled_inputs(tmp_path, fake_bundle(labels))}
+    assert truths == {
+        "PNEUMONIA/person1_bacteria_2.jpeg": Truth(True, labels[1]),
+        "PNEUMONIA/person3_virus_4.jpeg": Truth(True, labels[2]),
+        "PNEUMONIA/odd.jpeg": Truth(True, None),  # positive, subtype unknown
+        f"{labels[2]}/v.png": Truth(True, labels[2]),
+    }
+
+
+@pytest.mark.parametrize(
+    "folders, labels, message",
+    [
+        ([], ("NORMAL", "PNEUMONIA"), "has no class subfolders: expected folders named NORMAL, PNEUMONIA"),
+        (["NORMAL", "Covid"], ("NORMAL", "PNEUMONIA"), "folder(s) Covid match no label"),
+        (["NORMAL", "BACTERIAL", "VIRAL"], ("NORMAL", "PNEUMONIA"), "(its labels: NORMAL, PNEUMONIA)"),
+        (["NORMAL", "PNEUMONIA"], ("NORMAL", "COVID", "OTHER"), "folder(s) PNEUMONIA match no label"),
+    ],
+)
+def test_folders_that_do_not_fit_the_model_are_refused(tmp_path, folders, labels, message):
+    for name in folders:
+        touch_images(tmp_path / name, ["x.png"])
+    with pytest.raises(DataLayoutError, match=re.escape(message)):
+        evaluate.labelled_inputs(tmp_path, fake_bundle(labels))
+
+
+def test_class_folders_without_images_are_refused(tmp_path):
+    (tmp_path / "NORMAL").mkdir()
+    (tmp_path / "PNEUMONIA").mkdir()
+    (tmp_path / "PNEUMONIA" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataLayoutError, match="no image files in the class folders"):
+        evaluate.labelled_inputs(tmp_path, fake_bundle())
+
+
+# --- metrics from results --------------------------------------------------------------------
+
+
+def evaluation(y, probs, labels=("NORMAL", "PNEUMONIA"), threshold=0.5, truths=None, **kw) -> Evaluation:
+    """An Evaluation over made-up results (no interpreter), predicted by the bundle's rule."""
+    bundle = fake_bundle(labels, threshold)
+    probs = np.asarray(probs, dtype=np.float32).reshape(len(probs), -1)
+    label_probs = bundle.label_probabilities(probs)
+    results = [
+        Result(f"/x/{i}.png", f"{i}.png", OK, prediction=pred, probability=float(p), label_probs=tuple(row))
+        for i, (pred, p, row) in enumerate(zip(bundle.decide(label_probs), bundle.positive_probability(label_probs),
+                                                label_probs))
+    ]
+    truths = truths or [Truth(bool(t), labels[1] if t else "NORMAL") for t in y]
+    return Evaluation(bundle, "data", threshold, "manifest", truths, results, n_boot=200, **kw)
+
+
+def test_binary_numbers_agree_with_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    ev = evaluation(y, p, threshold=0.45)
+    pred = (p.astype(np.float32) >= 0.45).astype(int)
+    got = ev.binary
+    assert got["auc"] == pytest.approx(sk.roc_auc_score(y, p.astype(np.float32)))
+    assert got["accuracy"] == pytest.approx(sk.accuracy_score(y, pred))
+    assert got["sensitivity"] == pytest.approx(sk.recall_score(y, pred))
+    assert got["specificity"] == pytest.approx(sk.recall_score(y, pred, pos_label=0))
+    assert got["precision"] == pytest.approx(sk.precision_score(y, pred))
+    assert got["f1"] == pytest.approx(sk.f1_score(y, pred))
+    assert got["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y, pred))
+    assert ev.binary_confusion()[1] == sk.confusion_matrix(y, pred).tolist()
+    for name, (lo, hi) in ev.intervals.items():
+        assert lo <= got[name] <= hi
+
+
+def test_multiclass_numbers_agree_with_sklearn_and_unknown_subtypes_count_only_as_positive():
+    labels = ("NORMAL", "BACTERIA", "VIRUS")
+    rng = np.random.default_rng(1)
+    truth_idx = rng.integers(0, 3, 120)
+    probs = rng.dirichlet([1, 1, 1], 120) * 0.5 + np.eye(3)[truth_idx] * 0.5
+    truths = [Truth(i != 0, labels[i]) for i in truth_idx]
+    truths[0] = Truth(True, None)  # a PNEUMONIA/ file without a subtype in its name
+    ev = evaluation(None, probs, labels=labels, truths=truths)
+    known = [i for i in range(120) if truths[i].label]
+    pred = [labels.index(ev.results[i].prediction) for i in known]
+    assert ev.multiclass["confusion"] == sk.confusion_matrix(truth_idx[known], pred, labels=[0, 1, 2]).tolist()
+    assert ev.multiclass["accuracy"] == pytest.approx(sk.accuracy_score(truth_idx[known], pred))
+    assert ev.binary["n"] == 120
+    assert ev.binary["auc"] == pytest.approx(sk.roc_auc_score([t.positive for t in truths], 1 - probs[:, 0]), abs=1e-6)
+
+
+def test_unreadable_images_are_left_out_and_nothing_readable_is_an_error():
+    ev = evaluation([0, 1, 1], [0.2, 0.9, 0.8])
+    ev.results[2] = Result("/x/2.png", "2.png", ERROR, error="damaged")
+    ev.__post_init__()
+    assert ev.binary["n"] == 2 and [r.display for r in ev.errors] == ["2.png"]
+    with pytest.raises(DataLayoutError, match="none of the 1 images in data could be read"):
+        Evaluation(fake_bundle(), "data", 0.5, "manifest", [Truth(True, "PNEUMONIA")],
+                   [Result("/x/a.png", "a.png", ERROR, error="damaged")])
+
+
+def test_target_sensitivity_reports_the_threshold_that_reaches_it():
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    p = [0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9]
+    target = evaluation(y, p, target_sensitivity=1.0).at_target
+    assert target["threshold"] == pytest.approx(0.4)
+    assert (target["sensitivity"], target["specificity"]) == (1.0, 0.75)
+
+
+def test_one_class_data_gives_null_metrics_in_strict_json():
+    ev = evaluation([1, 1, 1], [0.9, 0.4, 0.8])
+    data = json.loads(json.dumps(ev.to_json(), allow_nan=False))
+    assert data["binary"]["specificity"] is None and data["binary"]["auc"] is None
+    assert data["binary"]["sensitivity"] == pytest.approx(2 / 3)
+    assert "n/a" in evaluate.format_table(ev)
+
+
+def test_table_shows_every_metric_with_its_interval_and_the_confusion():
+    ev = evaluation([0, 0, 1, 1, 1], [0.1, 0.6, 0.7, 0.8, 0.3], threshold=0.5)
+    table = evaluate.format_table(ev)
+    for name in ("accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy", "auc"):
+        assert name in table
+    assert re.search(r"^sensitivity +0\.667 +0\.\d{3}-1\.000$", table, re.M)
+    assert re.search(r"^NORMAL +1 +1$", table, re.M) and re.search(r"^PNEUMONIA +1 +2$", table, re.M)
+
+
+# --- the command, with real TFLite models ----------------------------------------------------
+
+
+def labelled_folder(root: Path, normal: int = 4, pneumonia: int = 4, size: int = 224) -> Path:
+    """Synthetic radiographs: NORMAL/ plain, PNEUMONIA/ with lesions (Kermany-style names)."""
+    from cxr_edge.synthetic import synthetic_xray
+
+    for i in range(normal):
+        (root / "NORMAL").mkdir(parents=True, exist_ok=True)
+        synthetic_xray(i, (size, size)).save(root / "NORMAL" / f"IM-{i:04d}-0001.png")
+    for i in range(pneumonia):
+        (root / "PNEUMONIA").mkdir(parents=True, exist_ok=True)
+        kind = "bacteria" if i % 2 else "virus"
+        synthetic_xray(100 + i, (size, size), lesion=True).save(root / "PNEUMONIA" / f"person{i}_{kind}_{i}.png")
+    return root
+
+
+def test_evaluate_writes_metrics_that_sklearn_reproduces_from_the_csv(cli, binary_model, tmp_path, report_rows):
+    data = labelled_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    result = cli("evaluate", data, "--model", binary_model, "--out-dir", out, "--target-sensitivity", "0.75")
+    assert result.exit_code == 0, result.stderr
+    assert "95% CI" in result.stdout and "threshold for sensitivity >= 0.75" in result.stdout
+    saved = json.loads((out / "metrics.json").read_text())
+    rows = report_rows(out / "predictions.csv")
+    assert len(rows) == 8 and {r["truth"] for r in rows} == {"NORMAL", "PNEUMONIA"}
+    y = [r["truth"] == "PNEUMONIA" for r in rows]
+    p = [float(r["probability"]) for r in rows]
+    pred = [r["prediction"] == "PNEUMONIA" for r in rows]
+    assert saved["binary"]["auc"] == pytest.approx(sk.roc_auc_score(y, p), abs=1e-4)
+    assert saved["binary"]["accuracy"] == pytest.approx(sk.accuracy_score(y, pred))
+    assert saved["classes"] == {"NORMAL": 4, "PNEUMONIA": 4}
+    for name in ("roc.png", "confusion.png", "histogram.png"):
+        with Image.open(out / name) as img:
+            assert img.size[0] > 300 and len(np.unique(np.asarray(img.convert("L")))) > 10  # drawn, not blank
+
+
+def test_threshold_option_moves_the_operating_point(cli, binary_model, tmp_path):
+    data = labelled_folder(tmp_path / "data", 2, 2)
+    flagged_all = cli("evaluate", data, "--model", binary_model, "--threshold", "0", "--out-dir", tmp_path / "o")
+    assert flagged_all.exit_code == 0
+    saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert (saved["threshold"], saved["threshold_source"]) == (0.0, "--threshold")
+    assert (saved["binary"]["sensitivity"], saved["binary"]["specificity"]) == (1.0, 0.0)
+
+
+def test_subtype_model_reads_subtypes_from_kermany_names(cli, subtype_model, tmp_path):
+    data = labelled_folder(tmp_path / "data", 3, 4)
+    result = cli("evaluate", data, "--model", subtype_model, "--out-dir", tmp_path / "o", "--no-plots")
+    assert result.exit_code == 0, result.stderr
+    saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert sum(saved["classes"].values()) == 7 and "NORMAL" in saved["classes"]
+    assert saved["multiclass"]["n"] == 7
+    assert "multiclass accuracy" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({}, "no class subfolders"),
+        ({"NORMAL": 1, "COVID": 1}, "COVID match no label"),
+        ({"NORMAL": 0, "PNEUMONIA": 0}, "no image files"),
+    ],
+)
+def test_bad_folders_exit_4_with_a_message(cli, binary_model, tmp_path, layout, message):
+    for name, count in layout.items():
+        touch_images(tmp_path / "data" / name, [f"{i}.png" for i in range(count)])
+    (tmp_path / "data").mkdir(exist_ok=True)
+    result = cli("evaluate", tmp_path / "data", "--model", binary_model)
+    assert result.exit_code == EXIT_DATA
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreadable_images_exit_1_and_are_named(cli, binary_model, tmp_path):
+    data = labelled_folder(tmp_path / "data", 2, 2)
+    (data / "NORMAL" / "broken.png").write_bytes(b"not a png")
+    result = cli("evaluate", data, "--model", binary_model)
+    assert result.exit_code == 1
+    assert "NORMAL/broken.png" in result.stderr and "1 unreadable" in result.stdout
+
+
+def test_evaluate_runs_without_tensorflow_and_warns_without_matplotlib(binary_model, tmp_path):
+    data = labelled_folder(tmp_path / "data", 2, 2)
+    out = tmp_path / "out"
+    script = (
+        "import sys\n"
+        "for name in ('tensorflow', 'keras', 'sklearn', 'pandas', 'matplotlib'): sys.modules[name] = None\n"
+        "from cxr_edge.cli import main\n"
+        f"main(['evaluate', {str(data)!r}, '--model', {str(binary_model)!r}, '--out-dir', {str(out)!r}])\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "plots need matplotlib" in done.stderr and "pip install 'cxr-edge[plots]'" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.csv"]
+
+
+@pytest.mark.needs_data
+def test_evaluate_on_the_real_validation_split(cli, tmp_path):
+    val = Path(os.environ.get("CXR_DATA", Path(__file__).parents[2] / "shared" / "data" / "chest_xray_224")) / "val"
+    if not val.is_dir():
+        pytest.skip("Kermany data not found ($CXR_DATA or ../shared/data)")
+    from cxr_edge.bundle import list_bundled
+
+    if not list_bundled():
+        pytest.skip("no bundled model installed yet")
+    result = cli("evaluate", val, "--out-dir", tmp_path / "o")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["n_images"] == 16
