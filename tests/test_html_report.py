@@ -1,0 +1,134 @@
+"""``classify --html``: one self-contained page, most suspicious first, rendered by a real browser."""
+
+from __future__ import annotations
+
+import base64
+import html.parser
+import io
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr_edge.engine import ERROR, OK, Result
+from cxr_edge.html_report import order
+from cxr_edge.synthetic import synthetic_xray
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+class Page(html.parser.HTMLParser):
+    """The parts of the page the tests check: rows (class and cell texts), images, external refs."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.rows: list[tuple[str, list[str]]] = []
+        self.images: list[str] = []
+        self.external: list[str] = []
+        self._cell: list[str] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and attrs.get("class"):
+            self.rows.append((attrs["class"], []))
+        if tag == "td" and self.rows:
+            self.rows[-1][1].append("")
+        if tag == "img":
+            self.images.append(attrs["src"])
+        for name in ("src", "href"):
+            if name in attrs and not attrs[name].startswith("data:"):
+                self.external.append(attrs[name])
+        if tag in ("script", "link", "iframe"):
+            self.external.append(tag)
+
+    def handle_data(self, data):
+        if self.rows and self.rows[-1][1]:
+            self.rows[-1][1][-1] += data.strip()
+
+
+def folder_of_images(root: Path) -> Path:
+    """Four synthetic radiographs (two with lesions) and one damaged file."""
+    root.mkdir()
+    for i in range(4):
+        synthetic_xray(i, (224, 224), lesion=i % 2 == 1).save(root / f"img{i}.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return root
+
+
+def test_order_is_highest_probability_first_then_unreadable():
+    results = [
+        Result("a", "a.png", OK, prediction="NORMAL", probability=0.2),
+        Result("b", "b.png", ERROR, error="damaged"),
+        Result("c", "c.png", OK, prediction="PNEUMONIA", probability=0.9),
+        Result("d", "d.png", OK, prediction="PNEUMONIA", probability=0.9),
+    ]
+    assert [r.display for r in order(results)] == ["c.png", "d.png", "a.png", "b.png"]
+
+
+@pytest.fixture
+def report(cli, binary_model, tmp_path, report_rows):
+    """classify --html --explain over the folder; returns (page text, CSV rows)."""
+    data = folder_of_images(tmp_path / "data")
+    page = tmp_path / "report.html"
+    result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv", "--html", page, "--explain")
+    assert result.exit_code == 1  # the damaged file
+    return page, report_rows(tmp_path / "r.csv")
+
+
+def test_page_is_self_contained_sorted_and_complete(report):
+    page, rows = report
+    parsed = Page(page.read_text(encoding="utf-8"))
+    assert parsed.external == []  # no network, no script
+    ok_rows = [r for r in rows if r["status"] == "ok"]
+    by_probability = sorted(ok_rows, key=lambda r: (-float(r["probability"]), r["path"]))
+    shown = [cells for cls, cells in parsed.rows]
+    assert [cells[1] for cells in shown] == [r["path"] for r in by_probability] + ["broken.jpg"]
+    assert [cells[3][:5] for cells in shown[:-1]] == [f"{float(r['probability']):.3f}" for r in by_probability]
+    assert [cells[2] for cells in shown[:-1]] == [r["prediction"] for r in by_probability]
+    broken = next(r for r in rows if r["status"] == "error")
+    assert parsed.rows[-1][0] == "error" and shown[-1][4] == broken["error"] != ""
+    flagged = sum(r["prediction"] == "PNEUMONIA" for r in ok_rows)
+    assert len(parsed.images) == len(ok_rows) + flagged  # a thumbnail each, a heatmap per flagged image
+    assert f"threshold {float(rows[0]['threshold']):g}" in page.read_text(encoding="utf-8")
+    for uri in parsed.images:
+        kind, data = re.match(r"data:image/(jpeg|png);base64,(.+)", uri).groups()
+        with Image.open(io.BytesIO(base64.b64decode(data))) as img:
+            assert img.size == (160, 160)
+
+
+def test_explain_needs_html(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv", "--explain")
+    assert result.exit_code == 2 and "--explain needs --html" in result.stderr
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_headless_chromium_renders_the_page(report, tmp_path):
+    page, rows = report
+    with tempfile.TemporaryDirectory() as profile:
+        common = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+        shot = tmp_path / "shot.png"
+        subprocess.run([*common, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
+                       capture_output=True, timeout=120, check=True)
+        dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+    with Image.open(shot) as img:
+        pixels = np.asarray(img.convert("L"))
+    assert pixels.shape == (1400, 1000)
+    assert pixels.std() > 20  # thumbnails and text drawn, not a blank page
+    parsed = Page(dom)
+    assert len(parsed.rows) == len(rows)
+    images_in_dom = re.findall(r'<img src="data:image/', dom)
+    assert len(images_in_dom) == len(parsed.images) > 0
+    assert "cxr-edge triage report" in dom
