@@ -1,0 +1,105 @@
+"""Occlusion heatmaps: geometry, colours, file names, and ``cxr-edge explain`` on real TFLite models.
+
+That the hot spot lands on a lesion is shown in test_explain_lesion.py (it trains a model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr_edge import explain
+from cxr_edge.bundle import load_bundle
+from cxr_edge.engine import Classifier
+from cxr_edge.synthetic import synthetic_xray
+
+
+@pytest.mark.parametrize(
+    "size, window, stride, expected",
+    [
+        (224, 32, 16, list(range(0, 193, 16))),
+        (100, 32, 16, [0, 16, 32, 48, 64, 68]),  # the last window is flush with the edge
+        (20, 32, 16, [0]),  # window larger than the image: hide it all once
+    ],
+)
+def test_windows_cover_the_whole_side(size, window, stride, expected):
+    assert explain.positions(size, window, stride) == expected
+
+
+def test_colormap_runs_from_dark_to_bright_and_clips():
+    colours = explain.colormap(np.array([-1.0, 0.0, 0.5, 1.0, 2.0]))
+    assert colours.dtype == np.uint8 and colours.shape == (5, 3)
+    assert colours[0].tolist() == colours[1].tolist() == [0, 0, 4]
+    assert colours[3].tolist() == colours[4].tolist() == [252, 255, 164]
+    assert colours.astype(int).sum(axis=1).tolist()[1:4] == sorted(colours.astype(int).sum(axis=1).tolist()[1:4])
+
+
+def test_overlay_keeps_the_xray_where_nothing_matters():
+    pixels = np.full((10, 10), 100, np.uint8)
+    level = np.zeros((10, 10))
+    level[2:4, 2:4] = 1.0
+    rgb = np.asarray(explain.overlay(pixels, level))
+    assert rgb[0, 0].tolist() == [100, 100, 100]
+    assert rgb[2, 2].tolist() != [100, 100, 100]
+
+
+def heatmap(drop: np.ndarray) -> explain.Heatmap:
+    return explain.Heatmap(np.zeros(drop.shape, np.uint8), 0.9, drop.astype(np.float32), 0.1, 10)
+
+
+def test_hotspot_is_the_centre_of_the_hot_area_and_small_drops_stay_pale():
+    drop = np.zeros((40, 40))
+    drop[10:20, 24:32] = 0.4
+    heat = heatmap(drop)
+    assert heat.hotspot() == pytest.approx((27.5, 14.5))
+    assert heat.level.max() == 1.0
+    assert heatmap(drop / 100).level.max() == pytest.approx(0.004 / explain.MIN_SCALE)
+
+
+def test_output_names_are_short_unless_they_would_collide():
+    assert explain.output_names(["/data/a/x.png", "y.dcm"]) == ["x.occlusion.png", "y.occlusion.png"]
+    assert explain.output_names(["a/x.png", "b/x.jpg"], kind="gradcam") == ["a__x.gradcam.png", "b__x.gradcam.png"]
+    assert explain.output_name("../../etc/x.png") == "etc__x.occlusion.png"  # never outside the folder
+
+
+@pytest.mark.parametrize("model", ["binary_model", "subtype_model"])
+def test_occlusion_probability_is_the_classify_probability(request, model):
+    classifier = Classifier(load_bundle(request.getfixturevalue(model)), threads=1)
+    bundle = classifier.bundle
+    pixels = np.asarray(synthetic_xray(3, bundle.contract.size, lesion=True))
+    heat = explain.occlusion_map(classifier, pixels, window=56, stride=56, batch=5)
+    assert heat.passes == 16 + 1
+    assert heat.drop.shape == pixels.shape and np.isfinite(heat.drop).all()
+    expected = float(explain.positive_scores(classifier, pixels[None])[0])
+    assert heat.probability == pytest.approx(expected)
+
+
+def test_batch_size_does_not_change_the_map(binary_model):
+    classifier = Classifier(load_bundle(binary_model), threads=1)
+    pixels = np.asarray(synthetic_xray(5, classifier.bundle.contract.size, lesion=True))
+    one = explain.occlusion_map(classifier, pixels, window=64, stride=40, batch=1)
+    many = explain.occlusion_map(classifier, pixels, window=64, stride=40, batch=7)
+    np.testing.assert_allclose(one.drop, many.drop, atol=1e-5)
+
+
+def test_explain_command_writes_one_figure_per_image(cli, binary_model, tmp_path):
+    for i in range(2):
+        synthetic_xray(i, (300, 260), lesion=True).save(tmp_path / f"in{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"nope")
+    out = tmp_path / "heat"
+    result = cli("explain", tmp_path / "in0.png", tmp_path / "in1.png", tmp_path / "broken.png",
+                 "--out-dir", out, "--model", binary_model, "--window", "48", "--stride", "48")
+    assert result.exit_code == 1  # one unreadable input
+    assert "broken.png" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["in0.occlusion.png", "in1.occlusion.png"]
+    assert "in0.png: probability" in result.stdout
+    with Image.open(out / "in0.occlusion.png") as img:
+        size = load_bundle(binary_model).contract.size
+        assert img.size[0] == 2 * 2 * size[0] + 8 and img.mode == "RGB"
+
+
+def test_explain_without_images_says_so(cli, binary_model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = cli("explain", tmp_path / "empty", "--out-dir", tmp_path / "o", "--model", binary_model)
+    assert result.exit_code == 1 and "no image files found" in result.stderr
