@@ -2,18 +2,22 @@
 
 Peak memory is the child's own ``ru_maxrss`` from ``wait4`` (the whole process: the
 interpreter, numpy, Pillow, every thread), not a guess from inside. Output lines are
-time-stamped as they arrive, so throughput can be taken between the first and the last
-result, leaving start-up out (start-up is measured on its own as cold start).
+time-stamped as they arrive, with the CPU time the child has used so far (all its
+threads), so throughput and CPU per image can be taken between the first and the last
+result, leaving start-up out (start-up is measured on its own as cold start). CPU time
+per image hardly depends on what else runs on the machine; wall time does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import statistics
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import Sequence
 
 
@@ -30,6 +34,7 @@ class Run:
     wall_s: float
     peak_rss_mib: float
     line_times: list[float]  # seconds since start at which each stdout line arrived
+    line_cpu: list[float]  # CPU seconds the child had used when each line arrived (nan if unknown)
     stdout: list[str]
     stderr: str
 
@@ -46,10 +51,11 @@ def run(argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | None 
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env, cwd=cwd)
-        times, lines = [], []
+        times, cpu, lines = [], [], []
         assert proc.stdout is not None
         for raw in proc.stdout:
             times.append(time.perf_counter() - start)
+            cpu.append(cpu_seconds(proc.pid))
             lines.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
@@ -58,20 +64,41 @@ def run(argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | None 
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
     # Linux reports ru_maxrss in KiB.
-    return Run(argv, proc.returncode, wall, usage.ru_maxrss / 1024, times, lines, stderr)
+    return Run(argv, proc.returncode, wall, usage.ru_maxrss / 1024, times, cpu, lines, stderr)
 
 
-def steady_rate(line_times: Sequence[float], skip: int = 1) -> float | None:
-    """Results per second between the first result and the last one (start-up left out).
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process, all threads (Linux ``/proc``; nan elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
-    Results come in bursts (the engine invokes a batch at once), so the lines that arrived
-    with the first one are not counted: only those strictly after it, over the time after it.
-    None when every result came in one burst (too few files to tell).
+
+@dataclasses.dataclass
+class Steady:
+    """Throughput and CPU cost between the first result and the last (start-up left out)."""
+
+    images_per_s: float | None
+    cpu_ms_per_image: float | None
+
+
+def steady(run: Run, skip: int = 1) -> Steady:
+    """Results per second, and CPU per result, after the first result (``skip`` header lines).
+
+    Lines that arrived together with the first result are not counted (results can come in
+    bursts): only those strictly after it, over the time after it. None when every result
+    came at once (too few files to tell).
     """
-    times = list(line_times)[skip:]
-    first = times[0] if times else 0.0
-    later = [t for t in times if t > first + 1e-3]
-    return len(later) / (times[-1] - first) if later else None
+    times, cpu = run.line_times[skip:], run.line_cpu[skip:]
+    if not times:
+        return Steady(None, None)
+    later = [t for t in times if t > times[0] + 1e-3]
+    if not later:
+        return Steady(None, None)
+    used = cpu[-1] - cpu[0]
+    return Steady(len(later) / (times[-1] - times[0]), None if math.isnan(used) else 1000 * used / len(later))
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -105,11 +105,13 @@ def run_ours(setup: Setup) -> dict[str, Any]:
     load = workload.load()
     run = procs.run(argv, env=child_env()).check()
     rows = list(csv.DictReader(run.stdout))
+    steady = procs.steady(run, skip=1)
     return {
         "load": load,
         "rows": len(rows),
         "errors": sum(r["status"] != "ok" for r in rows),
-        "images_per_s": procs.steady_rate(run.line_times, skip=1),
+        "images_per_s": steady.images_per_s,
+        "cpu_ms_per_image": steady.cpu_ms_per_image,
         "whole_process_images_per_s": len(rows) / run.wall_s,
         "wall_s": run.wall_s,
         "peak_rss_mib": run.peak_rss_mib,

@@ -73,11 +73,18 @@ def _timed(work: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def decode_threads(files: list[str], contract: Contract, threads: int) -> float:
-    """Images/s decoding ``files`` with a pool of ``threads`` threads (as the engine does)."""
+def _rate_and_cpu(images: int, work: Callable[[], object]) -> tuple[float, float]:
+    """(images/s, CPU ms per image of this whole process) for ``work`` done in this process's threads."""
+    cpu = time.process_time()
+    wall = _timed(work)
+    return images / wall, 1000 * (time.process_time() - cpu) / images
+
+
+def decode_threads(files: list[str], contract: Contract, threads: int) -> tuple[float, float]:
+    """(images/s, CPU ms per image) decoding ``files`` with ``threads`` threads (as the engine does)."""
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(lambda f: load_image(f, contract), files[:WARMUP]))
-        return len(files) / _timed(lambda: list(pool.map(lambda f: load_image(f, contract), files)))
+        return _rate_and_cpu(len(files), lambda: list(pool.map(lambda f: load_image(f, contract), files)))
 
 
 _STATE: dict[str, Any] = {}
@@ -118,8 +125,8 @@ def decode_processes(files: list[str], contract: Contract, processes: int) -> fl
         return len(files) / _timed(lambda: pool.map(_decode_slice, [files[i::processes] for i in range(processes)]))
 
 
-def invoke_threads(model_path: str, pixels: np.ndarray, count: int, threads: int) -> float:
-    """Images/s invoking batches of ``pixels`` ``count`` times with ``threads`` interpreter threads."""
+def invoke_threads(model_path: str, pixels: np.ndarray, count: int, threads: int) -> tuple[float, float]:
+    """(images/s, CPU ms per image) invoking ``pixels`` ``count`` times with ``threads`` interpreter threads."""
     interpreter = runtime.make_interpreter(model_path, threads=threads)
     for _ in range(2):
         runtime.run_batch(interpreter, pixels)
@@ -128,7 +135,7 @@ def invoke_threads(model_path: str, pixels: np.ndarray, count: int, threads: int
         for _ in range(count):
             runtime.run_batch(interpreter, pixels)
 
-    return count * len(pixels) / _timed(work)
+    return _rate_and_cpu(count * len(pixels), work)
 
 
 def invoke_processes(model_path: str, pixels: np.ndarray, count: int, processes: int) -> float:
@@ -154,10 +161,12 @@ def measure(bundle_path: str, files: list[str], cores: int, latency_files: int) 
     bundle = load_bundle(bundle_path)
     contract, model = bundle.contract, str(bundle.model_path)
     counts = range(1, cores + 1)
-    decode = {"threads": {c: decode_threads(files, contract, c) for c in counts}}
+    decode_runs = {c: decode_threads(files, contract, c) for c in counts}
     batch = np.stack([load_image(f, contract).pixels for f in (files * ENGINE_BATCH)[:ENGINE_BATCH]])
     invokes = max(1, len(files) // ENGINE_BATCH)
-    invoke = {"threads": {c: invoke_threads(model, batch, invokes, c) for c in counts}}
+    invoke_runs = {c: invoke_threads(model, batch, invokes, c) for c in counts}
+    decode = {"threads": {c: rate for c, (rate, _) in decode_runs.items()}}
+    invoke = {"threads": {c: rate for c, (rate, _) in invoke_runs.items()}}
     if cores > 1:
         decode["processes"] = {cores: decode_processes(files, contract, cores)}
         invoke["processes"] = {cores: invoke_processes(model, batch, invokes, cores)}
@@ -172,6 +181,9 @@ def measure(bundle_path: str, files: list[str], cores: int, latency_files: int) 
         "decode_best": best_decode,
         "invoke_best": best_invoke,
         "limit": pipeline_limit(best_decode, best_invoke, cores),
+        # CPU of the whole process per image, by thread count: what each stage costs, whatever else runs.
+        "cpu_ms": {"decode": {c: ms for c, (_, ms) in decode_runs.items()},
+                   "invoke": {c: ms for c, (_, ms) in invoke_runs.items()}},
         "one_image_s": one_image_alone(files[:latency_files], bundle_path, cores),
     }
 

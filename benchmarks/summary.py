@@ -43,7 +43,24 @@ def _ours(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "p95_ms": min(lat["p95_ms"] for lat in latencies),
         "peak_rss_mib": max(r["ours"]["peak_rss_mib"] for r in rounds),
         "errors": max(r["ours"]["errors"] for r in rounds),
+        "cpu_ms_per_image": _least(r["ours"]["cpu_ms_per_image"] for r in rounds),
+        "cores_busy": (best["ours"]["images_per_s"] or 0.0) * (best["ours"]["cpu_ms_per_image"] or 0.0) / 1000,
     }
+
+
+def _least(values: Any) -> float | None:
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return min(present) if present else None
+
+
+def _cpu(rounds: list[dict[str, Any]], ours_ms: float | None) -> dict[str, Any]:
+    """CPU per image: each stage at its cheapest thread count, against ours (robust to other load)."""
+    stage = {
+        name: _least(ms for r in rounds for ms in r["stages"]["cpu_ms"][name].values()) for name in ("decode", "invoke")
+    }
+    floor = stage["decode"] + stage["invoke"] if None not in stage.values() else None
+    return {"decode_ms": stage["decode"], "invoke_ms": stage["invoke"], "limit_ms": floor, "ours_ms": ours_ms,
+            "limit_vs_ours": _ratio(floor, ours_ms)}
 
 
 def _limit(rounds: list[dict[str, Any]], cores: int) -> dict[str, Any]:
@@ -127,6 +144,7 @@ def summarise(raw: dict[str, Any], setup: Any, args: argparse.Namespace, command
         "ours": ours,
         "seed": seed,
         "limit": limit,
+        "cpu_per_image": _cpu(rounds, ours["cpu_ms_per_image"]),
         "ratios": {
             "ours_vs_seed": _ratio(ours["images_per_s"], seed["images_per_s"] if seed else None),
             "ours_vs_limit": _ratio(ours["images_per_s"], limit["images_per_s"]),
@@ -178,6 +196,11 @@ def table(s: dict[str, Any]) -> str:
         f"ours / seed: {_num(s['ratios']['ours_vs_seed'], '.1f')}x   "
         f"(limit = {limit['formula']})",
     ]
+    cpu = s["cpu_per_image"]
+    if cpu["limit_ms"] and cpu["ours_ms"]:
+        lines.append(f"CPU per image (hardly affected by other load): ours {cpu['ours_ms']:.1f} ms "
+                     f"({ours['cores_busy']:.2f} cores busy); decode {cpu['decode_ms']:.1f} + invoke "
+                     f"{cpu['invoke_ms']:.1f} = {cpu['limit_ms']:.1f} ms alone; limit/ours {cpu['limit_vs_ours']:.2f}")
     if s["cold"]:
         c = s["cold"]
         lines.append(f"cold start (median of {c['runs']} whole processes): cxr-edge --help {c['help_s']:.2f} s; "

@@ -27,11 +27,27 @@ def test_limit_is_the_better_of_time_sharing_and_dedicated_cores() -> None:
     assert pipeline_limit({1: 50.0}, {1: 50.0}, cores=1)["images_per_s"] == pytest.approx(25.0)
 
 
-def test_steady_rate_leaves_out_start_up_and_the_first_burst() -> None:
-    # Header at 1.0 s; rows in bursts of two every 0.1 s from 2.0 s: 6 rows after the first burst in 0.3 s.
+def lines_at(times: list[float], cpu: list[float]) -> procs.Run:
+    return procs.Run(["x"], 0, times[-1], 50.0, times, cpu, ["row"] * len(times), "")
+
+
+def test_steady_rate_and_cpu_leave_out_start_up_and_the_first_burst() -> None:
+    # Header at 1.0 s; rows in bursts of two every 0.1 s from 2.0 s: 6 rows after the first burst in 0.3 s,
+    # during which the child used 0.45 CPU seconds (1.5 cores).
     times = [1.0, 2.0, 2.0, 2.1, 2.1, 2.2, 2.2, 2.3, 2.3]
-    assert procs.steady_rate(times, skip=1) == pytest.approx(6 / 0.3)
-    assert procs.steady_rate([1.0, 2.0, 2.0], skip=1) is None  # one burst: no rate to tell
+    cpu = [0.8, 1.0, 1.0, 1.15, 1.15, 1.3, 1.3, 1.45, 1.45]
+    steady = procs.steady(lines_at(times, cpu), skip=1)
+    assert steady.images_per_s == pytest.approx(6 / 0.3)
+    assert steady.cpu_ms_per_image == pytest.approx(1000 * 0.45 / 6)
+    assert procs.steady(lines_at([1.0, 2.0, 2.0], [0.1] * 3), skip=1).images_per_s is None  # one burst: no rate
+
+
+def test_cpu_seconds_of_a_live_process_grow() -> None:
+    import os
+
+    before = procs.cpu_seconds(os.getpid())
+    sum(i * i for i in range(3_000_000))
+    assert procs.cpu_seconds(os.getpid()) > before
 
 
 def test_percentiles() -> None:
