@@ -22,6 +22,7 @@ from cxr_edge import __version__
 
 if TYPE_CHECKING:
     from cxr_edge.classify import ClassifyOptions
+    from cxr_edge.evaluate import Evaluation
 
 DEVICES = ("cpu", "edgetpu")  # = classify.DEVICES, written out so --help needs no import of the engine
 
@@ -226,7 +227,7 @@ def evaluate(data_dir: Path, out_dir: Path | None, threshold: float | None, targ
     sys.exit(EXIT_UNREADABLE if ev.errors else EXIT_OK)
 
 
-def _evaluation_files(ev: object, out_dir: Path, plots: bool, quiet: bool) -> None:
+def _evaluation_files(ev: Evaluation, out_dir: Path, plots: bool, quiet: bool) -> None:
     from cxr_edge import evaluate as evaluation
     from cxr_edge import plots as plotting
 
@@ -243,7 +244,16 @@ def _evaluation_files(ev: object, out_dir: Path, plots: bool, quiet: bool) -> No
             click.echo(f"wrote {', '.join(p.name for p in written)} to {out_dir}", err=True)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+EXPLAIN_EXIT_HELP = (
+    "\b\nExit codes:\n"
+    "  0  a heatmap was written for every image\n"
+    "  1  some inputs could not be read (each named on stderr), or no image files found\n"
+    "  2  usage error (bad option, missing path)\n"
+    "  3  fatal: model missing or damaged, output folder not writable, no interpreter"
+)
+
+
+@main.command(epilog=EXPLAIN_EXIT_HELP)
 @click.argument("paths", metavar="IMAGE...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the heatmap PNGs (one per image: <name>.occlusion.png).")
