@@ -29,6 +29,8 @@ def fit_options(func):
                      help="binary: NORMAL vs PNEUMONIA; subtype: NORMAL / BACTERIAL / VIRAL."),
         click.option("--weights", default="none", show_default=True,
                      help="Backbone weights for transfer:<name>: imagenet, a file path, or none."),
+        click.option("--freeze-backbone", is_flag=True,
+                     help="transfer:<name> only: train the new head on frozen pretrained features."),
         click.option("--size", type=click.IntRange(32, 1024), default=224, show_default=True, help="Input side in pixels."),
         click.option("--normalize", type=click.Choice(["none", "autocontrast"]), default="none", show_default=True,
                      help="Intensity normalisation of the shared preprocessing contract."),

@@ -95,66 +95,86 @@ def mobile(shape, n_outputs, bias, width: float = 1.0):
     return keras.Model(inputs, head(x, n_outputs, bias, 0.3), name="mobile")
 
 
-def transfer(name: str, shape, n_outputs, bias, weights: str):
+def transfer(name: str, shape, n_outputs, bias, weights: str, freeze: bool = False):
     """A keras.applications backbone (or the ported EfficientNet-Lite0) with a new head.
 
-    Grayscale is repeated to three channels inside the model; each family's own
-    preprocessing is applied to the 0..255 values, as its ImageNet weights expect.
+    keras.applications models get the grey image repeated to three channels and their
+    family's preprocessing of 0..255 values, as their ImageNet weights expect;
+    EfficientNet-Lite0 takes one grey channel and normalises inside. ``freeze`` trains
+    the head only (a linear probe of the pretrained features).
     """
     inputs = keras.Input((*shape, 1), dtype="float32", name="image")
-    rgb = layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
-    backbone, preprocess = _backbone(name, (*shape, 3), weights)
-    x = backbone(preprocess(rgb))
+    if name == LITE0:
+        backbone = _lite0(shape, weights)
+        x = backbone(inputs)
+    else:
+        backbone = _application(name, (*shape, 3), weights)
+        rgb = layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
+        x = backbone(_family_preprocessing(name)(rgb))
+    backbone.trainable = not freeze
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, head(x, n_outputs, bias, 0.3), name=f"transfer_{name}")
 
 
-def _backbone(name: str, shape, weights: str):
-    """(backbone without top, preprocessing layer) with weights 'imagenet', a path or 'none'."""
-    if name == "EfficientNetLite0":
-        from train.efficientnet_lite import build_efficientnet_lite0  # lazy: optional port
+LITE0 = "EfficientNetLite0"
 
-        path = None if weights == "none" else weights
-        if weights == "imagenet":
-            raise ModelError("EfficientNetLite0 weights come from a ported file: give --weights PATH (see train/port_lite0.py)")
-        return build_efficientnet_lite0(shape, weights=path), _scale_layer(1 / 127.5, -1.0)
+
+def _lite0(shape, weights: str):
+    from train.efficientnet_lite import build_efficientnet_lite0  # lazy: optional port
+
+    if weights == "imagenet":
+        raise ModelError("EfficientNetLite0's ImageNet weights come from a port: run "
+                         "`python -m train.port_lite0 --out FILE` and give --weights FILE")
+    try:
+        return build_efficientnet_lite0((*shape, 1), weights=None if weights == "none" else weights)
+    except FileNotFoundError as exc:
+        raise ModelError(str(exc)) from exc
+
+
+def _application(name: str, shape, weights: str):
+    """keras.applications backbone without top, weights 'imagenet', a file path or 'none'."""
     factory = getattr(keras.applications, name, None)
     if not callable(factory):
-        raise ModelError(f"unknown keras.applications model {name!r} (e.g. MobileNetV2, EfficientNetB0, VGG16, ResNet50V2)")
-    load = {"none": None, "imagenet": "imagenet"}.get(weights, None)
+        raise ModelError(f"unknown keras.applications model {name!r} (e.g. MobileNetV2, EfficientNetB0, VGG16, ResNet50V2, "
+                         f"or {LITE0})")
+    if weights not in ("none", "imagenet") and not Path(weights).is_file():
+        raise ModelError(f"weights file {weights} not found")
     try:
-        backbone = factory(include_top=False, weights=load, input_shape=shape)
-    except Exception as exc:  # noqa: BLE001 - keras raises many types for a failed download
-        raise ModelError(f"could not load {name} weights {weights!r}: {exc}. "
-                         "Without network access use --weights PATH (a .weights.h5 file) or --weights none") from exc
+        backbone = factory(include_top=False, weights="imagenet" if weights == "imagenet" else None, input_shape=shape)
+    except Exception as exc:  # noqa: BLE001 - a failed download raises many types
+        raise ModelError(f"could not load {name} with weights {weights!r}: {exc}. Without network access "
+                         "use --weights PATH (a .weights.h5 file) or --weights none") from exc
     if weights not in ("none", "imagenet"):
-        if not Path(weights).is_file():
-            raise ModelError(f"weights file {weights} not found")
         backbone.load_weights(weights)
-    return backbone, _family_preprocessing(name)
+    return backbone
 
 
-def _scale_layer(scale: float, offset: float):
-    return layers.Rescaling(scale, offset=offset, name="backbone_preprocess")
+# keras.applications.imagenet_utils modes, expressed as layers on 0..255 input.
+_CAFFE_MEAN = (103.939, 116.779, 123.68)  # BGR means; grey input makes the order moot
+_TORCH_MEAN = tuple(255 * m for m in (0.485, 0.456, 0.406))
+_TORCH_STD = tuple(255 * s for s in (0.229, 0.224, 0.225))
 
 
 def _family_preprocessing(name: str):
-    """Map 0..255 to the range the family's ImageNet weights were trained on."""
+    """Map 0..255 to what the family's ImageNet weights were trained on (imagenet_utils modes)."""
     lowered = name.lower()
-    if lowered.startswith(("efficientnet", "convnext")):
-        return _scale_layer(1.0, 0.0)  # these include their own normalisation
-    if lowered.startswith(("mobilenet", "resnet50v2", "resnet101v2", "resnet152v2", "inception", "xception", "nasnet")):
-        return _scale_layer(1 / 127.5, -1.0)
-    return _scale_layer(1 / 255.0, 0.0)
+    if lowered.startswith(("efficientnet", "convnext", "regnet")):
+        return layers.Identity(name="backbone_preprocess")  # these normalise inside
+    if lowered.startswith(("vgg", "resnet50", "resnet101", "resnet152")) and not lowered.endswith("v2"):
+        return layers.Normalization(mean=_CAFFE_MEAN, variance=(1.0, 1.0, 1.0), name="backbone_preprocess")
+    if lowered.startswith("densenet"):
+        return layers.Normalization(mean=_TORCH_MEAN, variance=tuple(s * s for s in _TORCH_STD), name="backbone_preprocess")
+    return layers.Rescaling(1 / 127.5, offset=-1.0, name="backbone_preprocess")  # "tf" mode: MobileNet, ResNetV2, ...
 
 
 BUILDERS: dict[str, Callable] = {"baseline": baseline, "tuned": tuned, "mobile": mobile}
 
 
-def build(arch: str, shape: tuple[int, int], n_outputs: int, bias: list[float], weights: str = "none") -> keras.Model:
+def build(arch: str, shape: tuple[int, int], n_outputs: int, bias: list[float], weights: str = "none",
+          freeze: bool = False) -> keras.Model:
     """Build architecture ``arch`` (a name in :data:`ARCHS` or ``transfer:<name>``)."""
     if arch.startswith(TRANSFER_PREFIX):
-        return transfer(arch[len(TRANSFER_PREFIX):], shape, n_outputs, bias, weights)
+        return transfer(arch[len(TRANSFER_PREFIX):], shape, n_outputs, bias, weights, freeze)
     if arch not in BUILDERS:
         raise ModelError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)} or transfer:<keras.applications name>")
     return BUILDERS[arch](shape, n_outputs, bias)

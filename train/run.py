@@ -39,6 +39,7 @@ class RunConfig:
     task: str = "binary"
     arch: str = "mobile"
     weights: str = "none"
+    freeze_backbone: bool = False
     size: int = 224
     normalize: str = "none"
     epochs: int = 15
@@ -63,7 +64,7 @@ class RunConfig:
             value = getattr(self, field.name)
             flag = "--" + field.name.replace("_", "-")
             if isinstance(value, bool):
-                if value or field.name in ("augment", "class_weights", "hflip"):
+                if value or field.name in ("augment", "class_weights"):
                     args.append(flag if value else f"--no-{flag[2:]}")
             elif value is not None:
                 args += [flag, str(value)]
@@ -174,7 +175,8 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
             model = keras.models.load_model(out / fit.LAST_MODEL)
         else:
             state = {}
-            model = models.build(cfg.arch, (cfg.size, cfg.size), cfg.n_outputs, fit.output_bias(counts, weights), cfg.weights)
+            model = models.build(cfg.arch, (cfg.size, cfg.size), cfg.n_outputs, fit.output_bias(counts, weights), cfg.weights,
+                                 cfg.freeze_backbone)
             fit.compile_model(model, fit.learning_rate(cfg.lr, cfg.epochs, steps, cfg.schedule), cfg.n_outputs)
     log(f"{cfg.arch}: {model.count_params():,} parameters; precision {policy}; {strategy.num_replicas_in_sync} replica(s); "
         f"class weights {np.round(weights, 3).tolist()}")

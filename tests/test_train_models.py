@@ -1,0 +1,50 @@
+"""train.models: every architecture takes raw grey levels; mobile stays small and Edge-TPU-friendly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from train import models  # noqa: E402
+
+# Layer types whose TFLite ops the Edge TPU compiler maps (Conv2D, DepthwiseConv2D, ReLU6,
+# Mean, FullyConnected, Logistic/Softmax; batch norm folds, dropout vanishes).
+EDGE_TPU_LAYERS = {"InputLayer", "Rescaling", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
+                   "GlobalAveragePooling2D", "Dropout", "Dense"}
+
+
+def test_mobile_is_small_and_uses_only_edge_tpu_friendly_layers():
+    model = models.build("mobile", (224, 224), 1, [0.0])
+    assert model.count_params() < 1_000_000  # < ~1 MB once int8
+    assert {layer.__class__.__name__ for layer in model.layers} <= EDGE_TPU_LAYERS
+    relus = [layer for layer in model.layers if layer.__class__.__name__ == "ReLU"]
+    assert relus and all(float(layer.max_value) == 6.0 for layer in relus)
+
+
+@pytest.mark.parametrize("arch", ["baseline", "tuned", "mobile", "transfer:MobileNetV2", "transfer:EfficientNetLite0"])
+def test_every_architecture_takes_raw_grey_levels_and_rescales_inside(arch):
+    model = models.build(arch, (64, 64), 1, [0.0])
+    assert model.input_shape == (None, 64, 64, 1)
+    assert any(layer.__class__.__name__ in ("Rescaling", "Functional") for layer in model.layers)
+    out = model.predict(np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 1)).astype("float32"), verbose=0)
+    assert out.shape == (2, 1) and np.all((out >= 0) & (out <= 1))
+
+
+def test_three_classes_get_a_softmax_with_the_prior_as_bias():
+    bias = list(np.log([0.2, 0.5, 0.3]))
+    model = models.build("mobile", (64, 64), 3, bias)
+    out = model.predict(np.zeros((1, 64, 64, 1), "float32"), verbose=0)
+    assert out.shape == (1, 3) and out.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(model.get_layer("prediction").bias.numpy(), bias, rtol=1e-6)
+
+
+def test_a_frozen_backbone_leaves_only_the_head_trainable():
+    model = models.build("transfer:EfficientNetLite0", (64, 64), 1, [0.0], freeze=True)
+    assert sum(w.shape.num_elements() for w in model.trainable_weights) == 1281  # 1280 features + bias
+
+
+def test_lite0_imagenet_weights_point_to_the_port():
+    with pytest.raises(models.ModelError, match="port_lite0"):
+        models.build("transfer:EfficientNetLite0", (64, 64), 1, [0.0], weights="imagenet")
