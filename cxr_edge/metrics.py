@@ -167,16 +167,24 @@ def bootstrap(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    groups: Sequence | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Percentile intervals of ``statistic(indices)`` over ``n_boot`` resamples of ``n`` items.
 
-    A resample where a metric is undefined (``nan``, e.g. AUC with one class drawn) is left
-    out of that metric's interval only.
+    With ``groups`` (one key per item, e.g. the patient), whole groups are resampled, so
+    several images of one patient do not pass for independent evidence. A resample where a
+    metric is undefined (``nan``, e.g. AUC with one class drawn) is left out of that
+    metric's interval only.
     """
     if not 0.0 < level < 1.0:
         raise ValueError("level must lie strictly between 0 and 1")
     rng = np.random.default_rng(seed)
-    draws = [statistic(rng.integers(0, n, n)) for _ in range(n_boot)]
+    if groups is None:
+        draws = [statistic(rng.integers(0, n, n)) for _ in range(n_boot)]
+    else:
+        members = _group_members(n, groups)
+        picks = (rng.integers(0, len(members), len(members)) for _ in range(n_boot))
+        draws = [statistic(np.concatenate([members[g] for g in pick])) for pick in picks]
     tail = (1.0 - level) / 2.0 * 100.0
     intervals = {}
     for key in draws[0] if draws else ():
@@ -187,6 +195,16 @@ def bootstrap(
     return intervals
 
 
+def _group_members(n: int, groups: Sequence) -> list[np.ndarray]:
+    """Item indices of each group, groups in order of first appearance."""
+    if len(groups) != n:
+        raise ValueError(f"groups has {len(groups)} keys for {n} items")
+    members: dict = {}
+    for i, key in enumerate(groups):
+        members.setdefault(key, []).append(i)
+    return [np.asarray(v) for v in members.values()]
+
+
 def bootstrap_ci(
     y_true: Sequence,
     score: Sequence,
@@ -195,15 +213,17 @@ def bootstrap_ci(
     seed: int = 0,
     level: float = 0.95,
     metrics: Sequence[str] = CI_METRICS,
+    groups: Sequence | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Bootstrap ``level`` intervals (resampling images) for ``metrics`` of :func:`binary_metrics`."""
+    """Bootstrap ``level`` intervals for ``metrics`` of :func:`binary_metrics`, resampling
+    images, or whole ``groups`` (e.g. patients) when given."""
     y, s = _binary_inputs(y_true, score)
 
     def statistic(idx: np.ndarray) -> dict[str, float]:
         values = binary_metrics(y[idx], s[idx], threshold)
         return {m: values[m] for m in metrics}
 
-    return bootstrap(statistic, len(y), n_boot=n_boot, seed=seed, level=level)
+    return bootstrap(statistic, len(y), n_boot=n_boot, seed=seed, level=level, groups=groups)
 
 
 def threshold_for_sensitivity(y_true: Sequence, score: Sequence, target: float = 0.95) -> float:

@@ -134,6 +134,20 @@ def test_bootstrap_narrows_with_more_data_and_lower_level():
     )
 
 
+def test_bootstrap_by_group_resamples_whole_groups():
+    y, score = random_case(8, n=120)
+    singletons = metrics.bootstrap_ci(y, score, 0.5, n_boot=100, groups=list(range(120)))
+    assert singletons == metrics.bootstrap_ci(y, score, 0.5, n_boot=100)
+    # each "patient" imaged 4 times: 30 independent cases, not 120, so wider intervals
+    y4, score4 = np.repeat(y[:30], 4), np.repeat(score[:30], 4)
+    patients = np.repeat(np.arange(30), 4)
+    width = lambda ci: ci["auc"][1] - ci["auc"][0]  # noqa: E731
+    grouped = metrics.bootstrap_ci(y4, score4, 0.5, n_boot=300, groups=patients)
+    assert width(grouped) > 1.5 * width(metrics.bootstrap_ci(y4, score4, 0.5, n_boot=300))
+    with pytest.raises(ValueError, match="groups has 3 keys for 120 items"):
+        metrics.bootstrap_ci(y, score, 0.5, groups=[1, 2, 3])
+
+
 def test_bootstrap_skips_one_class_resamples_for_auc():
     y, score = np.array([1, 1, 1, 1, 1, 1, 1, 0]), np.linspace(0.2, 0.9, 8)[::-1]
     ci = metrics.bootstrap_ci(y, score, 0.5, n_boot=200)
