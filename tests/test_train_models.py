@@ -48,3 +48,15 @@ def test_a_frozen_backbone_leaves_only_the_head_trainable():
 def test_lite0_imagenet_weights_point_to_the_port():
     with pytest.raises(models.ModelError, match="port_lite0"):
         models.build("transfer:EfficientNetLite0", (64, 64), 1, [0.0], weights="imagenet")
+
+
+def test_compiled_accuracy_and_auc_are_the_plain_ones():
+    from train.fit import compile_model
+
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Activation("linear")(inputs))  # outputs its input
+    compile_model(model, 1e-3, 1)
+    score = np.array([[0.9], [0.2], [0.6], [0.4]], "float32")
+    truth = np.array([[1.0], [0.0], [0.0], [1.0]], "float32")
+    result = model.evaluate(score, truth, batch_size=1, verbose=0, return_dict=True)
+    assert result["accuracy"] == pytest.approx(0.5) and result["auc"] == pytest.approx(0.75, abs=0.01)

@@ -66,11 +66,11 @@ def learning_rate(peak: float, epochs: int, steps_per_epoch: int, schedule: str)
 
 
 def compile_model(model: keras.Model, lr, n_outputs: int) -> None:
-    loss = "binary_crossentropy" if n_outputs == 1 else "categorical_crossentropy"
-    accuracy = "binary_accuracy" if n_outputs == 1 else "categorical_accuracy"
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss,
-                  metrics=[ScreenAUC(name="auc"), keras.metrics.MeanMetricWrapper(
-                      keras.metrics.get(accuracy), name="accuracy")])
+    if n_outputs == 1:
+        loss, accuracy = "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
+    else:
+        loss, accuracy = "categorical_crossentropy", keras.metrics.CategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=[ScreenAUC(name="auc"), accuracy])
 
 
 class Checkpoints(keras.callbacks.Callback):
