@@ -49,7 +49,10 @@ CHEST_WORDS = ("CHEST", "THORAX", "LUNG")
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT")
 #: Which package of the ``dicom-compressed`` extra decodes a family of transfer syntaxes.
-_DECODER_PACKAGES = {"JPEG 2000": "pylibjpeg-openjpeg", "HTJ2K": "pylibjpeg-openjpeg", "JPEG": "pylibjpeg-libjpeg"}
+_DECODER_PACKAGES = {
+    "JPEG 2000": "pylibjpeg-openjpeg",  # also names HTJ2K ("High-Throughput JPEG 2000")
+    "JPEG": "pylibjpeg-libjpeg",  # baseline, extended, lossless, JPEG-LS
+}
 
 
 def is_dicom(path: Path) -> bool:
@@ -156,7 +159,8 @@ def _first_frame(pydicom: Any, ds: Any) -> np.ndarray:
     except Exception as exc:  # decoders raise many types for damaged data
         reason = " ".join(str(exc).split())  # decoders list every plugin's failure on its own line
         if syntax.is_compressed and "pylibjpeg" not in pydicom.pixels.get_decoder(syntax).available_plugins:
-            reason += f" ({_package_for(syntax)} may decode it: {COMPRESSED_HINT})"  # e.g. 12-bit JPEG, Pillow 8-bit only
+            # e.g. a 12-bit JPEG: Pillow reads only 8-bit ones
+            reason += f" ({_package_for(syntax)} may decode it: {COMPRESSED_HINT})"
         raise ImageReadError(f"cannot decode the DICOM pixel data ({syntax.name}): {reason}") from exc
 
 

@@ -18,7 +18,7 @@ def write_dicom(
     sop_class: str = uid.DigitalXRayImageStorageForPresentation,
     **header: Any,
 ) -> Path:
-    """Write a conformant file (preamble, file meta) holding ``pixels`` (None: no Pixel Data) and ``header``."""
+    """Write a conformant file (preamble, file meta) with ``pixels`` (None: no Pixel Data) and ``header``."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian

@@ -31,6 +31,11 @@ def read(path: Path) -> tuple[np.ndarray, dict[str, str]]:
     return prepared.pixels, prepared.info
 
 
+def write12(path: Path, pixels: np.ndarray, **header: Any) -> Path:
+    """A 12-bit MONOCHROME2 (or ``photometric=``) file, the common CR/DX depth."""
+    return write_dicom(path, pixels, bits_stored=12, **header)
+
+
 def ramp(low: int, high: int, dtype: Any = np.uint16) -> np.ndarray:
     """A left-to-right ramp from ``low`` to ``high`` over SIZE."""
     width, height = SIZE
@@ -51,7 +56,7 @@ def test_8bit_monochrome2_without_window_is_taken_as_is(tmp_path: Path) -> None:
 def test_12bit_without_window_stretches_robustly_ignoring_a_few_hot_pixels(tmp_path: Path) -> None:
     pixels = ramp(1000, 2000)
     pixels[0, :3] = 4095  # hot pixels: a plain min-max would squash the film into 0..62
-    out, _ = read(write_dicom(tmp_path / "a.dcm", pixels, bits_stored=12))
+    out, _ = read(write12(tmp_path / "a.dcm", pixels))
     film = out[1:]
     assert film.min() <= 3 and film.max() >= 252
     assert np.all(np.diff(film[0].astype(int)) >= 0)
@@ -59,8 +64,8 @@ def test_12bit_without_window_stretches_robustly_ignoring_a_few_hot_pixels(tmp_p
 
 def test_monochrome1_is_inverted_so_bone_is_bright(tmp_path: Path) -> None:
     pixels = ramp(100, 3000)
-    mono2, _ = read(write_dicom(tmp_path / "m2.dcm", pixels, bits_stored=12))
-    mono1, _ = read(write_dicom(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1", bits_stored=12))
+    mono2, _ = read(write12(tmp_path / "m2.dcm", pixels))
+    mono1, _ = read(write12(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1"))
     assert np.array_equal(mono1, 255 - mono2)
     assert mono1[0, 0] == 255 and mono1[0, -1] == 0
 
@@ -68,7 +73,7 @@ def test_monochrome1_is_inverted_so_bone_is_bright(tmp_path: Path) -> None:
 def test_window_center_width_maps_the_window_to_black_through_white(tmp_path: Path) -> None:
     pixels = ramp(0, 4095)
     pixels[1, :5] = [1536, 1792, 2048, 2304, 2560]
-    out, _ = read(write_dicom(tmp_path / "a.dcm", pixels, bits_stored=12, WindowCenter=2048, WindowWidth=1024))
+    out, _ = read(write12(tmp_path / "a.dcm", pixels, WindowCenter=2048, WindowWidth=1024))
     row, values = out[0], pixels[0]
     assert np.all(row[values <= 1536] == 0)
     assert np.all(row[values > 2560] == 255)
@@ -77,18 +82,16 @@ def test_window_center_width_maps_the_window_to_black_through_white(tmp_path: Pa
 
 def test_first_of_several_windows_is_used(tmp_path: Path) -> None:
     pixels = ramp(0, 4095)
-    first, _ = read(write_dicom(tmp_path / "one.dcm", pixels, bits_stored=12, WindowCenter=1000, WindowWidth=500))
-    both, _ = read(
-        write_dicom(tmp_path / "two.dcm", pixels, bits_stored=12, WindowCenter=[1000, 3000], WindowWidth=[500, 200])
-    )
+    first, _ = read(write12(tmp_path / "one.dcm", pixels, WindowCenter=1000, WindowWidth=500))
+    both, _ = read(write12(tmp_path / "two.dcm", pixels, WindowCenter=[1000, 3000], WindowWidth=[500, 200]))
     assert np.array_equal(first, both)
 
 
 def test_monochrome1_window_is_inverted_after_windowing(tmp_path: Path) -> None:
     pixels = ramp(0, 4095)
     window = {"WindowCenter": 2048, "WindowWidth": 1024}
-    mono2, _ = read(write_dicom(tmp_path / "m2.dcm", pixels, bits_stored=12, **window))
-    mono1, _ = read(write_dicom(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1", bits_stored=12, **window))
+    mono2, _ = read(write12(tmp_path / "m2.dcm", pixels, **window))
+    mono1, _ = read(write12(tmp_path / "m1.dcm", pixels, photometric="MONOCHROME1", **window))
     assert np.array_equal(mono1, 255 - mono2)
 
 
@@ -105,8 +108,8 @@ def test_signed_16bit_with_rescale_is_windowed_in_rescaled_units(tmp_path: Path)
 def test_signed_without_window_is_stretched_like_its_unsigned_twin(tmp_path: Path) -> None:
     unsigned = ramp(0, 4000)
     signed = (unsigned.astype(np.int32) - 2000).astype(np.int16)
-    a, _ = read(write_dicom(tmp_path / "u.dcm", unsigned, bits_stored=12))
-    b, _ = read(write_dicom(tmp_path / "s.dcm", signed, bits_stored=12))
+    a, _ = read(write12(tmp_path / "u.dcm", unsigned))
+    b, _ = read(write12(tmp_path / "s.dcm", signed))
     assert np.array_equal(a, b)
 
 
@@ -116,7 +119,7 @@ def test_voi_lut_sequence_is_applied_before_any_window(tmp_path: Path) -> None:
     inverting = np.arange(4095, -1, -1, dtype="<u2")  # the window below would not invert
     lut.add_new("LUTData", "OW", inverting.tobytes())
     pixels = ramp(0, 4095)
-    path = write_dicom(tmp_path / "a.dcm", pixels, bits_stored=12, VOILUTSequence=[lut], WindowCenter=100, WindowWidth=10)
+    path = write12(tmp_path / "a.dcm", pixels, VOILUTSequence=[lut], WindowCenter=100, WindowWidth=10)
     out, _ = read(path)
     assert out[0, 0] == 255 and out[0, -1] == 0
     assert np.all(np.diff(out[0].astype(int)) <= 0)
@@ -124,8 +127,8 @@ def test_voi_lut_sequence_is_applied_before_any_window(tmp_path: Path) -> None:
 
 def test_invalid_window_falls_back_to_the_stretch_with_a_note(tmp_path: Path) -> None:
     pixels = ramp(1000, 2000)
-    plain, _ = read(write_dicom(tmp_path / "plain.dcm", pixels, bits_stored=12))
-    out, info = read(write_dicom(tmp_path / "bad.dcm", pixels, bits_stored=12, WindowCenter=1500, WindowWidth=0))
+    plain, _ = read(write12(tmp_path / "plain.dcm", pixels))
+    out, info = read(write12(tmp_path / "bad.dcm", pixels, WindowCenter=1500, WindowWidth=0))
     assert np.array_equal(out, plain)
     assert "window ignored" in info["note"]
 
@@ -149,7 +152,8 @@ def test_rgb_dicom_becomes_luma_grey(tmp_path: Path) -> None:
 
 
 def test_multi_frame_uses_the_first_frame_and_says_so(tmp_path: Path) -> None:
-    frames = np.stack([ramp(0, 255, np.uint8), np.zeros(SIZE[::-1], np.uint8), np.full(SIZE[::-1], 9, np.uint8)])
+    first = ramp(0, 255, np.uint8)
+    frames = np.stack([first, np.zeros_like(first), np.full_like(first, 9)])
     out, info = read(write_dicom(tmp_path / "a.dcm", frames, bits_stored=8))
     assert np.array_equal(out, frames[0])
     assert info["note"] == "multi-frame: first of 3 frames"
@@ -157,7 +161,7 @@ def test_multi_frame_uses_the_first_frame_and_says_so(tmp_path: Path) -> None:
 
 def test_rle_lossless_reads_the_same_as_uncompressed(tmp_path: Path) -> None:
     pixels = ramp(0, 4095)
-    plain = write_dicom(tmp_path / "plain.dcm", pixels, bits_stored=12)
+    plain = write12(tmp_path / "plain.dcm", pixels)
     ds = pydicom.dcmread(plain)
     ds.compress(uid.RLELossless)
     ds.save_as(tmp_path / "rle.dcm")
@@ -170,7 +174,7 @@ def test_jpeg2000_lossless_reads_the_same_as_uncompressed(tmp_path: Path) -> Non
     if not pydicom.pixels.get_encoder(uid.JPEG2000Lossless).is_available:
         pytest.skip("no JPEG 2000 encoder here: pip install 'cxr-edge[dicom-compressed]'")
     pixels = np.linspace(0, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)  # OpenJPEG wants >= 32 px
-    plain = write_dicom(tmp_path / "plain.dcm", pixels, bits_stored=12)
+    plain = write12(tmp_path / "plain.dcm", pixels)
     ds = pydicom.dcmread(plain)
     ds.compress(uid.JPEG2000Lossless)
     ds.save_as(tmp_path / "j2k.dcm")
@@ -197,7 +201,8 @@ def test_jpeg_baseline_decodes_through_pillow(tmp_path: Path) -> None:
 
 
 def test_damaged_compressed_data_is_an_error(tmp_path: Path) -> None:
-    path = encapsulated(tmp_path / "a.dcm", b"\xff\xd8damaged\xff\xd9", uid.JPEGBaseline8Bit, ramp(0, 9, np.uint8))
+    damaged = b"\xff\xd8damaged\xff\xd9"
+    path = encapsulated(tmp_path / "a.dcm", damaged, uid.JPEGBaseline8Bit, ramp(0, 9, np.uint8))
     with pytest.raises(ImageReadError, match=r"cannot decode the DICOM pixel data \(JPEG Baseline"):
         read(path)
 
@@ -205,8 +210,10 @@ def test_damaged_compressed_data_is_an_error(tmp_path: Path) -> None:
 def test_syntax_without_an_installed_decoder_names_the_syntax_and_the_package(tmp_path: Path) -> None:
     if pydicom.pixels.get_decoder(uid.JPEGLosslessSV1).is_available:
         pytest.skip("a JPEG Lossless decoder is installed here")
-    path = encapsulated(tmp_path / "a.dcm", b"\xff\xd8not really\xff\xd9", uid.JPEGLosslessSV1, ramp(0, 9, np.uint8))
-    with pytest.raises(ImageReadError, match=r"JPEG Lossless.*1\.2\.840\.10008\.1\.2\.4\.70.*pylibjpeg-libjpeg.*dicom-compressed"):
+    lossless = b"\xff\xd8lossless\xff\xd9"
+    path = encapsulated(tmp_path / "a.dcm", lossless, uid.JPEGLosslessSV1, ramp(0, 9, np.uint8))
+    expected = r"JPEG Lossless.*1\.2\.840\.10008\.1\.2\.4\.70.*pylibjpeg-libjpeg.*dicom-compressed"
+    with pytest.raises(ImageReadError, match=expected):
         read(path)
 
 
@@ -226,7 +233,7 @@ def test_structured_report_without_pixel_data_is_an_error(tmp_path: Path) -> Non
 
 
 def test_truncated_file_is_an_error(tmp_path: Path) -> None:
-    path = write_dicom(tmp_path / "a.dcm", ramp(0, 4095), bits_stored=12)
+    path = write12(tmp_path / "a.dcm", ramp(0, 4095))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 500])
     with pytest.raises(ImageReadError, match="pixel data is less than expected"):
@@ -234,7 +241,7 @@ def test_truncated_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_file_cut_inside_the_header_is_an_error(tmp_path: Path) -> None:
-    path = write_dicom(tmp_path / "a.dcm", ramp(0, 4095), bits_stored=12, PatientID="X" * 40)
+    path = write12(tmp_path / "a.dcm", ramp(0, 4095), PatientID="X" * 40)
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ImageReadError, match="truncated"):
         read(path)
@@ -272,7 +279,8 @@ def test_jpeg_and_png_never_load_pydicom(tmp_path: Path) -> None:
         "import sys; from cxr_edge.preprocess import Contract, load_image; "
         f"load_image({str(tmp_path / 'a.png')!r}, Contract()); print('pydicom' in sys.modules)"
     )
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "False\n"
 
 
 def test_pydicom_2_asks_for_an_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,9 +294,15 @@ def test_pydicom_2_asks_for_an_upgrade(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_header_fields_reach_info_with_an_iso_study_date(tmp_path: Path) -> None:
-    header = {"PatientID": "P-0042", "StudyDate": "20240131", "Modality": "DX", "ViewPosition": "PA", "BodyPartExamined": "CHEST"}
+    header = {
+        "PatientID": "P-0042", "StudyDate": "20240131", "Modality": "DX", "ViewPosition": "PA",
+        "BodyPartExamined": "CHEST",
+    }
     _, info = read(write_dicom(tmp_path / "a.dcm", ramp(0, 255, np.uint8), **header))
-    assert info == {"patient_id": "P-0042", "study_date": "2024-01-31", "modality": "DX", "view_position": "PA", "body_part": "CHEST"}
+    assert info == {
+        "patient_id": "P-0042", "study_date": "2024-01-31", "modality": "DX", "view_position": "PA",
+        "body_part": "CHEST",
+    }
     assert set(info) <= set(dicom.HEADER_COLUMNS)
 
 

@@ -15,7 +15,11 @@ from cxr_edge.dicom import HEADER_COLUMNS, PHI_COLUMNS
 pytest.importorskip("pydicom", minversion="3")
 from dicom_files import write_dicom  # noqa: E402
 
-HEADER = {"PatientID": "P-0042", "StudyDate": "20240131", "Modality": "CR", "ViewPosition": "PA", "BodyPartExamined": "CHEST"}
+HEADER = {
+    "PatientID": "P-0042", "StudyDate": "20240131", "Modality": "CR", "ViewPosition": "PA",
+    "BodyPartExamined": "CHEST",
+}
+WINDOWS = {"no window": {}, "identity window": {"WindowCenter": 128, "WindowWidth": 256}}
 
 
 def classify(cli: Callable, model: Path, folder: Path, *options: str) -> tuple[int, Path]:
@@ -47,11 +51,11 @@ def test_a_folder_mixing_jpeg_png_and_dicom_is_classified_whole(
     assert (rows[3]["width"], rows[3]["height"]) == ("110", "90")
 
 
-@pytest.mark.parametrize("window", [{}, {"WindowCenter": 128, "WindowWidth": 256}], ids=["no window", "identity window"])
+@pytest.mark.parametrize("window", WINDOWS.values(), ids=WINDOWS.keys())
 @pytest.mark.parametrize("model", ["binary_model", "float_model"])
 def test_dicom_and_png_of_the_same_pixels_get_the_same_probability(
-    tmp_path: Path, cli: Callable, make_image: Callable, report_rows: Callable, request: pytest.FixtureRequest,
-    model: str, window: dict[str, int],
+    tmp_path: Path, cli: Callable, make_image: Callable, report_rows: Callable,
+    request: pytest.FixtureRequest, model: str, window: dict[str, int],
 ) -> None:
     folder = tmp_path / "films"
     pixels = grey_png(make_image, folder / "film.png")
@@ -84,7 +88,8 @@ def test_header_fields_reach_the_report_with_view_warnings(
     [row] = report_rows(out)
     assert code == 0
     assert {c: row[c] for c in HEADER_COLUMNS} == {
-        "patient_id": "P-0042", "study_date": "2024-01-31", "modality": "CR", "view_position": "LL", "body_part": "CHEST",
+        "patient_id": "P-0042", "study_date": "2024-01-31", "modality": "CR", "view_position": "LL",
+        "body_part": "CHEST",
     }
     assert "lateral view (LL)" in row["note"]
 
