@@ -137,3 +137,17 @@ def test_without_pydicom_dicom_rows_say_how_to_install_it(
     assert code == 1
     assert png["status"] == "ok"
     assert dcm["status"] == "error" and "pip install 'cxr-edge[dicom]'" in dcm["error"]
+
+
+def test_evaluate_and_explain_read_dicom(
+    tmp_path: Path, cli: Callable, float_model: Path, report_rows: Callable
+) -> None:
+    film = (np.random.default_rng(4).random((80, 80)) * 4095).astype(np.uint16)
+    write_dicom(tmp_path / "lab" / "NORMAL" / "a.dcm", film, bits_stored=12)
+    write_dicom(tmp_path / "lab" / "PNEUMONIA" / "IM0001", film, photometric="MONOCHROME1", bits_stored=12)
+    evaluated = cli("evaluate", tmp_path / "lab", "-m", float_model, "--out-dir", tmp_path / "ev", "--no-plots", "-q")
+    assert evaluated.exit_code == 0
+    assert [r["status"] for r in report_rows(tmp_path / "ev" / "predictions.csv")] == ["ok", "ok"]
+    explained = cli("explain", tmp_path / "lab" / "NORMAL" / "a.dcm", "-m", float_model, "--out-dir", tmp_path / "ex", "-q")
+    assert explained.exit_code == 0
+    assert len(list((tmp_path / "ex").glob("*.png"))) == 1
