@@ -60,9 +60,17 @@ def evaluation(run_dir: Path, threshold: float | None = None) -> Evaluation:
                       label_probs=tuple(float(p) for p in row))
                for f, pred, s, row in zip(frame["file"], decided, score, probs)]
     truths = [Truth(positive=bool(t), label=label) for t, label in zip(y, frame["label"])]
-    return Evaluation(bundle=bundle, data_dir=cfg.data, threshold=threshold,
-                      threshold_source=threshold_rule(cfg.target_sensitivity), truths=truths,
-                      results=results, target_sensitivity=cfg.target_sensitivity, n_boot=N_BOOT)
+    ev = Evaluation(bundle=bundle, data_dir=cfg.data, threshold=threshold,
+                    threshold_source=threshold_rule(cfg.target_sensitivity), truths=truths,
+                    results=results, target_sensitivity=cfg.target_sensitivity, n_boot=N_BOOT)
+    ev.patients = frame["patient"].to_numpy()
+    ev.intervals = patient_intervals(ev, threshold)  # replaces the per-image bootstrap everywhere
+    return ev
+
+
+def patient_intervals(ev: Evaluation, threshold: float) -> dict[str, tuple[float, float]]:
+    """Bootstrap 95% intervals resampling patients: a child's several films are not independent."""
+    return metrics.bootstrap_ci(ev.y_true, ev.score, threshold, n_boot=N_BOOT, groups=ev.patients)
 
 
 def per_class_report(ev: Evaluation) -> dict:
@@ -98,7 +106,7 @@ def history_summary(run_dir: Path) -> dict:
 def build_metrics(run_dir: Path, ev: Evaluation) -> dict:
     """metrics.json: validation metrics at the chosen threshold and at 0.5, each with 95% CIs."""
     cfg, record = load_run(run_dir)
-    at_half = metrics.binary_metrics(ev.y_true, ev.score, 0.5)
+
     return _finite_or_none({
         "split": f"patient-grouped validation carved from train ({len(ev.y_true)} images); "
                  "optimistic: the official test split differs in acquisition and class mix",
@@ -108,9 +116,9 @@ def build_metrics(run_dir: Path, ev: Evaluation) -> dict:
         "threshold": {"value": ev.threshold, "rule": threshold_rule(cfg.target_sensitivity)},
         "at_threshold": ev.binary,
         "ci95_at_threshold": {k: list(v) for k, v in ev.intervals.items()},
-        "at_0.5": at_half,
-        "ci95_at_0.5": {k: list(v) for k, v in metrics.bootstrap_ci(ev.y_true, ev.score, 0.5, n_boot=N_BOOT).items()},
-        "bootstrap": {"n_boot": N_BOOT, "level": 0.95, "resampled": "images"},
+        "at_0.5": metrics.binary_metrics(ev.y_true, ev.score, 0.5),
+        "ci95_at_0.5": {k: list(v) for k, v in patient_intervals(ev, 0.5).items()},
+        "bootstrap": {"n_boot": N_BOOT, "level": 0.95, "resampled": "patients (all films of a patient together)"},
         "calibration": {"brier": metrics.brier_score(ev.y_true, ev.score),
                         "ece": metrics.expected_calibration_error(ev.y_true, np.clip(ev.score, 0, 1))},
         "per_class": per_class_report(ev),
