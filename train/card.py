@@ -106,6 +106,9 @@ def render(run_dir: Path) -> str:
     if summary.get("bacterial_vs_viral"):
         bv = summary["bacterial_vs_viral"]
         lines.append(f"Bacterial vs viral among pneumonia images: accuracy {bv['accuracy']:.3f} (n={bv['n']}).")
+    robustness = run_dir / "robustness.md"
+    if robustness.exists():
+        lines += ["", "## Robustness (`python -m train robustness`)", "", robustness.read_text().strip()]
     lines += [
         "",
         "## Reproduce",

@@ -22,7 +22,7 @@ from PIL import Image, ImageFilter
 
 from cxr_edge import metrics
 from cxr_edge.preprocess import Contract, ImageReadError, load_image, prepare_gray
-from train import data
+from train import card, data
 from train.run import MODEL_FILE, SPLIT_FILE, load_run, predict
 
 ROBUSTNESS_FILE = "robustness.json"
@@ -169,6 +169,7 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     }
     (run_dir / ROBUSTNESS_FILE).write_text(json.dumps(result, indent=1) + "\n")
     (run_dir / ROBUSTNESS_MD).write_text(markdown(result))
+    card.write_card(run_dir)
     log(markdown(result))
     return result
 
