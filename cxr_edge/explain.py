@@ -142,6 +142,8 @@ def figure(pixels: np.ndarray, level: np.ndarray, caption: Sequence[str], zoom: 
     canvas.paste(overlay(pixels, level).resize((width, height), Image.Resampling.BILINEAR), (width + 8, 0))
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(caption):
+        while len(line) > 4 and draw.textlength(line) > canvas.width - 8:
+            line = "..." + line[4:]  # too long for the figure: keep the end (file name, numbers)
         draw.text((4, height + 5 + 14 * i), line, fill="black")
     return canvas
 
