@@ -78,27 +78,33 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclasses.dataclass
 class Steady:
-    """Throughput and CPU cost between the first result and the last (start-up left out)."""
+    """Results and CPU between the first result and the last (start-up left out)."""
 
-    images_per_s: float | None
-    cpu_ms_per_image: float | None
+    rows: int  # results strictly after the first one(s)
+    seconds: float  # from the first result to the last
+    cpu_s: float | None  # CPU the child used meanwhile (None where /proc is missing)
+
+    @property
+    def images_per_s(self) -> float | None:
+        return self.rows / self.seconds if self.rows and self.seconds > 0 else None
+
+    @property
+    def cpu_ms_per_image(self) -> float | None:
+        return 1000 * self.cpu_s / self.rows if self.rows and self.cpu_s is not None else None
 
 
 def steady(run: Run, skip: int = 1) -> Steady:
-    """Results per second, and CPU per result, after the first result (``skip`` header lines).
+    """The results after the first one (``skip`` header lines), with their time and CPU.
 
     Lines that arrived together with the first result are not counted (results can come in
-    bursts): only those strictly after it, over the time after it. None when every result
-    came at once (too few files to tell).
+    bursts): only those strictly after it, over the time after it.
     """
     times, cpu = run.line_times[skip:], run.line_cpu[skip:]
     if not times:
-        return Steady(None, None)
+        return Steady(0, 0.0, None)
     later = [t for t in times if t > times[0] + 1e-3]
-    if not later:
-        return Steady(None, None)
     used = cpu[-1] - cpu[0]
-    return Steady(len(later) / (times[-1] - times[0]), None if math.isnan(used) else 1000 * used / len(later))
+    return Steady(len(later), times[-1] - times[0], None if math.isnan(used) else used)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

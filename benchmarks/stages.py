@@ -4,14 +4,15 @@ Run as a child process by ``run_all.py`` (``python benchmarks/stages.py --model 
 prints one JSON object. Measures, on the same files as the end-to-end run:
 
 * decode: ``cxr_edge.preprocess.load_image`` with the model's contract (draft mode,
-  grayscale, bilinear squash), with 1..n threads and with n processes;
+  grayscale, bilinear squash), with 1 and n threads and with n processes;
 * invoke: ``run_batch`` on decoded pixels in the engine's batch size, with interpreter
-  threads 1..n and with n processes of one thread each;
+  threads 1 and n and with n processes of one thread each;
 * one image alone: decode + classify of a single image in a warm process (the latency a
   user sees for one image, start-up aside).
 
-Each variant is timed after a warm-up; the best variant per core count is what the
-machine can do (see :func:`pipeline_limit` for how the stages combine).
+Each variant is timed after a warm-up and reported raw (images, seconds, CPU seconds), so
+``run_all.py`` can pool the rounds; the best variant per core count is what the machine
+can do (``summary.pipeline_limit`` says how the two stages combine).
 """
 
 from __future__ import annotations
@@ -41,50 +42,22 @@ from workload import read_list  # noqa: E402  (a sibling script, not a package)
 WARMUP = 8  # images decoded or invoked before timing
 
 
-def pipeline_limit(decode: dict[int, float], invoke: dict[int, float], cores: int) -> dict[str, Any]:
-    """Best images/s for decode -> invoke on ``cores`` cores, from each stage's rate per core count.
+def timed(images: int, work: Callable[[], object], cpu: bool = True) -> dict[str, Any]:
+    """Run ``work`` (``images`` images' worth) and say how long it took, in wall and CPU seconds.
 
-    Two ways to share the cores, the better one is the limit:
-
-    * time-sharing: every core decodes, then every core invokes; one image costs
-      1/D(n) + 1/I(n) seconds of the whole machine, so the rate is 1 / (1/D(n) + 1/I(n));
-    * dedicated cores: c cores decode while n - c invoke (a pipeline), so the rate is the
-      slower stage, min(D(c), I(n - c)), at the best split c.
-
-    A pipeline cannot beat both: its stages need the same total CPU work per image.
+    CPU is this whole process's (all its threads); None for work done in other processes.
     """
-    shared = 1.0 / (1.0 / decode[cores] + 1.0 / invoke[cores])
-    splits = {c: min(decode[c], invoke[cores - c]) for c in range(1, cores) if c in decode and cores - c in invoke}
-    best_split = max(splits, key=splits.get) if splits else None
-    split_rate = splits[best_split] if best_split else 0.0
-    return {
-        "images_per_s": max(shared, split_rate),
-        "time_shared": shared,
-        "best_split": {"decode_cores": best_split, "invoke_cores": cores - best_split, "images_per_s": split_rate}
-        if best_split
-        else None,
-        "formula": "max(1 / (1/D(n) + 1/I(n)), max over c of min(D(c), I(n-c)))",
-    }
-
-
-def _timed(work: Callable[[], object]) -> float:
-    start = time.perf_counter()
+    cpu_start, start = time.process_time(), time.perf_counter()
     work()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return {"images": images, "seconds": seconds, "cpu_s": time.process_time() - cpu_start if cpu else None}
 
 
-def _rate_and_cpu(images: int, work: Callable[[], object]) -> tuple[float, float]:
-    """(images/s, CPU ms per image of this whole process) for ``work`` done in this process's threads."""
-    cpu = time.process_time()
-    wall = _timed(work)
-    return images / wall, 1000 * (time.process_time() - cpu) / images
-
-
-def decode_threads(files: list[str], contract: Contract, threads: int) -> tuple[float, float]:
-    """(images/s, CPU ms per image) decoding ``files`` with ``threads`` threads (as the engine does)."""
+def decode_threads(files: list[str], contract: Contract, threads: int) -> dict[str, Any]:
+    """Decode ``files`` with a pool of ``threads`` threads, as the engine does."""
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(lambda f: load_image(f, contract), files[:WARMUP]))
-        return _rate_and_cpu(len(files), lambda: list(pool.map(lambda f: load_image(f, contract), files)))
+        return timed(len(files), lambda: list(pool.map(lambda f: load_image(f, contract), files)))
 
 
 _STATE: dict[str, Any] = {}
@@ -119,14 +92,15 @@ def _pool(processes: int, initializer: Callable[..., None], args: tuple) -> Any:
     return pool
 
 
-def decode_processes(files: list[str], contract: Contract, processes: int) -> float:
+def decode_processes(files: list[str], contract: Contract, processes: int) -> dict[str, Any]:
     with _pool(processes, _init_decoder, (contract,)) as pool:
         pool.map(_decode_slice, [files[i:WARMUP:processes] for i in range(processes)])
-        return len(files) / _timed(lambda: pool.map(_decode_slice, [files[i::processes] for i in range(processes)]))
+        return timed(len(files), lambda: pool.map(_decode_slice, [files[i::processes] for i in range(processes)]),
+                     cpu=False)
 
 
-def invoke_threads(model_path: str, pixels: np.ndarray, count: int, threads: int) -> tuple[float, float]:
-    """(images/s, CPU ms per image) invoking ``pixels`` ``count`` times with ``threads`` interpreter threads."""
+def invoke_threads(model_path: str, pixels: np.ndarray, count: int, threads: int) -> dict[str, Any]:
+    """Invoke on ``pixels`` ``count`` times with ``threads`` interpreter threads."""
     interpreter = runtime.make_interpreter(model_path, threads=threads)
     for _ in range(2):
         runtime.run_batch(interpreter, pixels)
@@ -135,13 +109,14 @@ def invoke_threads(model_path: str, pixels: np.ndarray, count: int, threads: int
         for _ in range(count):
             runtime.run_batch(interpreter, pixels)
 
-    return _rate_and_cpu(count * len(pixels), work)
+    return timed(count * len(pixels), work)
 
 
-def invoke_processes(model_path: str, pixels: np.ndarray, count: int, processes: int) -> float:
+def invoke_processes(model_path: str, pixels: np.ndarray, count: int, processes: int) -> dict[str, Any]:
     per_process = max(1, count // processes)
     with _pool(processes, _init_invoker, (model_path, pixels)) as pool:
-        return per_process * processes * len(pixels) / _timed(lambda: pool.map(_invoke_times, [per_process] * processes))
+        return timed(per_process * processes * len(pixels),
+                     lambda: pool.map(_invoke_times, [per_process] * processes), cpu=False)
 
 
 def one_image_alone(files: list[str], bundle_path: str, threads: int) -> list[float]:
@@ -158,32 +133,23 @@ def one_image_alone(files: list[str], bundle_path: str, threads: int) -> list[fl
 
 
 def measure(bundle_path: str, files: list[str], cores: int, latency_files: int) -> dict[str, Any]:
+    """Every variant of each stage on ``files``: {stage: {"threads"|"processes": {cores: timing}}}."""
     bundle = load_bundle(bundle_path)
     contract, model = bundle.contract, str(bundle.model_path)
-    counts = range(1, cores + 1)
-    decode_runs = {c: decode_threads(files, contract, c) for c in counts}
-    batch = np.stack([load_image(f, contract).pixels for f in (files * ENGINE_BATCH)[:ENGINE_BATCH]])
+    counts = sorted({1, cores})  # one thread: the cheapest CPU per image; all cores: the rate
+    pixels = np.stack([load_image(f, contract).pixels for f in (files * ENGINE_BATCH)[:ENGINE_BATCH]])
     invokes = max(1, len(files) // ENGINE_BATCH)
-    invoke_runs = {c: invoke_threads(model, batch, invokes, c) for c in counts}
-    decode = {"threads": {c: rate for c, (rate, _) in decode_runs.items()}}
-    invoke = {"threads": {c: rate for c, (rate, _) in invoke_runs.items()}}
+    decode = {"threads": {c: decode_threads(files, contract, c) for c in counts}}
+    invoke = {"threads": {c: invoke_threads(model, pixels, invokes, c) for c in counts}}
     if cores > 1:
         decode["processes"] = {cores: decode_processes(files, contract, cores)}
-        invoke["processes"] = {cores: invoke_processes(model, batch, invokes, cores)}
-    best_decode = {c: max(v.get(c, 0.0) for v in decode.values()) for c in counts}
-    best_invoke = {c: max(v.get(c, 0.0) for v in invoke.values()) for c in counts}
+        invoke["processes"] = {cores: invoke_processes(model, pixels, invokes, cores)}
     return {
         "files": len(files),
         "cores": cores,
         "batch": ENGINE_BATCH,
         "decode": decode,
         "invoke": invoke,
-        "decode_best": best_decode,
-        "invoke_best": best_invoke,
-        "limit": pipeline_limit(best_decode, best_invoke, cores),
-        # CPU of the whole process per image, by thread count: what each stage costs, whatever else runs.
-        "cpu_ms": {"decode": {c: ms for c, (_, ms) in decode_runs.items()},
-                   "invoke": {c: ms for c, (_, ms) in invoke_runs.items()}},
         "one_image_s": one_image_alone(files[:latency_files], bundle_path, cores),
     }
 

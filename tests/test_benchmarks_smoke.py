@@ -13,18 +13,13 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import procs  # noqa: E402
-from stages import pipeline_limit  # noqa: E402
+from summary import pipeline_limit  # noqa: E402
 
 
-def test_limit_is_the_better_of_time_sharing_and_dedicated_cores() -> None:
-    # Each stage alone: decode 40/s on both cores (20 on one), invoke 120/s (60 on one).
-    limit = pipeline_limit({1: 20.0, 2: 40.0}, {1: 60.0, 2: 120.0}, cores=2)
-    assert limit["time_shared"] == pytest.approx(1 / (1 / 40 + 1 / 120))  # 30/s
-    assert limit["best_split"]["images_per_s"] == 20.0
-    assert limit["images_per_s"] == pytest.approx(30.0)
-    # An interpreter that gains nothing from a second thread: a dedicated core each wins.
-    assert pipeline_limit({1: 20.0, 2: 40.0}, {1: 60.0, 2: 60.0}, cores=2)["images_per_s"] == pytest.approx(24.0)
-    assert pipeline_limit({1: 50.0}, {1: 50.0}, cores=1)["images_per_s"] == pytest.approx(25.0)
+def test_limit_adds_the_machine_time_of_both_stages() -> None:
+    # Decoding alone at 40/s and invoking alone at 120/s on all cores: 1/40 + 1/120 s per image.
+    assert pipeline_limit(40.0, 120.0) == pytest.approx(30.0)
+    assert pipeline_limit(50.0, 50.0) == pytest.approx(25.0)
 
 
 def lines_at(times: list[float], cpu: list[float]) -> procs.Run:
