@@ -80,6 +80,15 @@ def test_window_center_width_maps_the_window_to_black_through_white(tmp_path: Pa
     assert np.abs(out[1, :5].astype(int) - [0, 64, 128, 191, 255]).max() <= 1
 
 
+def test_sigmoid_window_function_is_honoured(tmp_path: Path) -> None:
+    pixels = ramp(0, 4095)
+    pixels[1, :3] = [0, 2048, 4095]
+    out, _ = read(write12(tmp_path / "a.dcm", pixels, WindowCenter=2048, WindowWidth=1024, VOILUTFunction="SIGMOID"))
+    low, middle, high = out[1, :3].astype(int)
+    assert low <= 1 and abs(middle - 128) <= 1 and high >= 254
+    assert 0 < out[0, 12] < 128  # a sigmoid has no hard black below the window like LINEAR
+
+
 def test_first_of_several_windows_is_used(tmp_path: Path) -> None:
     pixels = ramp(0, 4095)
     first, _ = read(write12(tmp_path / "one.dcm", pixels, WindowCenter=1000, WindowWidth=500))
