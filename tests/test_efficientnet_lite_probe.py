@@ -11,7 +11,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest.importorskip("keras")
 pytest.importorskip("sklearn")
 
-from train.lite0_probe import export_model, extract, lite0_backbone, positive_probability, subtype_metrics  # noqa: E402
+from train.lite0_probe import (  # noqa: E402
+    augmented_features,
+    export_model,
+    extract,
+    lite0_backbone,
+    positive_probability,
+    subtype_metrics,
+)
 
 
 def test_positive_probability_follows_the_bundle_rule():
@@ -44,3 +51,13 @@ def test_exported_model_equals_scaler_plus_logistic_regression(n_classes):
     model = export_model(backbone, head, "binary" if n_classes == 2 else "subtype")
     got = model.predict(pixels[..., None].astype(np.float32), verbose=0)
     np.testing.assert_allclose(positive_probability(got), positive_probability(head.predict_proba(features)), atol=1e-4)
+
+
+def test_augmented_copies_are_stacked_and_differ_from_the_clean_features():
+    pixels = np.random.default_rng(2).integers(0, 256, (3, 224, 224)).astype(np.uint8)
+    backbone = lite0_backbone(None)
+    clean = extract(backbone, pixels)
+    augmented = augmented_features(backbone, pixels, copies=2, batch=2)
+    assert augmented.shape == (6, clean.shape[1])
+    assert np.abs(augmented[:3] - clean).max() > 0  # (random weights: features move little, but move)
+    assert augmented_features(backbone, pixels, copies=0).shape == (0, clean.shape[1])

@@ -46,6 +46,26 @@ def extract(backbone, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
     return backbone.predict(pixels[..., None].astype(np.float32), batch_size=batch, verbose=0)
 
 
+def augmented_features(backbone, pixels: np.ndarray, copies: int, batch: int = 128) -> np.ndarray:
+    """Features of ``copies`` randomly augmented versions of ``pixels`` (stacked copy by copy).
+
+    The augmentation is the trainer's own (:func:`train.augment.augment`, default strengths),
+    so the probe sees what a from-scratch run sees: intensity, sharpness, noise, resolution.
+    """
+    import tensorflow as tf
+
+    from train.augment import AugmentConfig, augment
+
+    tf.random.set_seed(0)
+    cfg = AugmentConfig()
+    out = []
+    for _ in range(copies):
+        for start in range(0, len(pixels), batch):
+            images = augment(tf.constant(pixels[start:start + batch, ..., None], tf.float32), cfg)
+            out.append(backbone.predict(images.numpy(), batch_size=32, verbose=0))
+    return np.concatenate(out) if out else np.zeros((0, backbone.output_shape[-1]), np.float32)
+
+
 def fit_head(features: np.ndarray, targets: np.ndarray, groups: np.ndarray):
     """Standardise + balanced logistic regression, C chosen by 5-fold patient-grouped CV."""
     from sklearn.linear_model import LogisticRegression
@@ -117,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the models, results.json and robustness.md")
     parser.add_argument("--weights", default=None, help="ported .weights.h5; leave out for the random-weights control")
     parser.add_argument("--fullres", type=Path, default=None, help="full-resolution originals (fullres/{NORMAL,PNEUMONIA})")
+    parser.add_argument("--augment-copies", type=int, default=0,
+                        help="also fit on this many augmented copies of the training images (train.augment)")
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache-dir", type=Path, default=os.environ.get("CXR_CACHE") or Path.home() / ".cache" / "cxr-edge",
@@ -131,13 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     pixels, _ = load_pixels(records, contract, args.cache_dir)
     backbone = lite0_backbone(args.weights)
     train_features, val_features = extract(backbone, pixels[train_idx]), extract(backbone, pixels[val_idx])
-    groups = np.array([records[i].patient for i in train_idx])
+    copies = 1 + args.augment_copies
+    train_features = np.concatenate([train_features, augmented_features(backbone, pixels[train_idx], args.augment_copies)])
+    train_idx_all = list(train_idx) * copies  # an augmented copy keeps its image's label and patient
+    groups = np.array([records[i].patient for i in train_idx_all])
     report: dict = {"command": " ".join(["python -m train.lite0_probe", *(argv or sys.argv[1:])]),
-                    "weights": args.weights or "random", "n_train": len(train_idx), "n_val": len(val_idx)}
+                    "weights": args.weights or "random", "augment_copies": args.augment_copies,
+                    "n_train": len(train_idx), "n_val": len(val_idx)}
     args.out.mkdir(parents=True, exist_ok=True)
     models = {}
     for task in TASK_LABELS:
-        head, report[f"{task}_C"] = fit_head(train_features, _targets(records, train_idx, task), groups)
+        head, report[f"{task}_C"] = fit_head(train_features, _targets(records, train_idx_all, task), groups)
         models[task] = export_model(backbone, head, task)
         models[task].save(args.out / f"{task}.keras")
         if task == "subtype":
