@@ -205,11 +205,11 @@ def table(s: dict[str, Any]) -> str:
     m, ours, seed, limit = s["machine"], s["ours"], s["seed"], s["limit"]
     n = m["cores"]
     lines = [
-        f"cxr-edge benchmark, {s['started']}: {s['files']['n']} files ({s['files']['distinct']} distinct "
-        f"full-resolution X-rays), model {s['model']}",
-        f"machine: {m['cpu']}, {m['cores']} cores, {m['arch']}, {m['system']}; "
+        f"cxr-edge benchmark, {s['started']}: {s['files']['n']} files ({s['files']['distinct']} distinct images "
+        f"from {s['files']['data']}), model {s['model']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['arch']}, {m['system']}; "
         f"load average {s['load_1min']['min']:.1f}..{s['load_1min']['max']:.1f} during the run",
-        f"command: {s['command']}",
+        f"- command: `{s['command']}`",
         "",
         "| way | images/s | p50 ms | p95 ms | peak RSS MiB |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -227,22 +227,22 @@ def table(s: dict[str, Any]) -> str:
         f"| limit: invoke alone (batch {limit['batch']}, same variants) | {_num(limit['invoke_images_per_s'])} | | | |",
         f"| limit: both stages on this machine | {_num(limit['images_per_s'])} | | | |",
         "",
-        f"ours / limit: {_num(s['ratios']['ours_vs_limit'], '.2f')}   "
+        f"- ours / limit: {_num(s['ratios']['ours_vs_limit'], '.2f')}   "
         f"ours / seed: {_num(s['ratios']['ours_vs_seed'], '.1f')}x   "
         f"(limit = {limit['formula']})",
     ]
     cpu = s["cpu_per_image"]
     if cpu["limit_ms"] and cpu["ours_ms"]:
-        lines.append(f"CPU per image (all threads of the process): ours {cpu['ours_ms']:.1f} ms "
+        lines.append(f"- CPU per image (all threads of the process): ours {cpu['ours_ms']:.1f} ms "
                      f"({ours['cores_busy']:.2f} cores busy); decode {cpu['decode_ms']:.1f} + invoke "
                      f"{cpu['invoke_ms']:.1f} = {cpu['limit_ms']:.1f} ms alone; limit/ours {cpu['limit_vs_ours']:.2f}")
     if s["cold"]:
         c = s["cold"]
-        lines.append(f"cold start (median of {c['runs']} whole processes): cxr-edge --help {c['help_s']:.2f} s; "
+        lines.append(f"- cold start (median of {c['runs']} whole processes): cxr-edge --help {c['help_s']:.2f} s; "
                      f"classify one image ({c['one_image_bytes'] // 1024} KB JPEG) {c['one_image_s']:.2f} s")
     if s["memory"]:
-        lines.append("peak RSS by folder size: " + ", ".join(
+        lines.append("- peak RSS by folder size: " + ", ".join(
             f"{x['files']:,} files {x['peak_rss_mib']:.0f} MiB" for x in s["memory"]))
-    lines.append("targets: " + "; ".join(
+    lines.append("- targets: " + "; ".join(
         f"{name} {_num(t['value'], '.2f')} ({t['target']}) {_mark(t)}" for name, t in s["targets"].items()))
     return "\n".join(lines)

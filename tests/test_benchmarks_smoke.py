@@ -63,7 +63,7 @@ def test_run_all_on_five_generated_images(tmp_path, make_image, binary_model) ->
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "ours / limit" in done.stdout and "targets:" in done.stdout
+    assert "ours / limit" in done.stdout and "- targets:" in done.stdout
     result = json.loads(out.read_text())
     summary, raw = result["summary"], result["raw"]
     assert raw["rounds"][0]["ours"]["rows"] == 7 and summary["ours"]["errors"] == 0
