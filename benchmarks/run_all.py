@@ -62,8 +62,8 @@ def cxr_edge_command() -> list[str]:
 def keras_model_of(manifest: dict[str, Any], manifest_path: Path) -> Path | None:
     """The ``.keras`` model of the bundle's training run, if the manifest leads to one."""
     run = manifest.get("training_run") or {}
-    candidates = [run] if isinstance(run, str) else [run.get(k) for k in ("dir", "path", "out", "run_dir", "model")]
-    for candidate in filter(None, candidates):
+    candidates = [run] if isinstance(run, str) else [v for v in _strings(run) if "/" in v or v.endswith(".keras")]
+    for candidate in candidates:
         for base in (Path.cwd(), manifest_path.parent, HERE.parent):
             where = base / candidate
             if where.is_file() and where.suffix == ".keras":
@@ -72,6 +72,15 @@ def keras_model_of(manifest: dict[str, Any], manifest_path: Path) -> Path | None
                 if (where / name).is_file():
                     return where / name
     return None
+
+
+def _strings(data: Any) -> list[str]:
+    """Every string in a JSON value (the manifest does not fix where the run's folder is named)."""
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, dict):
+        data = list(data.values())
+    return [s for item in data for s in _strings(item)] if isinstance(data, list) else []
 
 
 def prepare(args: argparse.Namespace, scratch: Path) -> Setup:
@@ -188,6 +197,8 @@ def measure(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
     for _ in range(args.rounds):
         result["rounds"].append({"ours": run_ours(setup),
                                  "stages": run_stages(setup, min(args.n, args.latency_files))})
+    if setup.keras is None and "seed" not in skip:
+        print("benchmark: no .keras model found for the seed way (give --keras PATH); skipping it", file=sys.stderr)
     result["seed"] = None if "seed" in skip else run_seed(setup)
     result["cold"] = None if "cold" in skip else run_cold(setup, args.cold_runs)
     result["memory"] = [] if "memory" in skip else run_memory(setup, args.memory_sizes)
@@ -201,8 +212,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=400, help="files per run (the images repeat by symlinks)")
     parser.add_argument("--model", default=None, help="bundle name or manifest path [the bundled default]")
     parser.add_argument("--keras", default=None, help="the seed way's .keras model [the bundle's training run]")
-    parser.add_argument("--rounds", type=int, default=3, help="ours and the limit alternate; the best round counts")
-    parser.add_argument("--latency-files", type=int, default=200, help="images timed one at a time")
+    parser.add_argument("--rounds", type=int, default=6, help="ours and the limit alternate; rates are pooled")
+    parser.add_argument("--latency-files", type=int, default=100, help="images timed one at a time, per round")
     parser.add_argument("--cold-runs", type=int, default=7, help="repeats of each cold start (median)")
     parser.add_argument("--memory-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[100, 1000, 10000])
     parser.add_argument("--skip", nargs="*", default=[], choices=("seed", "cold", "memory"))
