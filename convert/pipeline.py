@@ -1,0 +1,118 @@
+"""One conversion, start to finish: Keras model -> variants -> bundles -> Edge TPU -> parity.
+
+:class:`Job` holds every choice; :func:`run` carries it out and says whether the result
+passed the parity bound. The CLI and ``tests/assets/make_test_models.py`` both call it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from convert import bundles, calibration, edgetpu, keras_model, ops, parity, quantize
+from convert.errors import ConvertError
+from convert.quiet import captured_output
+from cxr_edge.bundle import Bundle
+from cxr_edge.evaluate import Truth
+
+LOG_FILE = "convert.log"
+SUMMARY_FILE = "conversion.json"
+
+
+@dataclasses.dataclass
+class Job:
+    """A conversion: which model, what it means, where calibration and parity images come from."""
+
+    keras_path: Path
+    spec: bundles.ModelSpec
+    out: Path
+    variants: tuple[str, ...] = quantize.VARIANTS
+    calib_samples: Sequence[tuple[str, str]] = ()
+    calib_source: str = ""
+    calib_size: int = calibration.DEFAULT_SIZE
+    seed: int = calibration.DEFAULT_SEED
+    parity_samples: Sequence[tuple[str, Truth]] = ()
+    parity_source: str = ""
+    min_agreement: float = parity.DEFAULT_MIN_AGREEMENT
+    threads: int | None = None
+
+
+@dataclasses.dataclass
+class Result:
+    bundles: dict[str, Bundle]
+    report: dict[str, Any] | None
+    edgetpu: dict[str, Any] | None
+
+    @property
+    def flags(self) -> list[str]:
+        return self.report["flags"] if self.report else []
+
+
+def check_spec(model: Any, spec: bundles.ModelSpec, path: Path) -> None:
+    """Refuse a model whose input size or output width disagrees with what it is said to be."""
+    height, width = keras_model.input_hw(model)
+    if (height, width) != (spec.contract.height, spec.contract.width):
+        raise ConvertError(f"{path}: model input is {width}x{height} but the contract says "
+                           f"{spec.contract.width}x{spec.contract.height}")
+    expected = 1 if spec.task == "binary" else len(spec.labels)
+    if keras_model.output_width(model) != expected:
+        raise ConvertError(f"{path}: a {spec.task} model with labels {list(spec.labels)} needs {expected} output(s), "
+                           f"this one has {keras_model.output_width(model)}")
+
+
+def run(job: Job, log: Callable[[str], None] = print, progress: Callable = iter) -> Result:
+    """Convert, bundle, compile for the Edge TPU, and check parity; see :class:`Job`."""
+    unknown = [v for v in job.variants if v not in quantize.VARIANTS]
+    if unknown or not job.variants:
+        raise ConvertError(f"unknown variant(s) {unknown or '(none given)'}: choose from {', '.join(quantize.VARIANTS)}")
+    log(f"loading {job.keras_path}")
+    model = keras_model.load_keras(job.keras_path)
+    check_spec(model, job.spec, job.keras_path)
+    job.out.mkdir(parents=True, exist_ok=True)
+    log_path = job.out / LOG_FILE
+    calib = None
+    if "int8" in job.variants:
+        log(f"calibration: reading up to {job.calib_size} images from {job.calib_source} (seed {job.seed})")
+        calib = calibration.build(job.calib_samples, job.spec.contract, job.calib_size, job.seed, job.calib_source,
+                                  progress)
+        log(f"calibration: {calib.record['size']} images, per class {calib.record['per_class']}")
+    tflites = quantize.convert_model(model, job.variants, calib.batches() if calib else None, log_path,
+                                     progress=lambda step: log(f"{step} (TensorFlow messages go to {log_path})"))
+    written = {}
+    for variant, data in tflites.items():
+        extra = {"calibration": calib.record} if variant == "int8" else {}
+        with captured_output("analysing ops", log_path):  # the interpreter announces its delegate
+            written[variant] = bundles.write_variant(job.out, job.spec, variant, data, extra)
+        log(f"wrote {written[variant].manifest_path} ({len(data) / 1024:.0f} KB)")
+    tpu = None
+    if "int8" in written:
+        written["int8"], tpu = _edgetpu(written["int8"], log)
+    report = None
+    if job.parity_samples:
+        data = parity.read_labelled(job.parity_samples, job.spec.contract, job.parity_source, progress)
+        report = parity.build_report(model, job.keras_path, written, data, job.min_agreement, job.threads, log)
+        md, _ = parity.write(report, job.out)
+        log(f"parity report: {md}")
+        log(parity.markdown(report))
+    summary = {"variants": {v: b.manifest_path.name for v, b in written.items()}, "edgetpu": tpu,
+               "calibration": calib.record if calib else None, "parity_flags": report["flags"] if report else None}
+    (job.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return Result(written, report, tpu)
+
+
+def _edgetpu(bundle: Bundle, log: Callable[[str], None]) -> tuple[Bundle, dict[str, Any]]:
+    """Check the int8 ops against the Edge TPU's list, compile if the compiler is here, record both."""
+    analysis = bundle.manifest["ops"]
+    if ops.edgetpu_ready(analysis):
+        log(f"int8: all {analysis['n_ops']} ops are integer and on the Edge TPU's supported list")
+    else:
+        log(f"int8: WARNING ops that would run on the CPU, not the Edge TPU: "
+            f"{analysis['edgetpu_unsupported_ops'] + analysis['non_integer_ops']}")
+    result = edgetpu.compile_model(bundle.model_path)
+    if result["compiled"]:
+        log(f"Edge TPU: {result['ops_on_edgetpu']} ops on the TPU, {result['ops_on_cpu']} on the CPU -> {result['file']}")
+        return bundles.amend(bundle, edgetpu_model_file=result["file"], edgetpu=result), result
+    log(f"Edge TPU: not compiled ({result['reason']}); {bundle.model_path.name} is compiler-ready")
+    return bundles.amend(bundle, edgetpu=result), result
