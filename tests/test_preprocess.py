@@ -125,12 +125,21 @@ DRAFT_PROBABILITY_TOLERANCE = 0.02
 DRAFT_PIXEL_TOLERANCE = 2.0
 
 
+@pytest.fixture(scope="module")
+def films(tmp_path_factory) -> list[Path]:
+    """Full-size JPEG films (about 2000 px, so draft decodes them at 1/4 scale), clear and with lesions."""
+    folder = tmp_path_factory.mktemp("films")
+    return [
+        save(synthetic_xray(seed, (2000, 1700), lesion=lesion), folder / f"film_{seed}.jpg", quality=90)
+        for seed, lesion in [(0, False), (1, True), (2, True)]
+    ]
+
+
 @pytest.mark.parametrize("model", ["float_model", "binary_model"])
-def test_jpeg_draft_mode_changes_probabilities_by_less_than_the_stated_tolerance(tmp_path, request, model) -> None:
+def test_jpeg_draft_mode_changes_probabilities_by_less_than_the_stated_tolerance(films, request, model) -> None:
     bundle = load_bundle(request.getfixturevalue(model))
     interpreter = runtime.make_interpreter(bundle.model_path, threads=1)
-    for seed in range(4):  # full-size films are about 2000 px: draft decodes them at 1/4 or 1/8 scale
-        path = save(synthetic_xray(seed, (2000, 1700), lesion=seed % 2 == 1), tmp_path / f"film_{seed}.jpg", quality=90)
+    for path in films:
         exact, draft = (
             load_image(path, dataclasses.replace(bundle.contract, draft=flag)).pixels for flag in (False, True)
         )
