@@ -32,6 +32,7 @@ from cxr_edge.bundle import BundleError, load_bundle  # noqa: E402
 
 DATA_ENV = "CXR_BENCH_DATA"
 KERAS_NAMES = ("model.keras", "best.keras")
+RUNS = "runs"  # where `python -m train` puts its run folders
 
 
 @dataclasses.dataclass
@@ -61,10 +62,9 @@ def cxr_edge_command() -> list[str]:
 
 def keras_model_of(manifest: dict[str, Any], manifest_path: Path) -> Path | None:
     """The ``.keras`` model of the bundle's training run, if the manifest leads to one."""
-    run = manifest.get("training_run") or {}
-    candidates = [run] if isinstance(run, str) else [v for v in _strings(run) if "/" in v or v.endswith(".keras")]
-    for candidate in candidates:
-        for base in (Path.cwd(), manifest_path.parent, HERE.parent):
+    candidates = [v for v in _strings(manifest.get("training_run") or {}) if v.strip() and not any(c.isspace() for c in v)]
+    for candidate in candidates:  # e.g. {"folder": "pneumonia-mobile-v1"}: a folder under runs/
+        for base in (Path.cwd(), Path.cwd() / RUNS, manifest_path.parent, HERE.parent, HERE.parent / RUNS):
             where = base / candidate
             if where.is_file() and where.suffix == ".keras":
                 return where

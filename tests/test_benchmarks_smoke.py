@@ -78,3 +78,14 @@ def test_run_all_says_what_is_missing(tmp_path) -> None:
     done = subprocess.run([sys.executable, BENCHMARKS / "run_all.py", "--data", tmp_path, "--n", "2"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "no .jpg/.jpeg/.png images" in done.stderr
+
+
+def test_the_seed_way_finds_the_keras_model_of_the_bundle_s_training_run(tmp_path) -> None:
+    import run_all
+
+    run = tmp_path / "runs" / "pneumonia-x"
+    run.mkdir(parents=True)
+    (run / "model.keras").write_bytes(b"")
+    manifest = {"training_run": {"folder": str(run), "command": "python -m train fit --out runs/x", "seed": 42}}
+    assert run_all.keras_model_of(manifest, tmp_path / "pneumonia.json") == run / "model.keras"
+    assert run_all.keras_model_of({"training_run": {"folder": "no-such-run"}}, tmp_path / "p.json") is None
