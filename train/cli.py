@@ -135,11 +135,15 @@ def compare_command(archs: tuple[str, ...], out: str, fullres: str | None, **kw)
 @main.command("table")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where comparison.md/.csv go.")
-def table_command(run_dirs: tuple[str, ...], out: str) -> None:
+@click.option("--columns", default=None, help="Comma-separated subset of the columns [all].")
+def table_command(run_dirs: tuple[str, ...], out: str, columns: str | None) -> None:
     """One comparison table of finished runs (validation and robustness columns)."""
     from train import compare
 
+    chosen = tuple(c.strip() for c in columns.split(",")) if columns else compare.COLUMNS
     try:
-        click.echo(compare.write_table([Path(d) for d in run_dirs], Path(out)))
+        click.echo(compare.write_table([Path(d) for d in run_dirs], Path(out), chosen))
     except FileNotFoundError as exc:
         _fail(f"not a finished run: {exc.filename} missing")
+    except ValueError as exc:
+        _fail(str(exc))

@@ -58,17 +58,20 @@ def _cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def table(run_dirs: list[Path]) -> tuple[str, str]:
+def table(run_dirs: list[Path], columns: tuple[str, ...] = COLUMNS) -> tuple[str, str]:
     """(markdown, csv) of the runs, one row each."""
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown}; choose from {', '.join(COLUMNS)}")
     rows = [row(Path(d)) for d in run_dirs]
-    md = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    md += ["| " + " | ".join(_cell(r.get(c)) for c in COLUMNS) + " |" for r in rows]
-    csv = [",".join(COLUMNS)] + [",".join(_cell(r.get(c)) for c in COLUMNS) for r in rows]
+    md = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    md += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    csv = [",".join(columns)] + [",".join(_cell(r.get(c)) for c in columns) for r in rows]
     return "\n".join(md) + "\n", "\n".join(csv) + "\n"
 
 
-def write_table(run_dirs: list[Path], out: Path) -> str:
-    md, csv = table(run_dirs)
+def write_table(run_dirs: list[Path], out: Path, columns: tuple[str, ...] = COLUMNS) -> str:
+    md, csv = table(run_dirs, columns)
     out.mkdir(parents=True, exist_ok=True)
     (out / TABLE_MD).write_text(md)
     (out / TABLE_CSV).write_text(csv)
