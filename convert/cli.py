@@ -1,5 +1,135 @@
-"""``python -m convert``: placeholder until the command lands (next commit)."""
+"""``python -m convert``: a trained Keras model -> TFLite bundles for the edge + a parity report.
+
+Exit codes: 0 converted and every variant passed parity (or ``--accept``); 1 a variant was
+flagged (agreement below the bound, or collapsed to one label); 2 usage error; 3 bad
+input or a failed conversion (missing or non-Keras model, wrong input, no calibration images).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from convert.quiet import captured_output  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+
+EXIT_FLAGGED = 1
+EXIT_BAD_INPUT = 3
+VARIANT_HELP = "Comma-separated: float32, float16, dynamic, int8."
 
 
-def main() -> None:
-    raise SystemExit("python -m convert: the command line is not finished yet; use convert.pipeline")
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _progress(items):
+    from tqdm import tqdm
+
+    return tqdm(items, unit="img", file=sys.stderr, leave=False, disable=None)
+
+
+def _variants(_ctx, _param, value: str) -> tuple[str, ...]:
+    from convert.quantize import VARIANTS
+
+    chosen = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in chosen if v not in VARIANTS]
+    if unknown or not chosen:
+        raise click.BadParameter(f"unknown {unknown or 'empty list'}; choose from {', '.join(VARIANTS)}")
+    return chosen
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the bundles (<name>_<variant>.tflite/.json), parity.md/.json, convert.log.")
+@click.option("--name", default=None, help="Bundle name [pneumonia for binary runs, subtype for multiclass].")
+@click.option("--variants", default="float32,float16,dynamic,int8", show_default=True, callback=_variants,
+              help=VARIANT_HELP)
+@click.option("--data", envvar="CXR_DATA", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Dataset folder the run's split refers to [the run's own, else $CXR_DATA].")
+@click.option("--calib-dir", type=click.Path(path_type=Path), default=None,
+              help="Calibrate int8 on the images under this folder (class = first subfolder) instead of the "
+                   "run's training side.")
+@click.option("--calib-size", type=click.IntRange(1), default=300, show_default=True,
+              help="Calibration images, drawn evenly across classes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration draw.")
+@click.option("--parity-dir", type=click.Path(path_type=Path), default=None,
+              help="Labelled folder (class subfolders, as `cxr-edge evaluate` reads) for the parity report "
+                   "[the run's validation split].")
+@click.option("--no-parity", is_flag=True, help="Skip the parity report.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+              help="Least share of labels a variant must share with the Keras model.")
+@click.option("--accept", is_flag=True, help="Exit 0 even when a variant is flagged (the flags stay in the report).")
+@click.option("--install", "install_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also copy the int8 bundle as <name>.tflite/.json here (e.g. cxr_edge/models) once parity passed (or --accept).")
+@click.option("--labels", default="NORMAL,PNEUMONIA", show_default=True,
+              help="Bare .keras file only: labels in output order, negative first.")
+@click.option("--threshold", type=float, default=None, help="Bare .keras file only: the decision threshold (required).")
+@click.option("--normalize", type=click.Choice(["none", "autocontrast"]), default="none", show_default=True,
+              help="Bare .keras file only: the contract's intensity normalisation the model was trained with.")
+@click.option("--model-version", default="1.0.0", show_default=True, help="Version recorded in the manifests.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Interpreter threads for the parity run.")
+def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], data: Path | None,
+         calib_dir: Path | None, calib_size: int, seed: int, parity_dir: Path | None, no_parity: bool,
+         min_agreement: float, accept: bool, install_dir: Path | None, labels: str, threshold: float | None,
+         normalize: str, model_version: str, threads: int | None) -> None:
+    """Convert SOURCE (a training run folder, or a bare .keras file) into TFLite model bundles.
+
+    Writes float32, float16, dynamic-range and full-integer int8 (uint8 in/out, Edge-TPU-ready)
+    variants, each with its manifest (labels, threshold, contract, sha256, dataset, metrics);
+    compiles int8 for the Edge TPU when edgetpu_compiler is on PATH; then runs every variant
+    through the edge tool's own code on a labelled set and writes parity.md/parity.json.
+
+    \b
+    Examples:
+      python -m convert runs/pneumonia-v1 --out build/pneumonia --install cxr_edge/models
+      python -m convert model.keras --threshold 0.4 --calib-dir data/train --parity-dir data/val --out build/m
+
+    \b
+    Exit codes: 0 done; 1 a variant flagged by parity (see --accept); 2 usage error;
+    3 bad input or failed conversion.
+    """
+    from convert import bundles, pipeline, source as sources
+    from convert.errors import ConvertError
+
+    try:
+        src = _source(sources, source, name, data, labels, threshold, normalize, model_version, calib_dir)
+        job = pipeline.Job(
+            keras_path=src.keras_path, spec=src.spec, out=out, variants=variants, calib_samples=src.calib_samples,
+            calib_source=src.calib_source, calib_dir=calib_dir, calib_size=calib_size, seed=seed,
+            parity_samples=() if no_parity else src.parity_samples, parity_source=src.parity_source,
+            parity_dir=None if no_parity else parity_dir, min_agreement=min_agreement, threads=threads,
+        )
+        result = pipeline.run(job, log=_say, progress=_progress)
+    except ConvertError as exc:
+        _say(f"Error: {exc}")
+        sys.exit(EXIT_BAD_INPUT)
+    for flag in result.flags:
+        _say(f"!!! PARITY FLAG: {flag}")
+    if result.flags and not accept:
+        _say(f"!!! {len(result.flags)} flag(s): the bundles are written but not fit to ship; "
+             "see parity.md, or rerun with --accept to take them anyway")
+        sys.exit(EXIT_FLAGGED)
+    if install_dir is not None and "int8" in result.bundles:
+        installed = bundles.install(result.bundles["int8"], install_dir, src.spec.name)
+        _say(f"installed {installed.manifest_path}")
+    _say(f"done: {len(result.bundles)} bundle(s) in {out}")
+
+
+def _source(sources, path: Path, name, data, labels: str, threshold, normalize: str, version: str, calib_dir):
+    """A run folder or a bare .keras file -> :class:`convert.source.Source`."""
+    from convert.errors import ConvertError
+    from convert.keras_model import KERAS_SUFFIX, load_keras, input_hw
+    from cxr_edge.preprocess import Contract
+
+    if path.is_dir():
+        return sources.from_run(path, name, data, version)
+    if path.suffix != KERAS_SUFFIX or not path.exists():
+        raise ConvertError(f"{path}: neither a training run folder nor an existing {KERAS_SUFFIX} file")
+    if threshold is None:
+        raise ConvertError("a bare .keras file needs --threshold (the operating point chosen on validation)")
+    height, width = input_hw(load_keras(path))
+    contract = Contract(width=width, height=height, normalize=normalize)
+    return sources.from_keras_file(path, tuple(v.strip() for v in labels.split(",") if v.strip()), threshold,
+                                   contract, name, version)

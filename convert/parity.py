@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from convert.errors import ConvertError
 from cxr_edge import metrics, runtime
 from cxr_edge.bundle import Bundle
 from cxr_edge.evaluate import Truth, _finite_or_none
@@ -54,7 +55,7 @@ def read_labelled(samples: Sequence[tuple[str, Truth]], contract: Contract, sour
             continue
         truths.append(truth)
     if not pixels:
-        raise ValueError(f"no readable labelled images in {source}")
+        raise ConvertError(f"no readable labelled images in {source}")
     return LabelledSet(np.stack(pixels), truths, source, unreadable)
 
 

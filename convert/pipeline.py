@@ -15,6 +15,7 @@ from convert import bundles, calibration, edgetpu, keras_model, ops, parity, qua
 from convert.errors import ConvertError
 from convert.quiet import captured_output
 from cxr_edge.bundle import Bundle
+from cxr_edge import evaluate
 from cxr_edge.evaluate import Truth
 
 LOG_FILE = "convert.log"
@@ -31,10 +32,12 @@ class Job:
     variants: tuple[str, ...] = quantize.VARIANTS
     calib_samples: Sequence[tuple[str, str]] = ()
     calib_source: str = ""
+    calib_dir: Path | None = None  # overrides calib_samples: every image under it, class = subfolder
     calib_size: int = calibration.DEFAULT_SIZE
     seed: int = calibration.DEFAULT_SEED
     parity_samples: Sequence[tuple[str, Truth]] = ()
     parity_source: str = ""
+    parity_dir: Path | None = None  # overrides parity_samples: class folders as ``cxr-edge evaluate`` reads them
     min_agreement: float = parity.DEFAULT_MIN_AGREEMENT
     threads: int | None = None
 
@@ -74,9 +77,11 @@ def run(job: Job, log: Callable[[str], None] = print, progress: Callable = iter)
     log_path = job.out / LOG_FILE
     calib = None
     if "int8" in job.variants:
-        log(f"calibration: reading up to {job.calib_size} images from {job.calib_source} (seed {job.seed})")
-        calib = calibration.build(job.calib_samples, job.spec.contract, job.calib_size, job.seed, job.calib_source,
-                                  progress)
+        samples, source = job.calib_samples, job.calib_source
+        if job.calib_dir is not None:
+            samples, source = calibration.folder_samples(job.calib_dir), str(job.calib_dir)
+        log(f"calibration: reading up to {job.calib_size} images from {source} (seed {job.seed})")
+        calib = calibration.build(samples, job.spec.contract, job.calib_size, job.seed, source, progress)
         log(f"calibration: {calib.record['size']} images, per class {calib.record['per_class']}")
     tflites = quantize.convert_model(model, job.variants, calib.batches() if calib else None, log_path,
                                      progress=lambda step: log(f"{step} (TensorFlow messages go to {log_path})"))
@@ -90,8 +95,11 @@ def run(job: Job, log: Callable[[str], None] = print, progress: Callable = iter)
     if "int8" in written:
         written["int8"], tpu = _edgetpu(written["int8"], log)
     report = None
-    if job.parity_samples:
-        data = parity.read_labelled(job.parity_samples, job.spec.contract, job.parity_source, progress)
+    samples, source = job.parity_samples, job.parity_source
+    if job.parity_dir is not None:
+        samples, source = _labelled_folder(job.parity_dir, next(iter(written.values()))), str(job.parity_dir)
+    if samples:
+        data = parity.read_labelled(samples, job.spec.contract, source, progress)
         report = parity.build_report(model, job.keras_path, written, data, job.min_agreement, job.threads, log)
         md, _ = parity.write(report, job.out)
         log(f"parity report: {md}")
@@ -100,6 +108,14 @@ def run(job: Job, log: Callable[[str], None] = print, progress: Callable = iter)
                "calibration": calib.record if calib else None, "parity_flags": report["flags"] if report else None}
     (job.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return Result(written, report, tpu)
+
+
+def _labelled_folder(folder: Path, bundle: Bundle) -> list[tuple[str, Truth]]:
+    """A labelled folder read as ``cxr-edge evaluate`` reads it (class subfolders)."""
+    try:
+        return [(found.path, truth) for found, truth in evaluate.labelled_inputs(folder, bundle)]
+    except evaluate.DataLayoutError as exc:
+        raise ConvertError(f"parity folder: {exc}") from exc
 
 
 def _edgetpu(bundle: Bundle, log: Callable[[str], None]) -> tuple[Bundle, dict[str, Any]]:

@@ -1,0 +1,109 @@
+"""Where a conversion's model, meaning and images come from: a training run, or a bare file.
+
+A training run folder (``python -m train fit``) records everything a bundle must carry:
+labels, task and contract (``run.json``), the validation-chosen threshold and metrics
+(``metrics.json``), the data summary, and the patient-grouped split (``split.csv``) whose
+train side feeds calibration and whose validation side (``val_predictions.csv``) is the
+default parity set. A bare ``.keras`` file needs those given on the command line instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from convert.bundles import ModelSpec
+from convert.errors import ConvertError
+from cxr_edge.evaluate import Truth
+from cxr_edge.preprocess import Contract
+from train.run import MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE
+
+METRICS_FILE = "metrics.json"
+DEFAULT_NAMES = {"binary": "pneumonia", "multiclass": "subtype"}
+
+
+@dataclasses.dataclass
+class Source:
+    """What :class:`convert.pipeline.Job` needs from a run (images as (path, class) / (path, Truth))."""
+
+    keras_path: Path
+    spec: ModelSpec
+    calib_samples: list[tuple[str, str]]
+    calib_source: str
+    parity_samples: list[tuple[str, Truth]]
+    parity_source: str
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConvertError(f"{path} is missing: is {path.parent} a finished training run?") from exc
+    except (OSError, ValueError) as exc:
+        raise ConvertError(f"{path}: unreadable ({exc})") from exc
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError as exc:
+        raise ConvertError(f"{path} is missing: is {path.parent} a finished training run?") from exc
+
+
+def data_root(record: dict[str, Any], given: str | Path | None) -> Path:
+    """The dataset folder the run's split names: ``--data``, else the run's own, else $CXR_DATA."""
+    candidates = [given, record["config"].get("data"), os.environ.get("CXR_DATA")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    raise ConvertError(f"dataset folder of the run not found (tried {[c for c in candidates if c]}): "
+                       "give it with --data or $CXR_DATA")
+
+
+def from_run(run_dir: Path, name: str | None = None, data: str | Path | None = None, version: str = "1.0.0") -> Source:
+    """Everything a conversion needs from a training run folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConvertError(f"{run_dir}: not a training run folder (give a run folder or a .keras file)")
+    record = _read_json(run_dir / RUN_FILE)
+    summary = _read_json(run_dir / METRICS_FILE)
+    task, labels = record["task"], tuple(record["labels"])
+    spec = ModelSpec(
+        name=name or DEFAULT_NAMES[task], task=task, labels=labels, negative_label=record.get("negative_label"),
+        threshold=float(summary["threshold"]["value"]), threshold_rule=summary["threshold"]["rule"],
+        contract=Contract.from_manifest(record["preprocessing"]), version=version,
+        dataset=_read_json(run_dir / SUMMARY_FILE) if (run_dir / SUMMARY_FILE).exists() else {},
+        metrics={key: summary.get(key) for key in ("split", "at_threshold", "ci95_at_threshold", "calibration",
+                                                    "bacterial_vs_viral") if summary.get(key) is not None},
+        training_run={"folder": run_dir.name, "command": record.get("command"), "seed": record.get("seed"),
+                      "arch": record["config"].get("arch"), "parameters": record.get("parameters"),
+                      "best_epoch": record.get("best_epoch"), "versions": record.get("versions")},
+    )
+    root = data_root(record, data)
+    class_column = "label" if task == "binary" else "subtype"
+    calib = [(str(root / row["file"]), row[class_column]) for row in _read_csv(run_dir / SPLIT_FILE)
+             if row["side"] == "train"]
+    negative = spec.negative_label
+    parity_rows = _read_csv(run_dir / PREDICTIONS_FILE)
+    parity = [(str(root / row["file"]), Truth(positive=row["label"] != negative, label=row["label"]))
+              for row in parity_rows]
+    return Source(run_dir / MODEL_FILE, spec, calib, f"training side of {run_dir / SPLIT_FILE}",
+                  parity, f"validation split of {run_dir.name} ({PREDICTIONS_FILE})")
+
+
+def from_keras_file(path: Path, labels: tuple[str, ...], threshold: float, contract: Contract,
+                    name: str | None = None, version: str = "1.0.0") -> Source:
+    """A bare ``.keras`` file: its meaning from the command line, images from --calib-dir/--parity-dir."""
+    if len(labels) < 2:
+        raise ConvertError(f"--labels needs at least two labels (negative first), got {list(labels)}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ConvertError(f"--threshold must lie in 0..1, got {threshold}")
+    task = "binary" if len(labels) == 2 else "multiclass"
+    spec = ModelSpec(name=name or DEFAULT_NAMES[task], task=task, labels=labels, threshold=threshold,
+                     contract=contract, version=version, training_run={"model_file": Path(path).name})
+    return Source(Path(path), spec, [], "", [], "")
