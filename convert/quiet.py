@@ -50,11 +50,15 @@ def captured_output(what: str = "TensorFlow", log_path: Path | None = None, tail
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         failure: Exception | None = None
+        # Python-level prints too: sys.stdout need not write to fd 1 (pytest, notebooks).
+        to_log = open(log.fileno(), "w", encoding="utf-8", closefd=False)
         try:
-            yield
+            with contextlib.redirect_stdout(to_log), contextlib.redirect_stderr(to_log):
+                yield
         except Exception as exc:
             failure = exc
         finally:
+            to_log.close()
             sys.stdout.flush()
             sys.stderr.flush()
             for fd, copy in zip((1, 2), saved):
