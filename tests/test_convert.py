@@ -116,6 +116,16 @@ def test_every_variant_is_a_bundle_the_edge_tool_loads_and_classifies(converted)
         assert np.mean([r.prediction == t for r, t in zip(results, truth)]) >= 0.9, variant
 
 
+def test_the_int8_bundle_classifies_in_cxr_edge_classify(converted, cli, report_rows, tmp_path) -> None:
+    val_folder = Path(converted["val"][0][0]).parents[1]
+    report = tmp_path / "report.csv"
+    result = cli("classify", val_folder, "--out", report, "--model", converted["out"] / "tiny_int8.json")
+    assert result.exit_code == 0, result.stderr
+    rows = report_rows(report)
+    assert len(rows) == 40 and {r["status"] for r in rows} == {"ok"}
+    assert np.mean([Path(r["path"]).name.startswith(r["prediction"].lower() + "_") for r in rows]) >= 0.9
+
+
 def test_int8_takes_and_gives_uint8_and_every_op_is_integer(converted) -> None:
     bundle = converted["result"].bundles["int8"]
     analysis = ops.analyse(bundle.model_path)
