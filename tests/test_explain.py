@@ -1,6 +1,8 @@
 """Occlusion heatmaps: geometry, colours, file names, and ``cxr-edge explain`` on real TFLite models.
 
-That the hot spot lands on a lesion is shown in test_explain_lesion.py (it trains a model).
+The committed tiny bundles (tests/assets) were trained to flag synthetic lesion blobs, so
+their heatmaps must point at the blob; test_explain_lesion.py trains its own detector to
+compare occlusion with Grad-CAM on the same images.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from PIL import Image
 from cxr_edge import explain
 from cxr_edge.bundle import load_bundle
 from cxr_edge.engine import Classifier
-from cxr_edge.synthetic import synthetic_xray
+from cxr_edge.synthetic import lesion_locations, synthetic_xray
 
 
 @pytest.mark.parametrize(
@@ -81,6 +83,21 @@ def test_batch_size_does_not_change_the_map(binary_model):
     one = explain.occlusion_map(classifier, pixels, window=64, stride=40, batch=1)
     many = explain.occlusion_map(classifier, pixels, window=64, stride=40, batch=7)
     np.testing.assert_allclose(one.drop, many.drop, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["binary_model", "float_model"])
+@pytest.mark.parametrize("seed", range(900_001, 900_013, 2))  # not among the assets' training seeds
+def test_committed_lesion_detector_heatmap_points_at_the_lesion(request, model, seed):
+    """The tiny bundles were trained to flag lesion blobs: hiding the blob must cost the most."""
+    classifier = Classifier(load_bundle(request.getfixturevalue(model)), threads=1)
+    size = classifier.bundle.contract.size
+    lesion = synthetic_xray(seed, size, lesion=True)
+    heat = explain.occlusion_map(classifier, np.asarray(lesion), window=48, stride=16)
+    clear = explain.occlusion_map(classifier, np.asarray(synthetic_xray(seed, size)), window=48, stride=16)
+    blob = lesion_locations(seed, size)[0]
+    x, y = heat.hotspot()
+    assert np.hypot(x - blob.x, y - blob.y) < blob.radius + 16
+    assert heat.drop.max() > 3 * max(clear.drop.max(), 0.01)
 
 
 def test_explain_command_writes_one_figure_per_image(cli, binary_model, tmp_path):
