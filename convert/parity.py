@@ -137,6 +137,7 @@ def _flags(variant: str, row: dict[str, Any], min_agreement: float) -> list[str]
 
 COLUMNS = (("file", "file", "{}"), ("bytes", "size KB", "{:.0f}"), ("accuracy", "accuracy", "{:.4f}"),
            ("sensitivity", "sensitivity", "{:.4f}"), ("specificity", "specificity", "{:.4f}"), ("auc", "AUC", "{:.4f}"),
+           ("label_accuracy", "label accuracy", "{:.4f}"),
            ("agreement", "agreement", "{:.2%}"), ("mean_abs_dprob", "mean |Δp|", "{:.4f}"),
            ("max_abs_dprob", "max |Δp|", "{:.4f}"), ("ms_per_image", "ms/image", "{:.2f}"))
 

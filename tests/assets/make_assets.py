@@ -35,12 +35,17 @@ from cxr_edge.synthetic import synthetic_xray  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent
 SIZE = 224  # the real models' size: explanation tests slide 56-px windows over it
-PICTURE = (256, 256)  # drawn larger than the model input, so the contract's resize is exercised
+  # drawn larger than the model input, so the contract's resize is exercised
 N_TRAIN, N_VAL = 240, 60  # per class
 TASKS = {
-    "tiny_binary": {"labels": ("NORMAL", "PNEUMONIA"), "blobs": (0, 1), "variants": ("float32", "int8")},
-    "tiny_subtype": {"labels": ("NORMAL", "BACTERIAL", "VIRAL"), "blobs": (0, 1, 3), "variants": ("int8",)},
+    "tiny_binary": {"labels": ("NORMAL", "PNEUMONIA"), "blobs": (0, 1), "variants": ("float32", "int8"), "epochs": 30},
+    "tiny_subtype": {"labels": ("NORMAL", "BACTERIAL", "VIRAL"), "blobs": (0, 1, 3), "variants": ("int8",), "epochs": 60},
 }
+
+
+def picture_size(seed: int) -> tuple[int, int]:
+    """Sizes and aspect ratios vary, as films do, so the contract's squash-resize is exercised."""
+    return 200 + seed * 37 % 160, 200 + seed * 53 % 120
 
 
 def write_pictures(folder: Path, labels: tuple[str, ...], blobs: tuple[int, ...], n: int, seed0: int) -> None:
@@ -49,7 +54,8 @@ def write_pictures(folder: Path, labels: tuple[str, ...], blobs: tuple[int, ...]
         (folder / label).mkdir(parents=True, exist_ok=True)
         for i in range(n):
             seed = seed0 + k * 10_000 + i
-            synthetic_xray(seed, PICTURE, lesion=count > 0, n_lesions=max(count, 1)).save(folder / label / f"{label}_{seed}.png")
+            picture = synthetic_xray(seed, picture_size(seed), lesion=count > 0, n_lesions=max(count, 1))
+            picture.save(folder / label / f"{label}_{seed}.png")
 
 
 def labelled(folder: Path, labels: tuple[str, ...]) -> list[tuple[str, Truth]]:
@@ -62,26 +68,31 @@ def read(samples: list[tuple[str, Truth]], labels: tuple[str, ...], contract: Co
     return x, np.array([labels.index(t.label) for _, t in samples])
 
 
-def train(x: np.ndarray, y: np.ndarray, n_labels: int):
-    """A ~2,300-parameter CNN: raw 0..255 in, rescaled inside (the contract's model convention)."""
+def train(x_train: np.ndarray, y: np.ndarray, n_labels: int, epochs: int):
+    """A ~2,300-parameter CNN: raw 0..255 in, rescaled inside (the contract's model convention).
+
+    Max pooling answers "is there a blob anywhere" (enough for the binary task, and the
+    most confident on films unlike the training pictures); adding average pooling ("how much
+    blob") lets the subtype task tell one blob from three.
+    """
     import keras
     from keras import layers
 
     keras.utils.set_random_seed(0)
     binary = n_labels == 2
-    model = keras.Sequential([
-        keras.Input((SIZE, SIZE, 1), dtype="float32", name="image"),
-        layers.Rescaling(1 / 255.0),
-        layers.AveragePooling2D(4),  # 224 -> 56 at once: cheap to train and to run
-        layers.Conv2D(8, 3, strides=2, activation="relu"),
-        layers.Conv2D(12, 3, activation="relu"),
-        layers.MaxPooling2D(),
-        layers.Conv2D(12, 3, activation="relu"),
-        layers.GlobalMaxPooling2D(),  # "is there a blob anywhere"
-        layers.Dense(1 if binary else n_labels, activation="sigmoid" if binary else "softmax"),
-    ])
+    inputs = keras.Input((SIZE, SIZE, 1), dtype="float32", name="image")
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    x = layers.AveragePooling2D(4)(x)  # 224 -> 56 at once: cheap to train and to run
+    x = layers.Conv2D(8, 3, activation="relu")(x)
+    x = layers.Conv2D(12, 3, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(12, 3, activation="relu")(x)
+    pooled = layers.GlobalMaxPooling2D()(x)
+    x = pooled if binary else layers.Concatenate()([pooled, layers.GlobalAveragePooling2D()(x)])
+    outputs = layers.Dense(1 if binary else n_labels, activation="sigmoid" if binary else "softmax")(x)
+    model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy" if binary else "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=30, batch_size=32, verbose=0, shuffle=True)
+    model.fit(x_train, y, epochs=epochs, batch_size=32, verbose=0, shuffle=True)
     return model
 
 
@@ -94,12 +105,13 @@ def choose_threshold(positive: np.ndarray, score: np.ndarray) -> tuple[float, st
     return metrics.threshold_for_sensitivity(positive, score, 0.95), "sensitivity >= 0.95 on synthetic validation"
 
 
-def make(name: str, labels: tuple[str, ...], blobs: tuple[int, ...], variants: tuple[str, ...], work: Path) -> None:
+def make(name: str, labels: tuple[str, ...], blobs: tuple[int, ...], variants: tuple[str, ...], epochs: int,
+         work: Path) -> None:
     contract = Contract(width=SIZE, height=SIZE)
     write_pictures(work / "train", labels, blobs, N_TRAIN, seed0=0)
     write_pictures(work / "val", labels, blobs, N_VAL, seed0=500_000)
     train_set, val_set = labelled(work / "train", labels), labelled(work / "val", labels)
-    model = train(*read(train_set, labels, contract), len(labels))
+    model = train(*read(train_set, labels, contract), len(labels), epochs)
     x_val, y_val = read(val_set, labels, contract)
     out = np.asarray(model.predict(x_val, verbose=0))
     score = out[:, 0] if len(labels) == 2 else 1.0 - out[:, 0]
@@ -113,7 +125,7 @@ def make(name: str, labels: tuple[str, ...], blobs: tuple[int, ...], variants: t
         dataset={"name": "synthetic test pictures (cxr_edge.synthetic), NOT chest X-rays", "blobs_per_label":
                  dict(zip(labels, blobs)), "train_per_class": N_TRAIN, "val_per_class": N_VAL},
         metrics=metrics.binary_metrics(y_val > 0, score, threshold),
-        training_run={"script": "tests/assets/make_test_models.py", "note": "test fixture, not a medical model"},
+        training_run={"script": "tests/assets/make_assets.py", "note": "test fixture, not a medical model"},
     )
     job = pipeline.Job(keras_path=keras_path, spec=spec, out=work / "bundles", variants=variants,
                        calib_samples=[(p, t.label) for p, t in train_set], calib_source="synthetic train pictures",
@@ -130,7 +142,7 @@ def main() -> None:
     import_tf()
     for name, task in TASKS.items():
         with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
-            make(name, task["labels"], task["blobs"], task["variants"], Path(tmp))
+            make(name, task["labels"], task["blobs"], task["variants"], task["epochs"], Path(tmp))
 
 
 if __name__ == "__main__":
