@@ -4,8 +4,8 @@
 multiclass model with subtype labels (BACTERIAL/VIRAL, or BACTERIA/VIRUS), a Kermany-style
 ``PNEUMONIA/`` folder is read too: the subtype comes from the file name
 (``person1_bacteria_2.jpeg``, ``person3_virus_4.jpeg``), and a file without one counts as
-positive for the pneumonia metrics only. Images go through the same engine as ``classify``; the numbers come from
-:mod:`cxr_edge.metrics` (numpy only), so this runs on the device.
+positive for the pneumonia metrics only. Images go through the same engine as ``classify``;
+the numbers come from :mod:`cxr_edge.metrics` (numpy only), so this runs on the device.
 """
 
 from __future__ import annotations
@@ -261,7 +261,8 @@ def format_table(ev: Evaluation) -> str:
     binary, ci = ev.binary, ev.intervals
     counts = ", ".join(f"{k} {v}" for k, v in ev.class_counts().items())
     lines = [
-        f"model {ev.bundle.short_id} ({ev.bundle.quantization}), threshold {ev.threshold:g} ({ev.threshold_source})",
+        f"model {ev.bundle.short_id} ({ev.bundle.quantization}), "
+        f"threshold {ev.threshold:g} ({ev.threshold_source})",
         f"{len(ev.results)} images ({counts}); {len(ev.errors)} unreadable",
         "",
         f"{'metric':<18} {'value':>6}   95% CI",
@@ -279,7 +280,8 @@ def format_table(ev: Evaluation) -> str:
     if target:
         lines += [
             "",
-            f"threshold for sensitivity >= {target['target_sensitivity']:g} on this data: {target['threshold']:.4f} "
+            f"threshold for sensitivity >= {target['target_sensitivity']:g} on this data: "
+            f"{target['threshold']:.4f} "
             f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})",
         ]
     return "\n".join(lines)

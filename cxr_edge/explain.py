@@ -34,7 +34,9 @@ BATCH = 16
 MIN_SCALE = 0.05
 OVERLAY_ALPHA = 0.6
 #: Anchor colours of the heat colormap, cold to hot (black-purple-red-yellow, like "inferno").
-_ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32)
+_ANCHORS = np.array(
+    [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
+)
 
 
 @dataclasses.dataclass
@@ -85,7 +87,8 @@ def positions(size: int, window: int, stride: int) -> list[int]:
 def positive_scores(classifier: Classifier, batch: np.ndarray) -> np.ndarray:
     """P(not negative label) for a uint8 batch (N, H, W), by the bundle's rule."""
     bundle = classifier.bundle
-    return bundle.positive_probability(bundle.label_probabilities(runtime.run_batch(classifier.interpreter, batch)))
+    outputs = runtime.run_batch(classifier.interpreter, batch)
+    return bundle.positive_probability(bundle.label_probabilities(outputs))
 
 
 def occlusion_map(

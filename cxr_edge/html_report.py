@@ -68,12 +68,13 @@ def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
     except ImageReadError as exc:  # changed or removed since it was classified
         thumb, heat, note = "", "", f"cannot show: {exc}"
     else:
-        thumb = _img(_data_uri(Image.fromarray(pixels).resize((THUMBNAIL, THUMBNAIL)), "JPEG"), result.display)
+        thumbnail = Image.fromarray(pixels).resize((THUMBNAIL, THUMBNAIL))
+        thumb = _img(_data_uri(thumbnail, "JPEG"), result.display)
         heat, note = "", ""
         if flagged and explain_flagged:
             heatmap = explain.occlusion_map(classifier, pixels)
-            heat = _img(_data_uri(explain.overlay(pixels, heatmap.level).resize((THUMBNAIL, THUMBNAIL)), "PNG"),
-                        f"heatmap of {result.display}")
+            picture = explain.overlay(pixels, heatmap.level).resize((THUMBNAIL, THUMBNAIL))
+            heat = _img(_data_uri(picture, "PNG"), f"heatmap of {result.display}")
     probability = result.probability or 0.0
     bar = f'<span class="bar" style="width:{probability * 80:.0f}px"></span>'
     return (
@@ -96,7 +97,8 @@ def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title:
         f'<p class="meta">{len(results)} images: <strong>{flagged} flagged</strong> '
         f"(probability &ge; threshold {bundle.threshold:g}), {errors} unreadable. "
         f"Model {html.escape(bundle.short_id)} ({html.escape(bundle.quantization)}); "
-        f"cxr-edge {__version__}; {html.escape(when)}. Screening aid only: a clinician reads every image.</p>\n"
+        f"cxr-edge {__version__}; {html.escape(when)}. "
+        "Screening aid only: a clinician reads every image.</p>\n"
         "<table><thead><tr><th>image</th><th>path</th><th>prediction</th><th>probability</th>"
         "<th>note</th><th>heatmap</th></tr></thead><tbody>\n"
     )
@@ -115,7 +117,8 @@ def write_html(
     rows = order(results)
     with open(path, "w", encoding="utf-8") as out:
         _head(out, rows, classifier, title)
-        for result in tqdm(rows, unit="img", desc="html", file=sys.stderr, disable=not progress, dynamic_ncols=True):
+        bar = tqdm(rows, unit="img", desc="html", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        for result in bar:
             out.write(_row(result, classifier, explain_flagged) + "\n")
         out.write("</tbody></table>\n</body></html>\n")
     return path

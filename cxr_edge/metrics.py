@@ -272,5 +272,6 @@ def expected_calibration_error(y_true: Sequence, prob: Sequence, n_bins: int = 1
         raise ValueError("probabilities must lie in [0, 1]")
     bins = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], p)
     total = np.bincount(bins, minlength=n_bins)
-    gap = np.abs(np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins))
+    observed = np.bincount(bins, weights=y, minlength=n_bins)
+    gap = np.abs(observed - np.bincount(bins, weights=p, minlength=n_bins))
     return float(gap.sum() / total.sum())

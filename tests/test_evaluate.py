@@ -100,10 +100,10 @@ def evaluation(y, probs, labels=("NORMAL", "PNEUMONIA"), threshold=0.5, truths=N
     bundle = fake_bundle(labels, threshold)
     probs = np.asarray(probs, dtype=np.float32).reshape(len(probs), -1)
     label_probs = bundle.label_probabilities(probs)
+    scores = bundle.positive_probability(label_probs)
     results = [
         Result(f"/x/{i}.png", f"{i}.png", OK, prediction=pred, probability=float(p), label_probs=tuple(row))
-        for i, (pred, p, row) in enumerate(zip(bundle.decide(label_probs), bundle.positive_probability(label_probs),
-                                                label_probs))
+        for i, (pred, p, row) in enumerate(zip(bundle.decide(label_probs), scores, label_probs))
     ]
     truths = truths or [Truth(bool(t), labels[1] if t else "NORMAL") for t in y]
     return Evaluation(bundle, "data", threshold, "manifest", truths, results, n_boot=200, **kw)
@@ -138,10 +138,12 @@ def test_multiclass_numbers_agree_with_sklearn_and_unknown_subtypes_count_only_a
     ev = evaluation(None, probs, labels=labels, truths=truths)
     known = [i for i in range(120) if truths[i].label]
     pred = [labels.index(ev.results[i].prediction) for i in known]
-    assert ev.multiclass["confusion"] == sk.confusion_matrix(truth_idx[known], pred, labels=[0, 1, 2]).tolist()
+    expected = sk.confusion_matrix(truth_idx[known], pred, labels=[0, 1, 2])
+    assert ev.multiclass["confusion"] == expected.tolist()
     assert ev.multiclass["accuracy"] == pytest.approx(sk.accuracy_score(truth_idx[known], pred))
     assert ev.binary["n"] == 120
-    assert ev.binary["auc"] == pytest.approx(sk.roc_auc_score([t.positive for t in truths], 1 - probs[:, 0]), abs=1e-6)
+    expected_auc = sk.roc_auc_score([t.positive for t in truths], 1 - probs[:, 0])
+    assert ev.binary["auc"] == pytest.approx(expected_auc, abs=1e-6)
 
 
 def test_unreadable_images_are_left_out_and_nothing_readable_is_an_error():
@@ -192,11 +194,14 @@ def labelled_folder(root: Path, normal: int = 4, pneumonia: int = 4, size: int =
     for i in range(pneumonia):
         (root / "PNEUMONIA").mkdir(parents=True, exist_ok=True)
         kind = "bacteria" if i % 2 else "virus"
-        synthetic_xray(100 + i, (size, size), lesion=True).save(root / "PNEUMONIA" / f"person{i}_{kind}_{i}.png")
+        picture = synthetic_xray(100 + i, (size, size), lesion=True)
+        picture.save(root / "PNEUMONIA" / f"person{i}_{kind}_{i}.png")
     return root
 
 
-def test_evaluate_writes_metrics_that_sklearn_reproduces_from_the_csv(cli, binary_model, tmp_path, report_rows):
+def test_evaluate_writes_metrics_that_sklearn_reproduces_from_the_csv(
+    cli, binary_model, tmp_path, report_rows
+):
     data = labelled_folder(tmp_path / "data")
     out = tmp_path / "out"
     result = cli("evaluate", data, "--model", binary_model, "--out-dir", out, "--target-sensitivity", "0.75")
@@ -218,7 +223,8 @@ def test_evaluate_writes_metrics_that_sklearn_reproduces_from_the_csv(cli, binar
 
 def test_threshold_option_moves_the_operating_point(cli, binary_model, tmp_path):
     data = labelled_folder(tmp_path / "data", 2, 2)
-    flagged_all = cli("evaluate", data, "--model", binary_model, "--threshold", "0", "--out-dir", tmp_path / "o")
+    flagged_all = cli("evaluate", data, "--model", binary_model, "--threshold", "0",
+                      "--out-dir", tmp_path / "o")
     assert flagged_all.exit_code == 0
     saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert (saved["threshold"], saved["threshold_source"]) == (0.0, "--threshold")
@@ -270,7 +276,8 @@ def test_evaluate_runs_without_tensorflow_and_warns_without_matplotlib(binary_mo
         f"main(['evaluate', {str(data)!r}, '--model', {str(binary_model)!r}, '--out-dir', {str(out)!r}])\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
     assert "plots need matplotlib" in done.stderr and "pip install 'cxr-edge[plots]'" in done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.csv"]
@@ -278,7 +285,8 @@ def test_evaluate_runs_without_tensorflow_and_warns_without_matplotlib(binary_mo
 
 @pytest.mark.needs_data
 def test_evaluate_on_the_real_validation_split(cli, tmp_path):
-    val = Path(os.environ.get("CXR_DATA", Path(__file__).parents[2] / "shared" / "data" / "chest_xray_224")) / "val"
+    default = Path(__file__).parents[2] / "shared" / "data" / "chest_xray_224"
+    val = Path(os.environ.get("CXR_DATA", default)) / "val"
     if not val.is_dir():
         pytest.skip("Kermany data not found ($CXR_DATA or ../shared/data)")
     from cxr_edge.bundle import list_bundled

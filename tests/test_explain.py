@@ -34,7 +34,8 @@ def test_colormap_runs_from_dark_to_bright_and_clips():
     assert colours.dtype == np.uint8 and colours.shape == (5, 3)
     assert colours[0].tolist() == colours[1].tolist() == [0, 0, 4]
     assert colours[3].tolist() == colours[4].tolist() == [252, 255, 164]
-    assert colours.astype(int).sum(axis=1).tolist()[1:4] == sorted(colours.astype(int).sum(axis=1).tolist()[1:4])
+    brightness = colours.astype(int).sum(axis=1).tolist()[1:4]
+    assert brightness == sorted(brightness)
 
 
 def test_overlay_keeps_the_xray_where_nothing_matters():
@@ -61,7 +62,8 @@ def test_hotspot_is_the_centre_of_the_hot_area_and_small_drops_stay_pale():
 
 def test_output_names_are_short_unless_they_would_collide():
     assert explain.output_names(["/data/a/x.png", "y.dcm"]) == ["x.occlusion.png", "y.occlusion.png"]
-    assert explain.output_names(["a/x.png", "b/x.jpg"], kind="gradcam") == ["a__x.gradcam.png", "b__x.gradcam.png"]
+    collide = explain.output_names(["a/x.png", "b/x.jpg"], kind="gradcam")
+    assert collide == ["a__x.gradcam.png", "b__x.gradcam.png"]
     assert explain.output_name("../../etc/x.png") == "etc__x.occlusion.png"  # never outside the folder
 
 

@@ -133,7 +133,8 @@ def test_explain_command_runs_without_tensorflow(lesion_model, tmp_path):
         " '--window', '16', '--stride', '8'])\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
     assert "flagged.png: probability" in done.stdout
     assert (out / "flagged.occlusion.png").is_file()

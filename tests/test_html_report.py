@@ -80,7 +80,8 @@ def report(cli, binary_model, tmp_path, report_rows):
     """classify --html --explain over the folder; returns (page text, CSV rows)."""
     data = folder_of_images(tmp_path / "data")
     page = tmp_path / "report.html"
-    result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv", "--html", page, "--explain")
+    result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv",
+                 "--html", page, "--explain")
     assert result.exit_code == 1  # the damaged file
     return page, report_rows(tmp_path / "r.csv")
 
@@ -93,7 +94,8 @@ def test_page_is_self_contained_sorted_and_complete(report):
     by_probability = sorted(ok_rows, key=lambda r: (-float(r["probability"]), r["path"]))
     shown = [cells for cls, cells in parsed.rows]
     assert [cells[1] for cells in shown] == [r["path"] for r in by_probability] + ["broken.jpg"]
-    assert [cells[3][:5] for cells in shown[:-1]] == [f"{float(r['probability']):.3f}" for r in by_probability]
+    expected = [f"{float(r['probability']):.3f}" for r in by_probability]
+    assert [cells[3][:5] for cells in shown[:-1]] == expected
     assert [cells[2] for cells in shown[:-1]] == [r["prediction"] for r in by_probability]
     broken = next(r for r in rows if r["status"] == "error")
     assert parsed.rows[-1][0] == "error" and shown[-1][4] == broken["error"] != ""

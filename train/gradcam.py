@@ -53,7 +53,8 @@ def gradcam(
 
 def overlay_image(pixels: np.ndarray, cam: np.ndarray, probability: float, title: str) -> Image.Image:
     """The X-ray beside its Grad-CAM overlay, drawn like :mod:`cxr_edge.explain`'s figures."""
-    caption = [title, f"P(pneumonia) {probability:.3f}; Grad-CAM: colour = weight of the evidence (1 = strongest)"]
+    legend = "Grad-CAM: colour = weight of the evidence (1 = strongest)"
+    caption = [title, f"P(pneumonia) {probability:.3f}; {legend}"]
     return explain.figure(pixels, cam, caption)
 
 
