@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
+
 from cxr_edge.dicom import HEADER_COLUMNS, PHI_COLUMNS
 from cxr_edge.engine import OK, Result
 
@@ -52,8 +54,10 @@ def columns(labels: Sequence[str], multiclass: bool, phi: bool = True) -> list[s
     return [*BASE_COLUMNS, *per_label, *TAIL_COLUMNS, *header, NOTE_COLUMN]
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"
+def _probability(value: float | None) -> str:
+    """The shortest digits that give back the model's float32 output, so the report's
+    ``probability >= threshold`` is exactly the decision that was made (0.98828125, not 0.988281)."""
+    return "" if value is None else np.format_float_positional(np.float32(value), trim="-")
 
 
 def result_row(result: Result, labels: Sequence[str], threshold: float, model_id: str) -> dict[str, str]:
@@ -62,9 +66,9 @@ def result_row(result: Result, labels: Sequence[str], threshold: float, model_id
     return {
         "path": result.display,
         "prediction": result.prediction,
-        "probability": _number(result.probability),
-        **{f"p_{label}": _number(p) for label, p in zip(labels, result.label_probs)},
-        "threshold": f"{threshold:g}",
+        "probability": _probability(result.probability),
+        **{f"p_{label}": _probability(p) for label, p in zip(labels, result.label_probs)},
+        "threshold": np.format_float_positional(threshold, trim="-"),  # exactly the manifest's
         "status": result.status,
         "error": result.error,
         "model": model_id,

@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cxr_edge import report
@@ -55,8 +56,18 @@ def test_result_row_carries_header_fields_and_notes() -> None:
     cells = report.result_row(result, ["NORMAL", "PNEUMONIA"], 0.37, MODEL)
     assert cells["patient_id"] == "P1" and cells["modality"] == "CR" and cells["study_date"] == ""
     assert cells["note"] == "inverted MONOCHROME1"
-    assert (cells["probability"], cells["threshold"], cells["width"], cells["height"]) == ("0.250000", "0.37", "10", "20")
-    assert (cells["p_NORMAL"], cells["p_PNEUMONIA"]) == ("0.750000", "0.250000")
+    assert (cells["probability"], cells["threshold"], cells["width"], cells["height"]) == ("0.25", "0.37", "10", "20")
+    assert (cells["p_NORMAL"], cells["p_PNEUMONIA"]) == ("0.75", "0.25")
+
+
+def test_numbers_are_written_exactly_so_the_decision_can_be_checked_from_the_report() -> None:
+    p = float(np.float32(253 / 256))  # an int8 model's output step
+    result = Result("a", "a", OK, prediction="PNEUMONIA", probability=p, label_probs=(1 - p, p))
+    cells = report.result_row(result, ["NORMAL", "PNEUMONIA"], 0.21600469946861267, MODEL)
+    assert cells["probability"] == "0.98828125" and float(cells["probability"]) == p
+    assert cells["threshold"] == "0.21600469946861267"
+    third = float(np.float32(1 / 3))
+    assert float(np.float32(report.result_row(Result("b", "b", OK, probability=third), [], 0.5, MODEL)["probability"])) == third
 
 
 def test_error_rows_leave_the_numbers_empty() -> None:
