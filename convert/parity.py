@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from convert.errors import ConvertError
+from convert.quiet import captured_output
 from cxr_edge import metrics, runtime
 from cxr_edge.bundle import Bundle
 from cxr_edge.evaluate import Truth, _finite_or_none
@@ -61,7 +62,8 @@ def read_labelled(samples: Sequence[tuple[str, Truth]], contract: Contract, sour
 
 def tflite_outputs(bundle: Bundle, pixels: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, float]:
     """Raw model outputs one image at a time (as the edge runs), and the median ms per image."""
-    interpreter = runtime.make_interpreter(bundle.model_path, threads=threads)
+    with captured_output("loading the interpreter"):  # it announces its XNNPACK delegate on stderr
+        interpreter = runtime.make_interpreter(bundle.model_path, threads=threads)
     outputs, times = [], []
     for image in pixels:
         start = time.perf_counter()
