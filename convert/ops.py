@@ -42,9 +42,8 @@ def _plain_interpreter(model_path: Path) -> Any:
     return interpreter
 
 
-def op_table(model_path: Path) -> list[dict[str, Any]]:
+def op_table(interpreter: Any) -> list[dict[str, Any]]:
     """One entry per op: its name and the dtypes of the tensors it reads and writes."""
-    interpreter = _plain_interpreter(model_path)
     dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
     table = []
     for op in interpreter._get_ops_details():  # the only public-ish op listing in the Python API
@@ -59,8 +58,8 @@ def is_integer_op(entry: dict[str, Any]) -> bool:
 
 def analyse(model_path: Path) -> dict[str, Any]:
     """Op counts, float ops, the ops the Edge TPU would leave to the CPU, and the I/O dtypes."""
-    table = op_table(model_path)
     interpreter = _plain_interpreter(model_path)
+    table = op_table(interpreter)
     counts = Counter(entry["op"] for entry in table)
     return {
         "ops": dict(sorted(counts.items())),
