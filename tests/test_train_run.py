@@ -92,10 +92,14 @@ def test_an_existing_run_is_not_overwritten_but_resumes(binary_run, kermany):
     result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(binary_run), "--smoke"])
     assert result.exit_code == 2 and "--resume" in result.output
     state = json.loads((binary_run / fit.STATE_FILE).read_text())
+    before = json.loads((binary_run / "run.json").read_text())
     result = train_cli("fit", "--data", str(kermany), "--out", str(binary_run), "--smoke", "--size", "64",
-                       "--resume", "--cache-dir", str(binary_run.parent / "cache"))
+                       "--resume", "--epochs", "1", "--lr", "0.5", "--cache-dir", str(binary_run.parent / "cache"))
     assert result.exit_code == 0, result.output
     assert json.loads((binary_run / fit.STATE_FILE).read_text())["epoch"] == state["epoch"]  # nothing left to train
+    after = json.loads((binary_run / "run.json").read_text())
+    assert after["config"] == before["config"] and after["command"] == before["command"]  # the run stays what it was
+    assert after["started"] == before["started"] and after["wall_s"] >= before["wall_s"]
     assert (binary_run / "metrics.json").is_file()
 
 

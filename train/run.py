@@ -160,6 +160,7 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
         raise data.DataError(f"run folder {out} is not empty: use --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    cfg, earlier = resumed_config(cfg, out) if resume else (cfg, {})
     keras.utils.set_random_seed(cfg.seed)
     policy = fit.select_precision(cfg.precision)
     records, train_idx, val_idx, pixels = prepare_data(cfg, log)
@@ -181,7 +182,8 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     log(f"{cfg.arch}: {model.count_params():,} parameters; precision {policy}; {strategy.num_replicas_in_sync} replica(s); "
         f"class weights {np.round(weights, 3).tolist()}")
     _write_run_json(cfg, out, {"class_counts_train": counts.tolist(), "class_weights": weights.tolist(),
-                               "precision": policy, "parameters": model.count_params(), "started": _now()})
+                               "precision": policy, "parameters": model.count_params(),
+                               "started": earlier.get("started", _now())})
     train_ds = pipeline.dataset(pixels[train_idx], y[train_idx], cfg.n_outputs, cfg.batch_size,
                                 sample_weights=weights[y[train_idx]],
                                 augment_cfg=AugmentConfig(hflip=cfg.hflip) if cfg.augment else None,
@@ -192,12 +194,24 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     shutil.copyfile(out / fit.BEST_MODEL, out / MODEL_FILE)
     best = keras.models.load_model(out / MODEL_FILE, compile=False)
     write_predictions(out / PREDICTIONS_FILE, best, records, val_idx, pixels, cfg)
-    _write_run_json(cfg, out, {"finished": _now(), "wall_s": round(time.time() - started, 1),
+    _write_run_json(cfg, out, {"finished": _now(), "wall_s": round(earlier.get("wall_s", 0) + time.time() - started, 1),
                                "best_epoch": state.get("best_epoch"), "epochs_run": state.get("epoch")})
     from train import report  # imported late: a long run picks up the newest reporting code
 
     report.write_report(out, log=log)
     return out
+
+
+def resumed_config(cfg: RunConfig, out: Path) -> tuple[RunConfig, dict]:
+    """A resumed run keeps its recorded config (only a larger --epochs extends it) and its record.
+
+    So resuming never rewrites what a run was, e.g. a finished baseline resumed by
+    ``compare`` with other options.
+    """
+    if not (out / RUN_FILE).exists():
+        return cfg, {}
+    saved, record = load_run(out)
+    return dataclasses.replace(saved, epochs=max(saved.epochs, cfg.epochs)), record
 
 
 def predict(model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
