@@ -295,14 +295,18 @@ def _matrix(names: Sequence[str], rows: Sequence[Sequence[int]]) -> list[str]:
 
 
 def write_outputs(ev: Evaluation, out_dir: str | Path) -> list[Path]:
-    """Write metrics.json and the per-image CSV (with a ``truth`` column) into ``out_dir``."""
+    """Write metrics.json and the per-image CSV (with a ``truth`` column) into ``out_dir``.
+
+    The CSV never carries patient identifiers (``patient_id``, ``study_date``): an evaluation
+    needs the truth and the answer, not who the patient was.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / METRICS_JSON
     metrics_path.write_text(json.dumps(ev.to_json(), indent=2) + "\n", encoding="utf-8")
     csv_path = out / PREDICTIONS_CSV
     bundle = ev.bundle
-    header = [*report.columns(bundle.labels, multiclass=bundle.task == "multiclass"), TRUTH_COLUMN]
+    header = [*report.columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=False), TRUTH_COLUMN]
     with report.ReportWriter(csv_path, header, bundle.short_id, overwrite=True) as writer:
         for result, truth in zip(ev.results, ev.truths):
             row = report.result_row(result, bundle.labels, ev.threshold, bundle.short_id)

@@ -38,7 +38,7 @@ def float_model() -> Path:
 
 @pytest.fixture
 def subtype_model() -> Path:
-    """A tiny int8 multiclass bundle (NORMAL / BACTERIA / VIRUS)."""
+    """A tiny int8 multiclass bundle (NORMAL / BACTERIAL / VIRAL)."""
     return asset_bundle("tiny_subtype_int8")
 
 

@@ -147,7 +147,9 @@ def test_evaluate_and_explain_read_dicom(
     write_dicom(tmp_path / "lab" / "PNEUMONIA" / "IM0001", film, photometric="MONOCHROME1", bits_stored=12)
     evaluated = cli("evaluate", tmp_path / "lab", "-m", float_model, "--out-dir", tmp_path / "ev", "--no-plots", "-q")
     assert evaluated.exit_code == 0
-    assert [r["status"] for r in report_rows(tmp_path / "ev" / "predictions.csv")] == ["ok", "ok"]
+    rows = report_rows(tmp_path / "ev" / "predictions.csv")
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert "patient_id" not in rows[0] and "study_date" not in rows[0]  # evaluation keeps no PHI
     explained = cli("explain", tmp_path / "lab" / "NORMAL" / "a.dcm", "-m", float_model, "--out-dir", tmp_path / "ex", "-q")
     assert explained.exit_code == 0
     assert len(list((tmp_path / "ex").glob("*.png"))) == 1
