@@ -15,9 +15,8 @@ import functools
 import json
 import math
 import os
-import re
 import sys
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,11 +26,11 @@ from cxr_edge import metrics, report
 from cxr_edge.bundle import Bundle, load_bundle
 from cxr_edge.discover import Found, discover, is_hidden, printable
 from cxr_edge.engine import OK, Classifier, Result, classify
+from cxr_edge.kermany import parse_name
 
 KERMANY_POSITIVE = "PNEUMONIA"
 #: File-name word -> the label names it may have in a model, for a Kermany ``PNEUMONIA/`` folder.
-FILENAME_SUBTYPES = {"bacteria": ("BACTERIAL", "BACTERIA"), "virus": ("VIRAL", "VIRUS")}
-_SUBTYPE_RE = re.compile(r"_(bacteria|virus)_", re.IGNORECASE)
+FILENAME_SUBTYPES = {"BACTERIAL": ("BACTERIAL", "BACTERIA"), "VIRAL": ("VIRAL", "VIRUS")}
 N_BOOT = 1000
 PREDICTIONS_CSV = "predictions.csv"
 METRICS_JSON = "metrics.json"
@@ -78,13 +77,13 @@ def truth_of(folder_label: str, filename: str, bundle: Bundle) -> Truth:
     """The ground truth of one file from its class folder (and, in ``PNEUMONIA/``, its name)."""
     if folder_label in bundle.labels:
         return Truth(positive=folder_label != bundle.negative_label, label=folder_label)
-    match = _SUBTYPE_RE.search(filename)
-    return Truth(positive=True, label=_subtype_label(match.group(1).lower(), bundle) if match else None)
+    subtype = parse_name(PurePath(filename).stem, KERMANY_POSITIVE)[1]
+    return Truth(positive=True, label=_subtype_label(subtype, bundle) if subtype in FILENAME_SUBTYPES else None)
 
 
-def _subtype_label(word: str, bundle: Bundle) -> str | None:
-    """The model's label for a file-name subtype word, if it has one."""
-    return next((label for label in FILENAME_SUBTYPES[word] if label in bundle.labels), None)
+def _subtype_label(subtype: str, bundle: Bundle) -> str | None:
+    """The model's label for a file-name subtype, if it has one."""
+    return next((label for label in FILENAME_SUBTYPES[subtype] if label in bundle.labels), None)
 
 
 def labelled_inputs(root: str | Path, bundle: Bundle, recursive: bool = True) -> list[tuple[Found, Truth]]:

@@ -10,25 +10,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from cxr_edge.kermany import parse_name
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 CLASS_DIRS = ("NORMAL", "PNEUMONIA")
 SUBTYPES = ("NORMAL", "BACTERIAL", "VIRAL")
 TASK_LABELS = {"binary": ("NORMAL", "PNEUMONIA"), "subtype": SUBTYPES}
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
-
-_PNEUMONIA_RE = re.compile(r"^person(?P<pid>\d+)_(?P<kind>bacteria|virus)_\d+(?:_\d+)?$", re.IGNORECASE)
-# IM-0115-0001 and NORMAL2-IM-0115-0001 share one patient key: whether the two series
-# number the same children is unknown, and merging groups can only remove leaks.
-_NORMAL_RE = re.compile(r"^(?:NORMAL2-)?IM-(?P<pid>\d+)-\d+(?:-\d+)?$", re.IGNORECASE)
-
 
 class DataError(Exception):
     """The data folder is missing or unusable; the message says what to fix."""
@@ -48,18 +42,6 @@ class Record:
         """Class index for ``task`` (binary or subtype)."""
         value = self.label if task == "binary" else self.subtype
         return TASK_LABELS[task].index(value)
-
-
-def parse_name(stem: str, label: str) -> tuple[str, str]:
-    """Filename stem + folder label -> (patient key, subtype); patient "" if no pattern matches."""
-    match = _PNEUMONIA_RE.match(stem)
-    if match and label == "PNEUMONIA":
-        kind = "BACTERIAL" if match["kind"].lower() == "bacteria" else "VIRAL"
-        return f"person{int(match['pid'])}", kind
-    match = _NORMAL_RE.match(stem)
-    if match and label == "NORMAL":
-        return f"IM-{int(match['pid'])}", "NORMAL"
-    return "", "NORMAL" if label == "NORMAL" else "UNKNOWN"
 
 
 def scan(root: Path, splits: Sequence[str] = ("train", "val")) -> tuple[list[Record], list[Path]]:
