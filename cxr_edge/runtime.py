@@ -17,6 +17,11 @@ from typing import Any
 import numpy as np
 
 BACKENDS = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
+DISTRIBUTIONS = {
+    "ai_edge_litert": ("ai-edge-litert",),
+    "tflite_runtime": ("tflite-runtime",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu"),
+}
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 INSTALL_HINT = (
     "no TFLite interpreter found: install one with `pip install 'cxr-edge[edge]'` "
@@ -49,18 +54,14 @@ def backend_name() -> str:
 
 
 def backend_version() -> str:
-    name = backend_name()
-    try:
-        from importlib.metadata import version
+    """The installed version of the interpreter's distribution (TensorFlow has two names)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-        dist = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tensorflow": "tensorflow"}
-        for candidate in (dist[name], "tensorflow-cpu"):
-            try:
-                return version(candidate)
-            except Exception:
-                continue
-    except ImportError:
-        pass
+    for dist in DISTRIBUTIONS[backend_name()]:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
     return "unknown"
 
 
