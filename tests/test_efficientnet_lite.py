@@ -71,6 +71,22 @@ def test_grey_stem_equals_grey_replicated_to_rgb(tmp_path):
     np.testing.assert_allclose(gray.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_a_truncated_backbone_keeps_the_first_blocks_and_their_weights(tmp_path):
+    """11 blocks end at 14x14x112 (224 px) with about 0.7 M parameters: the ~1 MB int8 budget."""
+    full = build_backbone((64, 64, 3))
+    path = tmp_path / "full.weights.h5"
+    full.save_weights(str(path))
+    short = build_efficientnet_lite0((224, 224, 1), weights=path, blocks=11, bn_momentum=0.9)
+    assert short.output_shape == (None, 14, 14, 112)
+    assert short.count_params() < 750_000
+    assert "conv_head" not in {layer.name for layer in short.layers}
+    assert {layer.momentum for layer in short.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
+    np.testing.assert_array_equal(short.get_layer("block10_project_conv").get_weights()[0],
+                                  full.get_layer("block10_project_conv").get_weights()[0])
+    with pytest.raises(ValueError, match="blocks"):
+        build_backbone(blocks=0)
+
+
 def test_missing_weights_file_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="train.port_lite0"):
         build_efficientnet_lite0(weights=tmp_path / "absent.weights.h5")

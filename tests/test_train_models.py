@@ -23,7 +23,8 @@ def test_mobile_is_small_and_uses_only_edge_tpu_friendly_layers():
     assert relus and all(float(layer.max_value) == 6.0 for layer in relus)
 
 
-@pytest.mark.parametrize("arch", ["baseline", "tuned", "mobile", "transfer:MobileNetV2", "transfer:EfficientNetLite0"])
+@pytest.mark.parametrize("arch", ["baseline", "tuned", "mobile", "transfer:MobileNetV2", "transfer:EfficientNetLite0",
+                                  "transfer:EfficientNetLite0:11"])
 def test_every_architecture_takes_raw_grey_levels_and_rescales_inside(arch):
     model = models.build(arch, (64, 64), 1, [0.0])
     assert model.input_shape == (None, 64, 64, 1)
@@ -38,6 +39,11 @@ def test_three_classes_get_a_softmax_with_the_prior_as_bias():
     out = model.predict(np.zeros((1, 64, 64, 1), "float32"), verbose=0)
     assert out.shape == (1, 3) and out.sum() == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(model.get_layer("prediction").bias.numpy(), bias, rtol=1e-6)
+
+
+def test_a_lite0_block_count_outside_1_to_16_is_refused():
+    with pytest.raises(models.ModelError, match="blocks"):
+        models.build("transfer:EfficientNetLite0:17", (64, 64), 1, [0.0])
 
 
 def test_a_frozen_backbone_leaves_only_the_head_trainable():

@@ -73,41 +73,59 @@ def block_specs() -> list[Stage]:
     return specs
 
 
-def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn_name: str, act: bool):
+def _bn(x, momentum: float, name: str):
+    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=momentum, name=name)(x)
+
+
+def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, bn_name: str, act: bool, momentum: float):
     """Convolution (TF 'same' padding, as the checkpoints used) + batch norm (+ ReLU6)."""
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=bn_name)(x)
+    x = _bn(x, momentum, bn_name)
     return layers.ReLU(6.0, name=f"{name}_relu6")(x) if act else x
 
 
-def _mbconv(x, spec: Stage, index: int):
+def _mbconv(x, spec: Stage, index: int, momentum: float):
     """Inverted residual block without squeeze-excite: expand 1x1, depthwise, project 1x1."""
     prefix = f"block{index}_"
     inputs = x
     if spec.expand != 1:
-        x = _conv_bn(x, spec.filters_in * spec.expand, 1, 1, prefix + "expand_conv", prefix + "bn0", True)
+        x = _conv_bn(x, spec.filters_in * spec.expand, 1, 1, prefix + "expand_conv", prefix + "bn0", True, momentum)
     x = layers.DepthwiseConv2D(
         spec.kernel, strides=spec.stride, padding="same", use_bias=False, name=prefix + "depthwise_conv"
     )(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=prefix + "bn1")(x)
+    x = _bn(x, momentum, prefix + "bn1")
     x = layers.ReLU(6.0, name=prefix + "depthwise_relu6")(x)
-    x = _conv_bn(x, spec.filters_out, 1, 1, prefix + "project_conv", prefix + "bn2", False)
+    x = _conv_bn(x, spec.filters_out, 1, 1, prefix + "project_conv", prefix + "bn2", False, momentum)
     if spec.stride == 1 and spec.filters_in == spec.filters_out:
         x = layers.Add(name=prefix + "add")([x, inputs])
     return x
 
 
-def build_backbone(input_shape: tuple[int, int, int] = (224, 224, 1)) -> keras.Model:
-    """Lite0 from raw 0..255 pixels to the head's ReLU6 feature map (no pooling, no classifier)."""
+def build_backbone(
+    input_shape: tuple[int, int, int] = (224, 224, 1),
+    blocks: int = NUM_BLOCKS,
+    bn_momentum: float = BN_MOMENTUM,
+) -> keras.Model:
+    """Lite0 from raw 0..255 pixels to the head's ReLU6 feature map (no pooling, no classifier).
+
+    ``blocks`` < 16 keeps only the first MBConv blocks and drops the 1280-filter head conv:
+    most of Lite0's 3.4 M parameters sit in its last, low-resolution blocks, so a truncated
+    backbone (11 blocks: 14x14x112 at 224 px, 0.7 M parameters) fits the ~1 MB int8 budget.
+    ``bn_momentum`` 0.99 is the checkpoint's; fine-tuning on a few thousand films wants
+    faster-moving statistics (see ``train.models.BN_MOMENTUM``).
+    """
     if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
         raise ValueError(f"input_shape must be (height, width, 1 or 3), not {input_shape}")
+    if not 1 <= blocks <= NUM_BLOCKS:
+        raise ValueError(f"blocks must be 1..{NUM_BLOCKS}, not {blocks}")
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="normalize")(inputs)
-    x = _conv_bn(x, STEM_FILTERS, 3, 2, "conv_stem", "bn0", True)
-    for index, spec in enumerate(block_specs()):
-        x = _mbconv(x, spec, index)
-    x = _conv_bn(x, HEAD_FILTERS, 1, 1, "conv_head", "bn1", True)
-    return keras.Model(inputs, x, name="efficientnet_lite0")
+    x = _conv_bn(x, STEM_FILTERS, 3, 2, "conv_stem", "bn0", True, bn_momentum)
+    for index, spec in enumerate(block_specs()[:blocks]):
+        x = _mbconv(x, spec, index, bn_momentum)
+    if blocks == NUM_BLOCKS:
+        x = _conv_bn(x, HEAD_FILTERS, 1, 1, "conv_head", "bn1", True, bn_momentum)
+    return keras.Model(inputs, x, name="efficientnet_lite0" if blocks == NUM_BLOCKS else f"efficientnet_lite0_{blocks}")
 
 
 def build_efficientnet_lite0(
@@ -117,6 +135,8 @@ def build_efficientnet_lite0(
     pooling: str | None = None,
     classes: int = 1000,
     dropout: float = 0.2,
+    blocks: int = NUM_BLOCKS,
+    bn_momentum: float = BN_MOMENTUM,
 ) -> keras.Model:
     """EfficientNet-Lite0 taking raw grey levels 0..255 (it rescales inside).
 
@@ -125,11 +145,12 @@ def build_efficientnet_lite0(
     ``include_top`` adds global average pooling, dropout and a ``classes``-way linear layer
     (logits, as in the original). Without it, ``pooling`` is ``None`` (the 7x7x1280 map at
     224 px, as ``keras.applications`` returns), ``"avg"`` (a 1280-vector, the usual
-    transfer-learning feature) or ``"max"``.
+    transfer-learning feature) or ``"max"``. ``blocks`` and ``bn_momentum``: see
+    :func:`build_backbone`.
     """
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', not {pooling!r}")
-    backbone = build_backbone(input_shape)
+    backbone = build_backbone(input_shape, blocks, bn_momentum)
     if weights is not None:
         load_backbone_weights(backbone, weights)
     x = backbone.output
@@ -148,7 +169,8 @@ def load_backbone_weights(backbone: keras.Model, path: str | Path) -> None:
     """Load ported (RGB) weights into a backbone of any input size and 1 or 3 channels.
 
     The file holds the faithful three-channel port; a one-channel backbone gets the stem's
-    kernel summed over its colour axis (see the module docstring).
+    kernel summed over its colour axis (see the module docstring); a truncated backbone
+    takes the weights of the layers it has.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(
@@ -157,9 +179,10 @@ def load_backbone_weights(backbone: keras.Model, path: str | Path) -> None:
         )
     source = build_backbone((32, 32, 3))
     source.load_weights(str(path))
+    present = {layer.name for layer in backbone.layers}
     for layer in source.layers:
         values = layer.get_weights()
-        if not values:
+        if not values or layer.name not in present:
             continue
         if layer.name == "conv_stem" and backbone.input_shape[-1] == 1:
             values = [values[0].sum(axis=2, keepdims=True)]

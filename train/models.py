@@ -100,12 +100,13 @@ def transfer(name: str, shape, n_outputs, bias, weights: str, freeze: bool = Fal
 
     keras.applications models get the grey image repeated to three channels and their
     family's preprocessing of 0..255 values, as their ImageNet weights expect;
-    EfficientNet-Lite0 takes one grey channel and normalises inside. ``freeze`` trains
-    the head only (a linear probe of the pretrained features).
+    EfficientNet-Lite0 takes one grey channel and normalises inside; ``EfficientNetLite0:N``
+    keeps its first N of 16 blocks (11: about 0.7 M parameters, for the ~1 MB budget).
+    ``freeze`` trains the head only (a linear probe of the pretrained features).
     """
     inputs = keras.Input((*shape, 1), dtype="float32", name="image")
-    if name == LITE0:
-        backbone = _lite0(shape, weights)
+    if name.split(":")[0] == LITE0:
+        backbone = _lite0(name, shape, weights)
         x = backbone(inputs)
     else:
         backbone = _application(name, (*shape, 3), weights)
@@ -113,20 +114,24 @@ def transfer(name: str, shape, n_outputs, bias, weights: str, freeze: bool = Fal
         x = backbone(_family_preprocessing(name)(rgb))
     backbone.trainable = not freeze
     x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, head(x, n_outputs, bias, 0.3), name=f"transfer_{name}")
+    return keras.Model(inputs, head(x, n_outputs, bias, 0.3), name=f"transfer_{name.replace(':', '_')}")
 
 
 LITE0 = "EfficientNetLite0"
 
 
-def _lite0(shape, weights: str):
-    from train.efficientnet_lite import build_efficientnet_lite0  # lazy: optional port
+def _lite0(name: str, shape, weights: str):
+    from train.efficientnet_lite import NUM_BLOCKS, build_efficientnet_lite0  # lazy: optional port
 
+    _, _, blocks = name.partition(":")
+    if blocks and not (blocks.isdigit() and 1 <= int(blocks) <= NUM_BLOCKS):
+        raise ModelError(f"{name!r}: the number after {LITE0}: is how many of its {NUM_BLOCKS} blocks to keep")
     if weights == "imagenet":
         raise ModelError("EfficientNetLite0's ImageNet weights come from a port: run "
                          "`python -m train.port_lite0 --out FILE` and give --weights FILE")
     try:
-        return build_efficientnet_lite0((*shape, 1), weights=None if weights == "none" else weights)
+        return build_efficientnet_lite0((*shape, 1), weights=None if weights == "none" else weights,
+                                        blocks=int(blocks or NUM_BLOCKS), bn_momentum=BN_MOMENTUM)
     except FileNotFoundError as exc:
         raise ModelError(str(exc)) from exc
 
