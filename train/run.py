@@ -49,6 +49,7 @@ class RunConfig:
     patience: int = 5
     augment: bool = True
     hflip: bool = False
+    jpeg_augment: bool = True
     class_weights: bool = True
     val_fraction: float = 0.2
     seed: int = 42
@@ -64,7 +65,7 @@ class RunConfig:
             value = getattr(self, field.name)
             flag = "--" + field.name.replace("_", "-")
             if isinstance(value, bool):
-                if value or field.name in ("augment", "class_weights"):
+                if value or field.name in ("augment", "jpeg_augment", "class_weights"):
                     args.append(flag if value else f"--no-{flag[2:]}")
             elif value is not None:
                 args += [flag, str(value)]
@@ -153,7 +154,6 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     import keras
 
     from train import fit, models, pipeline
-    from train.augment import AugmentConfig
 
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not resume:
@@ -186,7 +186,7 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
                                "started": earlier.get("started", _now())})
     train_ds = pipeline.dataset(pixels[train_idx], y[train_idx], cfg.n_outputs, cfg.batch_size,
                                 sample_weights=weights[y[train_idx]],
-                                augment_cfg=AugmentConfig(hflip=cfg.hflip) if cfg.augment else None,
+                                augment_cfg=augment_config(cfg),
                                 shuffle_seed=cfg.seed)
     val_ds = pipeline.dataset(pixels[val_idx], y[val_idx], cfg.n_outputs, 64)
     epochs = 2 if cfg.smoke else cfg.epochs
@@ -262,6 +262,16 @@ def _write_run_json(cfg: RunConfig, out: Path, extra: dict) -> None:
     })
     record.update(extra)
     path.write_text(json.dumps(record, indent=1))
+
+
+def augment_config(cfg: RunConfig):
+    """The run's training augmentation, or None when it trains on clean images."""
+    from train.augment import AugmentConfig
+
+    if not cfg.augment:
+        return None
+    default = AugmentConfig(hflip=cfg.hflip)
+    return default if cfg.jpeg_augment else dataclasses.replace(default, jpeg_prob=0.0)
 
 
 def load_run(run_dir: Path) -> tuple[RunConfig, dict]:

@@ -1,0 +1,42 @@
+"""Training augmentation: shapes and ranges kept, and the JPEG step that breaks the artifact shortcut."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tf = pytest.importorskip("tensorflow")
+
+from train.augment import NONE, AugmentConfig, augment, jpeg_artifacts  # noqa: E402
+from train.run import RunConfig, augment_config  # noqa: E402
+
+
+def _films(n: int = 4) -> np.ndarray:
+    """Smooth grey gradients with a bright disc: JPEG leaves ringing around the disc's edge."""
+    yy, xx = np.mgrid[0:64, 0:64]
+    film = (xx + yy) * 1.2 + 90.0 * ((xx - 30) ** 2 + (yy - 34) ** 2 < 15**2)
+    return np.repeat(film[None, :, :, None], n, axis=0).astype(np.float32)
+
+
+def test_jpeg_step_re_encodes_at_the_given_quality_or_leaves_the_image_alone():
+    films = _films()
+    encoded = jpeg_artifacts(tf.constant(films), prob=1.0, quality=(25, 25)).numpy()
+    expected = tf.image.adjust_jpeg_quality(films[0] / 255.0, 25).numpy() * 255.0
+    np.testing.assert_allclose(encoded[0], expected, atol=1e-3)
+    assert np.abs(encoded - films).mean() > 0.5  # visibly changed
+    np.testing.assert_array_equal(jpeg_artifacts(tf.constant(films), prob=0.0, quality=(25, 95)).numpy(), films)
+
+
+def test_full_augmentation_keeps_shape_and_grey_range():
+    out = augment(tf.constant(_films(8)), AugmentConfig()).numpy()
+    assert out.shape == (8, 64, 64, 1) and out.min() >= 0.0 and out.max() <= 255.0
+    np.testing.assert_allclose(augment(tf.constant(_films()), NONE).numpy(), _films(), atol=1e-3)
+
+
+def test_a_run_can_switch_the_jpeg_step_or_all_augmentation_off():
+    assert augment_config(RunConfig(data="d", out="o")).jpeg_prob > 0
+    assert augment_config(RunConfig(data="d", out="o", jpeg_augment=False)).jpeg_prob == 0
+    assert augment_config(RunConfig(data="d", out="o", augment=False)) is None
