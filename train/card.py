@@ -88,7 +88,8 @@ def render(run_dir: Path) -> str:
         f"- epochs: {loss['epochs_run']} run of at most {cfg.epochs} (early stopping patience {cfg.patience} on "
         f"validation AUC), best epoch {loss['best_epoch']}; batch {cfg.batch_size}; Adam, peak LR {cfg.lr:g}, "
         f"{cfg.schedule} schedule",
-        f"- augmentation: {'on (rotation, shift, zoom, gamma, contrast, brightness, blur/sharpen, noise, low resolution)' if cfg.augment else 'off'}"
+        f"- augmentation: {'on (rotation, shift, zoom, gamma, contrast, brightness, blur/sharpen, noise, low resolution' if cfg.augment else 'off'}"
+        f"{', JPEG re-encoding at quality 25-95' if cfg.augment and cfg.jpeg_augment else ''}{')' if cfg.augment else ''}"
         f"{'; horizontal flip' if cfg.hflip else ''}; class weights: "
         f"{'balanced ' + str([round(w, 3) for w in record.get('class_weights', [])]) if cfg.class_weights else 'off'}",
         f"- precision {record.get('precision')}; wall time {record.get('wall_s', 0) / 60:.1f} min on "

@@ -277,4 +277,5 @@ def augment_config(cfg: RunConfig):
 def load_run(run_dir: Path) -> tuple[RunConfig, dict]:
     """The config and full record of a finished or running run."""
     record = json.loads((Path(run_dir) / RUN_FILE).read_text())
+    record["config"].setdefault("jpeg_augment", False)  # runs from before the option trained without it
     return RunConfig(**record["config"]), record
