@@ -18,6 +18,7 @@ COLUMNS = (
     "run", "arch", "task", "normalize", "size", "params", "epochs", "wall_min",
     "val_auc", "val_auc_ci", "threshold", "sens", "spec", "spec_ci", "spec_at_0.5", "ece", "brier",
     "shift_min_auc", "shift_mean_spec", "shift_min_spec", "shift_min_sens", "fullres_mean_dp", "fullres_agree",
+    "fullres_missed",
 )
 
 
@@ -44,7 +45,8 @@ def row(run_dir: Path) -> dict:
         s, p = r["summary"], r.get("fullres_parity") or {}
         out.update(shift_min_auc=s["min_auc"], shift_mean_spec=s["mean_specificity"],
                    shift_min_spec=s["min_specificity"], shift_min_sens=s["min_sensitivity"],
-                   fullres_mean_dp=p.get("mean_abs_dp"), fullres_agree=p.get("decision_agreement"))
+                   fullres_mean_dp=p.get("mean_abs_dp"), fullres_agree=p.get("decision_agreement"),
+                   fullres_missed=p.get("missed"))
     return out
 
 

@@ -107,13 +107,18 @@ def positive_score(model, pixels: np.ndarray) -> np.ndarray:
 
 
 def fullres_parity(model, fullres_dir: Path, data_dir: Path, contract: Contract, threshold: float) -> dict | None:
-    """Probabilities of full-size originals (read through the contract) against their 224-px copies."""
-    pairs = []
+    """Probabilities of full-size originals (read through the contract) against their 224-px copies.
+
+    Also which way decisions flip: a model that learned the copies' JPEG artifacts as a
+    pneumonia cue misses pneumonia on the artifact-free originals (``missed``).
+    """
+    pairs, positive = [], []
     for label in data.CLASS_DIRS:
         for original in sorted((fullres_dir / label).glob("*.jpeg")):
             copy = data_dir / "train" / label / original.name
             if copy.exists():
                 pairs.append((original, copy))
+                positive.append(label != data.CLASS_DIRS[0])
     if not pairs:
         return None
     try:
@@ -122,9 +127,13 @@ def fullres_parity(model, fullres_dir: Path, data_dir: Path, contract: Contract,
     except ImageReadError as exc:
         raise data.DataError(f"fullres parity: {exc}") from exc
     p_big, p_small = positive_score(model, big), positive_score(model, small)
-    diff = np.abs(p_big - p_small)
+    diff, positive = np.abs(p_big - p_small), np.array(positive)
+    flag_big, flag_small = p_big >= threshold, p_small >= threshold
     return {"pairs": len(pairs), "mean_abs_dp": float(diff.mean()), "max_abs_dp": float(diff.max()),
-            "decision_agreement": float(np.mean((p_big >= threshold) == (p_small >= threshold)))}
+            "decision_agreement": float(np.mean(flag_big == flag_small)),
+            "mean_dp_positive": float(np.mean((p_big - p_small)[positive])) if positive.any() else None,
+            "missed": int(np.sum(positive & flag_small & ~flag_big)),
+            "new_flags": int(np.sum(~positive & ~flag_small & flag_big))}
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -186,5 +195,7 @@ def markdown(result: dict) -> str:
     p = result.get("fullres_parity")
     if p:
         lines.append(f"Full-resolution originals vs 224-px copies ({p['pairs']} pairs, probabilities only): "
-                     f"mean |dp| {p['mean_abs_dp']:.4f}, max {p['max_abs_dp']:.4f}, same decision {p['decision_agreement']:.1%}.")
+                     f"mean |dp| {p['mean_abs_dp']:.4f}, max {p['max_abs_dp']:.4f}, same decision {p['decision_agreement']:.1%}"
+                     f"; pneumonia films missed only at full resolution: {p.get('missed', '?')}, normal films flagged only "
+                     f"at full resolution: {p.get('new_flags', '?')}.")
     return "\n".join(lines) + "\n"
