@@ -152,7 +152,8 @@ def test_keras_and_every_variant_give_the_same_answer_on_the_same_files(converte
     """Same file, same shared preprocessing: the Keras model and each TFLite variant agree."""
     pixels = pixels_of(converted["val"])
     reference = converted["model"].predict(pixels[..., None].astype(np.float32), verbose=0)[:, 0]
-    tolerance = {"float32": 1e-5, "float16": 5e-3, "dynamic": 2e-2, "int8": 4e-2}
+    # dynamic-range models quantize activations on the fly, so their error is int8's kind
+    tolerance = {"float32": 1e-5, "float16": 5e-3, "dynamic": 4e-2, "int8": 4e-2}
     for variant, bundle in converted["result"].bundles.items():
         probs = bundle.label_probabilities(runtime.run_batch(runtime.make_interpreter(bundle.model_path), pixels))
         np.testing.assert_allclose(bundle.positive_probability(probs), reference, atol=tolerance[variant])
