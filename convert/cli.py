@@ -68,12 +68,14 @@ def _variants(_ctx, _param, value: str) -> tuple[str, ...]:
 @click.option("--threshold", type=float, default=None, help="Bare .keras file only: the decision threshold (required).")
 @click.option("--normalize", type=click.Choice(["none", "autocontrast"]), default="none", show_default=True,
               help="Bare .keras file only: the contract's intensity normalisation the model was trained with.")
+@click.option("--reencode-jpeg", type=click.IntRange(1, 95), default=None,
+              help="Bare .keras file only: the contract's JPEG quality after a resize (contract 2), if trained with it.")
 @click.option("--model-version", default="1.0.0", show_default=True, help="Version recorded in the manifests.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Interpreter threads for the parity run.")
 def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], data: Path | None,
          calib_dir: Path | None, calib_size: int, seed: int, parity_dir: Path | None, no_parity: bool,
          min_agreement: float, accept: bool, install_dir: Path | None, labels: str, threshold: float | None,
-         normalize: str, model_version: str, threads: int | None) -> None:
+         normalize: str, reencode_jpeg: int | None, model_version: str, threads: int | None) -> None:
     """Convert SOURCE (a training run folder, or a bare .keras file) into TFLite model bundles.
 
     Writes float32, float16, dynamic-range and full-integer int8 (uint8 in/out, Edge-TPU-ready)
@@ -94,7 +96,8 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
     from convert.errors import ConvertError
 
     try:
-        src = _source(sources, source, name, data, labels, threshold, normalize, model_version, calib_dir)
+        contract_options = {"normalize": normalize, "reencode_quality": reencode_jpeg}
+        src = _source(sources, source, name, data, labels, threshold, contract_options, model_version, calib_dir)
         job = pipeline.Job(
             keras_path=src.keras_path, spec=src.spec, out=out, variants=variants, calib_samples=src.calib_samples,
             calib_source=src.calib_source, calib_dir=calib_dir, calib_size=calib_size, seed=seed,
@@ -117,7 +120,7 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
     _say(f"done: {len(result.bundles)} bundle(s) in {out}")
 
 
-def _source(sources, path: Path, name, data, labels: str, threshold, normalize: str, version: str, calib_dir):
+def _source(sources, path: Path, name, data, labels: str, threshold, contract_options: dict, version: str, calib_dir):
     """A run folder or a bare .keras file -> :class:`convert.source.Source`."""
     from convert.errors import ConvertError
     from convert.keras_model import KERAS_SUFFIX, load_keras, input_hw
@@ -130,6 +133,6 @@ def _source(sources, path: Path, name, data, labels: str, threshold, normalize: 
     if threshold is None:
         raise ConvertError("a bare .keras file needs --threshold (the operating point chosen on validation)")
     height, width = input_hw(load_keras(path))
-    contract = Contract(width=width, height=height, normalize=normalize)
+    contract = Contract(width=width, height=height, **contract_options)
     return sources.from_keras_file(path, tuple(v.strip() for v in labels.split(",") if v.strip()), threshold,
                                    contract, name, version)

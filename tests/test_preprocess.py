@@ -11,7 +11,7 @@ from PIL import Image
 
 from cxr_edge import runtime
 from cxr_edge.bundle import load_bundle
-from cxr_edge.preprocess import Contract, ImageReadError, load_image
+from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image
 from cxr_edge.synthetic import synthetic_xray
 
 SMALL = Contract(width=32, height=24)
@@ -106,6 +106,34 @@ def test_autocontrast_stretches_a_dull_image(tmp_path: Path) -> None:
     plain = load_image(path, SMALL).pixels
     stretched = load_image(path, Contract(width=32, height=24, normalize="autocontrast")).pixels
     assert plain.max() - plain.min() <= 41 and stretched.max() - stretched.min() >= 250
+
+
+def test_a_resized_image_is_re_encoded_as_the_training_copies_were(tmp_path: Path) -> None:
+    """Contract 2: squash-resize, then a JPEG round trip at the recorded quality, like the publisher's copies."""
+    path = save(synthetic_xray(3, (96, 80)), tmp_path / "film.png")
+    contract = Contract(width=48, height=40, reencode_quality=75)
+    resized = Image.open(path).convert("L").resize(contract.size, Image.Resampling.BILINEAR)
+    expected = np.asarray(jpeg_round_trip(resized, 75))
+    assert np.array_equal(load_image(path, contract).pixels, expected)
+    assert not np.array_equal(expected, np.asarray(resized))  # the round trip really changes pixels
+
+
+def test_an_image_already_at_the_model_size_is_not_re_encoded(tmp_path: Path) -> None:
+    pixels = np.asarray(synthetic_xray(4, (48, 40)))
+    path = save(pixels, tmp_path / "copy.png")
+    assert np.array_equal(load_image(path, Contract(width=48, height=40, reencode_quality=75)).pixels, pixels)
+
+
+@pytest.mark.parametrize("contract", [Contract(), Contract(reencode_quality=75), Contract(64, 48, "autocontrast", False, 50)])
+def test_the_contract_survives_its_manifest(contract: Contract) -> None:
+    manifest = contract.to_manifest()
+    assert manifest["contract"] == ("cxr-gray-squash/1" if contract.reencode_quality is None else "cxr-gray-squash/2")
+    assert Contract.from_manifest(manifest) == contract
+
+
+def test_a_manifest_with_an_unknown_contract_is_refused() -> None:
+    with pytest.raises(ValueError, match="cxr-gray-squash/3"):
+        Contract.from_manifest({**Contract().to_manifest(), "contract": "cxr-gray-squash/3"})
 
 
 def test_bad_files_raise_a_readable_error(tmp_path: Path, bad_inputs) -> None:

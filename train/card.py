@@ -67,7 +67,8 @@ def render(run_dir: Path) -> str:
         f"- **Architecture**: `{cfg.arch}`{f' (weights: {cfg.weights})' if cfg.arch.startswith('transfer:') else ''}, "
         f"{record.get('parameters', 0):,} parameters; input {cfg.size}x{cfg.size} grayscale, raw 0..255 "
         f"(rescaling inside the model).",
-        f"- **Preprocessing contract**: `{record['preprocessing']['contract']}`, normalize `{cfg.normalize}` "
+        f"- **Preprocessing contract**: `{record['preprocessing']['contract']}`, normalize `{cfg.normalize}`"
+        f"{f', JPEG quality {cfg.reencode_jpeg} after a resize' if cfg.reencode_jpeg else ''} "
         "(cxr_edge.preprocess, the same code the edge tool runs).",
         f"- **Decision threshold**: {threshold['value']:.4f} — {threshold['rule']}.",
         "",

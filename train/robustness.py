@@ -11,7 +11,7 @@ normalisation, so an intensity-normalising contract gets the credit it deserves.
 
 from __future__ import annotations
 
-import io
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable
@@ -21,7 +21,7 @@ import pandas as pd
 from PIL import Image, ImageFilter
 
 from cxr_edge import metrics
-from cxr_edge.preprocess import Contract, ImageReadError, load_image, prepare_gray
+from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray
 from train import card, data
 from train.run import MODEL_FILE, SPLIT_FILE, load_run, predict
 
@@ -54,11 +54,7 @@ def _resolution(factor: float) -> Shift:
 
 
 def _jpeg(quality: int) -> Shift:
-    def shift(img: np.ndarray, _rng) -> np.ndarray:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "JPEG", quality=quality)
-        return np.asarray(Image.open(buf).convert("L"), dtype=np.uint8)
-    return shift
+    return _pil(lambda im: jpeg_round_trip(im, quality))
 
 
 SHIFTS: dict[str, Shift] = {
@@ -162,7 +158,7 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     records, _ = data.scan(data_dir)
     by_file = {str(r.path.relative_to(data_dir)): r for r in records}
     val_records = [by_file[f] for f in val["file"]]
-    raw_contract = Contract(cfg.size, cfg.size, normalize="none")
+    raw_contract = dataclasses.replace(cfg.contract, normalize="none")
     raw, _ = data.load_pixels(val_records, raw_contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
     y = np.array([int(r.target(cfg.task) != 0) for r in val_records])
     model = keras.models.load_model(run_dir / MODEL_FILE, compile=False)

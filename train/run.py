@@ -50,6 +50,7 @@ class RunConfig:
     augment: bool = True
     hflip: bool = False
     jpeg_augment: bool = True
+    reencode_jpeg: int | None = 75
     class_weights: bool = True
     val_fraction: float = 0.2
     seed: int = 42
@@ -73,7 +74,8 @@ class RunConfig:
 
     @property
     def contract(self) -> Contract:
-        return Contract(width=self.size, height=self.size, normalize=self.normalize)
+        return Contract(width=self.size, height=self.size, normalize=self.normalize,
+                        reencode_quality=self.reencode_jpeg)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -278,4 +280,5 @@ def load_run(run_dir: Path) -> tuple[RunConfig, dict]:
     """The config and full record of a finished or running run."""
     record = json.loads((Path(run_dir) / RUN_FILE).read_text())
     record["config"].setdefault("jpeg_augment", False)  # runs from before the option trained without it
+    record["config"].setdefault("reencode_jpeg", None)  # and before contract 2
     return RunConfig(**record["config"]), record
