@@ -150,14 +150,21 @@ def test_class_weights_balance_the_loss_and_the_bias_follows_the_weighted_prior(
     assert fit.output_bias(np.array([1.0, 1.0, 2.0]), np.ones(3)) == pytest.approx(np.log([0.25, 0.25, 0.5]))
 
 
-def test_robustness_scores_every_shift_and_the_fullres_parity(binary_run, kermany, tmp_path):
+@pytest.fixture
+def fullres(kermany, tmp_path) -> Path:
+    """'Originals' of two copies per class: the copies enlarged, as full-size films would be."""
     from PIL import Image
 
+    folder = tmp_path / "fullres"
     for label in ("NORMAL", "PNEUMONIA"):
-        (tmp_path / label).mkdir()
+        (folder / label).mkdir(parents=True)
         for film in sorted((kermany / "train" / label).glob("*.jpeg"))[:2]:
-            Image.open(film).resize((480, 384)).save(tmp_path / label / film.name)
-    result = train_cli("robustness", str(binary_run), "--fullres", str(tmp_path))
+            Image.open(film).resize((480, 384)).save(folder / label / film.name)
+    return folder
+
+
+def test_robustness_scores_every_shift_and_the_fullres_parity(binary_run, fullres, tmp_path):
+    result = train_cli("robustness", str(binary_run), "--fullres", str(fullres))
     assert result.exit_code == 0, result.output
     report = json.loads((binary_run / "robustness.json").read_text())
     from train.robustness import SHIFTS
@@ -168,6 +175,19 @@ def test_robustness_scores_every_shift_and_the_fullres_parity(binary_run, kerman
     assert 0.0 <= report["calibration"]["ece"] <= 1.0
     table = train_cli("table", str(binary_run), "--out", str(tmp_path / "table"))
     assert table.exit_code == 0 and "shift_min_auc" in (tmp_path / "table" / "comparison.md").read_text()
+
+
+def test_a_bundle_is_checked_on_full_size_originals_as_devices_run_it(binary_model, kermany, fullres):
+    result = train_cli("fullres-parity", str(binary_model), "--data", str(kermany), "--fullres", str(fullres))
+    assert result.exit_code == 0, result.output
+    parity = json.loads(result.output)
+    assert parity["pairs"] == 4 and 0 <= parity["decision_agreement"] <= 1 and parity["max_abs_dp"] >= 0
+
+
+def test_fullres_parity_of_a_missing_bundle_fails_with_a_message(kermany, fullres, tmp_path):
+    result = CliRunner().invoke(main, ["fullres-parity", str(tmp_path / "nope.json"), "--data", str(kermany),
+                                       "--fullres", str(fullres)])
+    assert result.exit_code == 2 and "nope.json" in result.output
 
 
 def test_shifts_change_the_pixels_they_claim_to():

@@ -115,6 +115,29 @@ def robustness_command(run_dir: str, fullres: str | None) -> None:
         _fail(str(exc))
 
 
+@main.command("fullres-parity")
+@click.argument("bundle")
+@click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Kermany-style folder holding the 224-px copies under train/ (or $CXR_DATA).")
+@click.option("--fullres", envvar="CXR_FULLRES", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Full-resolution originals {NORMAL,PNEUMONIA}/*.jpeg [$CXR_FULLRES].")
+def fullres_parity_command(bundle: str, data: str, fullres: str) -> None:
+    """A TFLite BUNDLE (name or manifest) on full-size originals against their copies, as devices run it."""
+    import json
+
+    from cxr_edge.bundle import BundleError
+    from train import robustness
+    from train.data import DataError
+
+    try:
+        result = robustness.bundle_fullres_parity(bundle, Path(fullres), Path(data))
+    except (BundleError, DataError) as exc:
+        _fail(str(exc))
+    if result is None:
+        _fail(f"no file in {fullres} has a copy under {data}/train")
+    click.echo(json.dumps(result, indent=1))
+
+
 @main.command("compare")
 @click.option("--arch", "archs", multiple=True, default=("baseline", "tuned", "mobile"), show_default=True,
               help="Architecture to train (repeat the option for several).")

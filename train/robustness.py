@@ -102,11 +102,36 @@ def positive_score(model, pixels: np.ndarray) -> np.ndarray:
     return 1.0 - predict(model, pixels)[:, 0]
 
 
-def fullres_parity(model, fullres_dir: Path, data_dir: Path, contract: Contract, threshold: float) -> dict | None:
-    """Probabilities of full-size originals (read through the contract) against their 224-px copies.
+def keras_scorer(model) -> Scorer:
+    return lambda pixels: positive_score(model, pixels)
+
+
+def bundle_scorer(bundle) -> Scorer:
+    """The edge's own interpreter and decision rule, so a shipped bundle is checked as devices run it."""
+    from cxr_edge.engine import Classifier
+    from cxr_edge.explain import positive_scores
+
+    classifier = Classifier(bundle, threads=None)
+    return lambda pixels: positive_scores(classifier, pixels)
+
+
+def bundle_fullres_parity(bundle_spec: str, fullres_dir: Path, data_dir: Path) -> dict | None:
+    """:func:`fullres_parity` of an installed or converted bundle at its own threshold and contract."""
+    from cxr_edge.bundle import load_bundle
+
+    bundle = load_bundle(bundle_spec)
+    return fullres_parity(bundle_scorer(bundle), fullres_dir, data_dir, bundle.contract, bundle.threshold)
+
+
+Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 (N, H, W) -> P(not the negative label)
+
+
+def fullres_parity(score: Scorer, fullres_dir: Path, data_dir: Path, contract: Contract, threshold: float) -> dict | None:
+    """Scores of full-size originals (read through the contract) against their 224-px copies.
 
     Also which way decisions flip: a model that learned the copies' JPEG artifacts as a
-    pneumonia cue misses pneumonia on the artifact-free originals (``missed``).
+    pneumonia cue misses pneumonia on the artifact-free originals (``missed``). ``score`` is
+    a Keras model's (:func:`keras_scorer`) or a TFLite bundle's (:func:`bundle_scorer`).
     """
     pairs, positive = [], []
     for label in data.CLASS_DIRS:
@@ -122,7 +147,7 @@ def fullres_parity(model, fullres_dir: Path, data_dir: Path, contract: Contract,
         small = np.stack([load_image(c, contract).pixels for _, c in pairs])
     except ImageReadError as exc:
         raise data.DataError(f"fullres parity: {exc}") from exc
-    p_big, p_small = positive_score(model, big), positive_score(model, small)
+    p_big, p_small = score(big), score(small)
     diff, positive = np.abs(p_big - p_small), np.array(positive)
     flag_big, flag_small = p_big >= threshold, p_small >= threshold
     return {"pairs": len(pairs), "mean_abs_dp": float(diff.mean()), "max_abs_dp": float(diff.max()),
@@ -170,7 +195,8 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
         "summary": summarize(rows),
         "shifts": rows,
         "calibration": {"brier": metrics.brier_score(y, clean), "ece": metrics.expected_calibration_error(y, clean)},
-        "fullres_parity": fullres_parity(model, fullres_dir, data_dir, cfg.contract, threshold) if fullres_dir else None,
+        "fullres_parity": fullres_parity(keras_scorer(model), fullres_dir, data_dir, cfg.contract, threshold)
+        if fullres_dir else None,
     }
     (run_dir / ROBUSTNESS_FILE).write_text(json.dumps(result, indent=1) + "\n")
     (run_dir / ROBUSTNESS_MD).write_text(markdown(result))
