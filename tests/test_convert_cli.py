@@ -143,3 +143,12 @@ def test_a_bare_keras_file_needs_a_threshold_and_calibration_images(tmp_path):
 def test_unknown_variants_are_a_usage_error(tmp_path):
     result = CliRunner().invoke(main, [str(tmp_path), "--out", str(tmp_path / "o"), "--variants", "int4"])
     assert result.exit_code == 2 and "int4" in result.output
+
+
+def test_a_bare_keras_file_records_the_contract_it_was_trained_with(tmp_path):
+    lesion_model().save(tmp_path / "m.keras")
+    result = convert(tmp_path / "m.keras", "--threshold", "0.5", "--reencode-jpeg", "75", "--variants", "float32",
+                     "--no-parity", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.stderr
+    (manifest,) = (tmp_path / "o").glob("*_float32.json")
+    assert load_bundle(manifest).contract == Contract(SIZE, SIZE, reencode_quality=75)
