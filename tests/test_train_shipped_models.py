@@ -17,13 +17,12 @@ MAX_BYTES = 5 * 1024 * 1024
 
 
 def shipped(name: str):
-    if name not in list_bundled():
-        pytest.skip(f"{name} is not in cxr_edge/models yet")
     return load_bundle(name)  # verifies the sha256 and the input shape
 
 
-def test_the_default_model_is_shipped():
-    assert "pneumonia" in list_bundled()
+def test_both_models_are_shipped_and_pneumonia_is_the_default():
+    assert set(SHIPPED) <= set(list_bundled())
+    assert load_bundle(None).name == "pneumonia"
 
 
 @pytest.mark.parametrize("name", SHIPPED)
