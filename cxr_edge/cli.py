@@ -83,7 +83,7 @@ def model_run_options(func: Callable) -> Callable:
             click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
                          help="Run on the CPU or on a Coral Edge TPU (needs libedgetpu and a compiled bundle)."),
             click.option("--threads", type=click.IntRange(min=1), default=None,
-                         help="Interpreter threads [default: the CPU count]."),
+                         help="Threads of one shared interpreter [default: one single-threaded interpreter per decoding thread]."),
             click.option("--workers", type=click.IntRange(min=1), default=None,
                          help="Image decoding threads [default: the CPU count, at most 4]."),
             click.option("--recursive/--no-recursive", default=True, show_default=True,
@@ -264,7 +264,7 @@ EXPLAIN_EXIT_HELP = (
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Occluded copies per interpreter call.")
 @model_option
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads [default: CPU count].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads [default: the CPU count].")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Walk folders recursively.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-image lines.")
 def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, batch: int, model: str | None,

@@ -1,7 +1,9 @@
 """The engine: inputs in, results out in input order, with bounded memory.
 
-Decoding (Pillow releases the GIL) runs in a pool of worker threads while the main
-thread feeds the interpreter, so on a 4-core Pi the cores decode and infer at once. At
+Decoding (Pillow releases the GIL) runs in a pool of worker threads. On the CPU with
+automatic threading each worker also runs its own single-threaded copy of the interpreter
+(invoke releases the GIL too), so every core decodes and infers; with ``--threads N`` or
+on an Edge TPU (one device, one interpreter) the main thread feeds the one interpreter. At
 most ``2 * workers`` decodes are in flight, so memory is the same for 10 or 100,000
 files (measured: 55 MB peak RSS for 1,000 files, 57 MB for 100,000). It knows nothing
 of CSV.
@@ -13,12 +15,14 @@ import collections
 import contextlib
 import dataclasses
 import os
+import queue
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -92,6 +96,8 @@ class Classifier:
 
     def __init__(self, bundle: Bundle, threads: int | None = None, edgetpu: bool = False):
         self.bundle = bundle
+        self.threads = threads
+        self.edgetpu = edgetpu
         model_path = bundle.model_path
         if edgetpu:
             model_path = bundle.edgetpu_model_path
@@ -102,6 +108,20 @@ class Classifier:
         with _without_native_info_lines():
             self.interpreter = runtime.make_interpreter(model_path, threads=threads, edgetpu=edgetpu)
         _check_input(bundle, model_path, runtime.input_details(self.interpreter))
+
+    @property
+    def per_worker(self) -> bool:
+        """Whether :func:`classify` gives each decode worker its own copy.
+
+        Automatic threading on the CPU only. Measured with the 2.1.0 model on a 2-core
+        x86 host: 98-104 images/s against 86-91 for one two-threaded interpreter, which
+        could not keep both cores busy while decoding competed for them.
+        """
+        return self.threads is None and not self.edgetpu
+
+    def replica(self) -> "Classifier":
+        """A single-threaded copy for one worker thread (interpreters are not thread-safe)."""
+        return Classifier(self.bundle, threads=1)
 
     def run(self, found: Found, prepared: Prepared) -> Result:
         """Classify one decoded image.
@@ -176,6 +196,7 @@ def classify(
     workers = workers or default_workers()
     window = 2 * workers  # decodes in flight: enough to keep every worker busy
     inputs = iter(inputs)
+    job = _worker_job(classifier, workers)
     decoding: collections.deque[tuple[Found, Future[Prepared | Result]]] = collections.deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
 
@@ -184,7 +205,7 @@ def classify(
                 found = next(inputs, None)
                 if found is None:
                     return
-                decoding.append((found, pool.submit(_decode, found, classifier.bundle)))
+                decoding.append((found, pool.submit(job, found)))
 
         refill()
         while decoding:
@@ -192,3 +213,29 @@ def classify(
             refill()
             decoded = future.result()
             yield decoded if isinstance(decoded, Result) else classifier.run(found, decoded)
+
+
+def _worker_job(classifier: Classifier, workers: int) -> Callable[[Found], Prepared | Result]:
+    """What a worker does with one input: decode, and classify too when it has its own copy.
+
+    The copies are made here, in the calling thread, because making an interpreter
+    briefly redirects file descriptor 2 (see :func:`_without_native_info_lines`), which
+    is not safe from several threads at once.
+    """
+    if not classifier.per_worker:
+        return lambda found: _decode(found, classifier.bundle)
+    spares: queue.SimpleQueue[Classifier] = queue.SimpleQueue()
+    for _ in range(workers):
+        spares.put(classifier.replica())
+    mine = threading.local()
+
+    def job(found: Found) -> Prepared | Result:
+        decoded = _decode(found, classifier.bundle)
+        if isinstance(decoded, Result):
+            return decoded
+        if not hasattr(mine, "classifier"):
+            mine.classifier = spares.get_nowait()  # the pool never has more threads than copies
+        return mine.classifier.run(found, decoded)
+
+    return job
+

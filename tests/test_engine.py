@@ -30,10 +30,11 @@ def one_by_one(classifier: Classifier, paths: list[Path]) -> np.ndarray:
 
 @pytest.mark.parametrize("model", ["binary_model", "float_model", "subtype_model"])
 @pytest.mark.parametrize("workers", [1, 3])
-def test_results_match_single_image_runs_in_input_order(tmp_path, make_image, request, model, workers) -> None:
+@pytest.mark.parametrize("threads", [1, None])  # None: each worker runs its own copy of the interpreter
+def test_results_match_single_image_runs_in_input_order(tmp_path, make_image, request, model, workers, threads) -> None:
     paths = images(tmp_path, make_image, 11)
     (tmp_path / "img_004b.png").write_text("not an image")  # an error among good images
-    classifier = Classifier(load_bundle(request.getfixturevalue(model)), threads=1)
+    classifier = Classifier(load_bundle(request.getfixturevalue(model)), threads=threads)
     results = list(classify(discover([tmp_path]), classifier, workers=workers))
     assert [r.display for r in results] == sorted(p.name for p in tmp_path.iterdir())
     ok = [r for r in results if r.status == OK]
@@ -44,6 +45,13 @@ def test_results_match_single_image_runs_in_input_order(tmp_path, make_image, re
     assert [r.prediction for r in ok] == bundle.decide(expected)
     np.testing.assert_allclose([r.probability for r in ok], bundle.positive_probability(expected), atol=1e-5)
     assert (ok[3].width, ok[3].height) == (90 + 21, 70 + 9)
+
+
+def test_only_automatic_cpu_threading_gives_each_worker_its_own_interpreter(binary_model) -> None:
+    bundle = load_bundle(binary_model)
+    assert Classifier(bundle).per_worker and not Classifier(bundle, threads=2).per_worker
+    replica = Classifier(bundle).replica()
+    assert replica.threads == 1 and not replica.per_worker and replica.bundle is bundle
 
 
 def test_the_engine_streams_and_reads_only_a_bounded_window_ahead(tmp_path, make_image, binary_model) -> None:
