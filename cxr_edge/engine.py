@@ -15,7 +15,6 @@ import collections
 import contextlib
 import dataclasses
 import os
-import queue
 import sys
 import tempfile
 import threading
@@ -196,7 +195,7 @@ def classify(
     workers = workers or default_workers()
     window = 2 * workers  # decodes in flight: enough to keep every worker busy
     inputs = iter(inputs)
-    job = _worker_job(classifier, workers)
+    job = _worker_job(classifier)
     decoding: collections.deque[tuple[Found, Future[Prepared | Result]]] = collections.deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
 
@@ -215,18 +214,16 @@ def classify(
             yield decoded if isinstance(decoded, Result) else classifier.run(found, decoded)
 
 
-def _worker_job(classifier: Classifier, workers: int) -> Callable[[Found], Prepared | Result]:
+def _worker_job(classifier: Classifier) -> Callable[[Found], Prepared | Result]:
     """What a worker does with one input: decode, and classify too when it has its own copy.
 
-    The copies are made here, in the calling thread, because making an interpreter
-    briefly redirects file descriptor 2 (see :func:`_without_native_info_lines`), which
-    is not safe from several threads at once.
+    A worker makes its copy on its first image, so a short run makes only the copies it
+    uses; one at a time, because making an interpreter briefly redirects file descriptor
+    2 (see :func:`_without_native_info_lines`).
     """
     if not classifier.per_worker:
         return lambda found: _decode(found, classifier.bundle)
-    spares: queue.SimpleQueue[Classifier] = queue.SimpleQueue()
-    for _ in range(workers):
-        spares.put(classifier.replica())
+    making = threading.Lock()
     mine = threading.local()
 
     def job(found: Found) -> Prepared | Result:
@@ -234,7 +231,8 @@ def _worker_job(classifier: Classifier, workers: int) -> Callable[[Found], Prepa
         if isinstance(decoded, Result):
             return decoded
         if not hasattr(mine, "classifier"):
-            mine.classifier = spares.get_nowait()  # the pool never has more threads than copies
+            with making:
+                mine.classifier = classifier.replica()
         return mine.classifier.run(found, decoded)
 
     return job

@@ -123,7 +123,8 @@ def binary_robustness(model, pixels: np.ndarray, y: np.ndarray, contract: Contra
         "summary": robustness.summarize(rows),
         "shifts": rows,
         "calibration": {"brier": metrics.brier_score(y, clean), "ece": metrics.expected_calibration_error(y, clean)},
-        "fullres_parity": robustness.fullres_parity(robustness.keras_scorer(model), fullres, data, contract, threshold) if fullres else None,
+        "fullres_parity": (robustness.fullres_parity(robustness.keras_scorer(model), fullres, data, contract, threshold)
+                           if fullres else None),
     }
 
 

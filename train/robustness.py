@@ -97,6 +97,9 @@ def shift_table(model, raw: np.ndarray, y: np.ndarray, threshold: float, contrac
     return rows
 
 
+Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 (N, H, W) -> P(not the negative label)
+
+
 def positive_score(model, pixels: np.ndarray) -> np.ndarray:
     """P(not the negative label) for each image."""
     return 1.0 - predict(model, pixels)[:, 0]
@@ -121,9 +124,6 @@ def bundle_fullres_parity(bundle_spec: str, fullres_dir: Path, data_dir: Path) -
 
     bundle = load_bundle(bundle_spec)
     return fullres_parity(bundle_scorer(bundle), fullres_dir, data_dir, bundle.contract, bundle.threshold)
-
-
-Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 (N, H, W) -> P(not the negative label)
 
 
 def fullres_parity(score: Scorer, fullres_dir: Path, data_dir: Path, contract: Contract, threshold: float) -> dict | None:
