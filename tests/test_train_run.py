@@ -73,6 +73,19 @@ def test_run_json_records_command_versions_seed_and_contract(binary_run):
     assert record["preprocessing"]["contract"] == "cxr-gray-squash/2" and "--reencode-jpeg 75" in record["command"]
 
 
+def test_a_second_training_seed_can_keep_the_same_validation_patients(kermany, tmp_path):
+    from train import run
+
+    def val_files(name: str, **seeds) -> list[str]:
+        out = tmp_path / name
+        out.mkdir()
+        cfg = run.make_config("mobile", str(out), data=str(kermany), size=64, cache_dir=str(tmp_path / "cache"), **seeds)
+        records, _, val_idx, _ = run.prepare_data(cfg, log=lambda message: None)
+        return sorted(str(records[i].path) for i in val_idx)
+
+    assert val_files("a", seed=42) == val_files("b", seed=7, split_seed=42) != val_files("c", seed=7)
+
+
 def test_a_run_from_before_contract_2_keeps_contract_1(binary_run, tmp_path):
     """Old run.json files have no reencode_jpeg: they were trained, and must be served, without it."""
     from train.run import RUN_FILE, load_run

@@ -80,7 +80,7 @@ def render(run_dir: Path) -> str:
         "",
         CITATION,
         "",
-        f"Official train and val folders pooled, then split by patient (seed {cfg.seed}, "
+        f"Official train and val folders pooled, then split by patient (seed {cfg.patient_split_seed}, "
         f"{cfg.val_fraction:.0%} of each subtype's images to validation; `split.csv` lists every file):",
         *data_lines(data),
         "",

@@ -54,10 +54,16 @@ class RunConfig:
     class_weights: bool = True
     val_fraction: float = 0.2
     seed: int = 42
+    split_seed: int | None = None
     precision: str = "auto"
     target_sensitivity: float = 0.95
     cache_dir: str | None = None
     smoke: bool = False
+
+    @property
+    def patient_split_seed(self) -> int:
+        """The split's own seed, so runs with different training seeds can share validation patients."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def command(self) -> str:
         """The full ``python -m train fit`` command that remakes this run, every option spelt out."""
@@ -123,8 +129,8 @@ def prepare_data(cfg: RunConfig, log=print):
     out = Path(cfg.out)
     records, unparsed = data.scan(Path(cfg.data))
     if cfg.smoke:
-        records = _smoke_subset(records, cfg.seed)
-    train_idx, val_idx = data.patient_split(records, cfg.val_fraction, cfg.seed)
+        records = _smoke_subset(records, cfg.patient_split_seed)
+    train_idx, val_idx = data.patient_split(records, cfg.val_fraction, cfg.patient_split_seed)
     pixels, sizes = data.load_pixels(records, cfg.contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
     summary = data.summarize(records, train_idx, val_idx, sizes, unparsed)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
