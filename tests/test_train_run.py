@@ -128,15 +128,39 @@ def test_an_existing_run_is_not_overwritten_but_resumes(binary_run, kermany):
     assert (binary_run / "metrics.json").is_file()
 
 
-def test_a_subtype_run_reports_three_classes_and_bacterial_vs_viral(kermany, tmp_path):
-    out = tmp_path / "subtype"
+@pytest.fixture(scope="module")
+def subtype_run(kermany, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "subtype"
     result = train_cli("fit", "--data", str(kermany), "--out", str(out), "--smoke", "--size", "48",
-                       "--task", "subtype", "--arch", "tuned", "--cache-dir", str(tmp_path / "cache"))
+                       "--task", "subtype", "--arch", "tuned", "--cache-dir", str(out.parent / "cache"))
     assert result.exit_code == 0, result.output
-    summary = json.loads((out / "metrics.json").read_text())
+    return out
+
+
+def test_a_subtype_run_reports_three_classes_and_bacterial_vs_viral(subtype_run):
+    summary = json.loads((subtype_run / "metrics.json").read_text())
     assert summary["labels"] == ["NORMAL", "BACTERIAL", "VIRAL"]
     assert set(summary["per_class"]["per_class"]) == {"NORMAL", "BACTERIAL", "VIRAL"}
     assert summary["bacterial_vs_viral"]["n"] > 0
+
+
+def test_a_dedicated_bacterial_vs_viral_head_is_compared_on_validation_pneumonias(subtype_run):
+    from train import subtype_head_probe
+
+    assert subtype_head_probe.main([str(subtype_run)]) == 0
+    result = json.loads((subtype_run / subtype_head_probe.RESULT_FILE).read_text())
+    split = list(csv.DictReader((subtype_run / "split.csv").open()))
+    assert result["n_val"] == sum(row["side"] == "val" and row["label"] == "PNEUMONIA" for row in split)
+    for reading in ("own_softmax", "dedicated_head"):
+        assert set(result[reading]) == {"accuracy", "balanced_accuracy", "auc"}
+        assert all(0.0 <= value <= 1.0 for value in result[reading].values())
+
+
+def test_the_head_probe_refuses_a_binary_run(binary_run):
+    from train import subtype_head_probe
+
+    with pytest.raises(SystemExit, match="binary run"):
+        subtype_head_probe.main([str(binary_run)])
 
 
 @pytest.mark.parametrize("args, message", [

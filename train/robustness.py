@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 from PIL import Image, ImageFilter
 
 from cxr_edge import metrics
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray
 from train import card, data
-from train.run import MODEL_FILE, SPLIT_FILE, load_run, predict
+from train.run import MODEL_FILE, load_run, predict, split_records
 
 ROBUSTNESS_FILE = "robustness.json"
 ROBUSTNESS_MD = "robustness.md"
@@ -177,12 +176,8 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
 
     cfg, _record = load_run(run_dir)
     threshold = json.loads((run_dir / "metrics.json").read_text())["threshold"]["value"]
-    split = pd.read_csv(run_dir / SPLIT_FILE)
-    val = split[split["side"] == "val"]
     data_dir = Path(cfg.data)
-    records, _ = data.scan(data_dir)
-    by_file = {str(r.path.relative_to(data_dir)): r for r in records}
-    val_records = [by_file[f] for f in val["file"]]
+    val_records = split_records(run_dir, "val")
     raw_contract = dataclasses.replace(cfg.contract, normalize="none")
     raw, _ = data.load_pixels(val_records, raw_contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
     y = np.array([int(r.target(cfg.task) != 0) for r in val_records])

@@ -157,6 +157,18 @@ def _write_split(path: Path, records, val: set[int], root: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def split_records(run_dir: Path, side: str) -> list[data.Record]:
+    """The ``side`` (train or val) images of a run, in the order its split.csv lists them."""
+    import csv
+
+    cfg, _ = load_run(run_dir)
+    root = Path(cfg.data)
+    records, _ = data.scan(root)
+    by_file = {str(r.path.relative_to(root)): r for r in records}
+    with (Path(run_dir) / SPLIT_FILE).open(newline="") as fh:
+        return [by_file[row["file"]] for row in csv.DictReader(fh) if row["side"] == side]
+
+
 def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     """Run training as configured; return the run folder."""
     import keras
