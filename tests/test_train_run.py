@@ -214,6 +214,36 @@ def test_robustness_scores_every_shift_and_the_fullres_parity(binary_run, fullre
     assert table.exit_code == 0 and "shift_min_auc" in (tmp_path / "table" / "comparison.md").read_text()
 
 
+def test_a_bundle_is_scored_under_the_shifts_at_its_own_threshold(binary_run, binary_model, fullres):
+    before = {path.name: path.stat().st_mtime_ns for path in binary_run.iterdir()}
+    result = train_cli("robustness", str(binary_run), "--bundle", str(binary_model), "--fullres", str(fullres))
+    assert result.exit_code == 0, result.output
+    after = {path.name: path.stat().st_mtime_ns for path in binary_run.iterdir()}
+    [written] = binary_run.glob("robustness-tiny_binary_int8-*.json")
+    assert {name for name in after if after[name] != before.get(name)} == {written.name, written.with_suffix(".md").name}
+    report = json.loads(written.read_text())
+    manifest = json.loads(binary_model.read_text())
+    assert report["threshold"] == manifest["threshold"] and len(report["bundles"]) == 1
+    assert len(report["shifts"]) == 14 and report["fullres_parity"]["pairs"] == 4
+
+
+def test_an_ensemble_of_bundles_gets_a_threshold_chosen_on_clean_validation(binary_run, binary_model, subtype_model):
+    result = train_cli("robustness", str(binary_run), "--bundle", str(binary_model), "--bundle", str(subtype_model))
+    assert result.exit_code == 0, result.output
+    [written] = binary_run.glob("robustness-tiny_binary_int8-*+tiny_subtype_int8-*.json")
+    report = json.loads(written.read_text())
+    assert len(report["bundles"]) == 2 and report["shifts"][0]["sensitivity"] >= 0.95
+
+
+def test_bundles_with_different_contracts_are_not_averaged(binary_run, binary_model, copy_bundle, tmp_path):
+    other = copy_bundle(binary_model, tmp_path / "other")
+    manifest = json.loads(other.read_text())
+    manifest["preprocessing"]["normalize"] = "autocontrast"
+    other.write_text(json.dumps(manifest))
+    result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(binary_model), "--bundle", str(other)])
+    assert result.exit_code == 2 and "different preprocessing contracts" in result.output
+
+
 def test_a_bundle_is_checked_on_full_size_originals_as_devices_run_it(binary_model, kermany, fullres):
     result = train_cli("fullres-parity", str(binary_model), "--data", str(kermany), "--fullres", str(fullres))
     assert result.exit_code == 0, result.output

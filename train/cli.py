@@ -104,16 +104,24 @@ def evaluate_command(run_dir: str) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--fullres", envvar="CXR_FULLRES", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of full-resolution originals ({NORMAL,PNEUMONIA}/*.jpeg) for the parity check [$CXR_FULLRES].")
-def robustness_command(run_dir: str, fullres: str | None) -> None:
+@click.option("--bundle", "bundles", multiple=True,
+              help="Score this TFLite bundle (name or manifest) on the run's validation split instead of its Keras "
+                   "model, as devices run it; repeat to average several (an ensemble).")
+def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ...]) -> None:
     """Validation metrics under exposure/contrast/gamma/blur/noise/resolution shifts, fullres parity, calibration."""
+    from cxr_edge.bundle import BundleError
     from train import robustness
     from train.data import DataError
 
+    fullres_dir = Path(fullres) if fullres else None
     try:
-        robustness.measure(Path(run_dir), Path(fullres) if fullres else None, log=click.echo)
+        if bundles:
+            robustness.measure_bundles(Path(run_dir), bundles, fullres_dir, log=click.echo)
+        else:
+            robustness.measure(Path(run_dir), fullres_dir, log=click.echo)
     except FileNotFoundError as exc:
         _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
-    except DataError as exc:
+    except (BundleError, DataError) as exc:
         _fail(str(exc))
 
 

@@ -117,15 +117,7 @@ def binary_robustness(model, pixels: np.ndarray, y: np.ndarray, contract: Contra
     """:func:`train.robustness.measure`'s result for a model that is not a run folder."""
     clean = positive_probability(model.predict(pixels[..., None].astype(np.float32), verbose=0))
     threshold = metrics.threshold_for_sensitivity(y, clean, 0.95)
-    rows = robustness.shift_table(model, pixels, y, threshold, contract)
-    return {
-        "threshold": threshold,
-        "summary": robustness.summarize(rows),
-        "shifts": rows,
-        "calibration": {"brier": metrics.brier_score(y, clean), "ece": metrics.expected_calibration_error(y, clean)},
-        "fullres_parity": (robustness.fullres_parity(robustness.keras_scorer(model), fullres, data, contract, threshold)
-                           if fullres else None),
-    }
+    return robustness.score_shifts(robustness.keras_scorer(model), pixels, y, threshold, contract, fullres, data)
 
 
 def _targets(records, idx, task: str) -> np.ndarray:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -28,6 +28,7 @@ ROBUSTNESS_FILE = "robustness.json"
 ROBUSTNESS_MD = "robustness.md"
 
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 (N, H, W) -> P(not the negative label)
 
 
 def _lut(func: Callable[[np.ndarray], np.ndarray]) -> Shift:
@@ -79,24 +80,27 @@ def shifted_inputs(raw: np.ndarray, shift: Shift, contract: Contract, seed: int 
     return np.stack([prepare_gray(Image.fromarray(shift(img, rng)), contract) for img in raw])
 
 
+def clean_inputs(raw: np.ndarray, contract: Contract) -> np.ndarray:
+    """The unshifted images through the contract: what every shift is compared with."""
+    return shifted_inputs(raw, lambda img, _rng: img, contract)
+
+
 def operating_point(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
     m = metrics.binary_metrics(y, score, threshold)
     return {k: m[k] for k in ("auc", "sensitivity", "specificity", "accuracy")}
 
 
-def shift_table(model, raw: np.ndarray, y: np.ndarray, threshold: float, contract: Contract, log=print) -> list[dict]:
-    """AUC and sensitivity/specificity at the run's threshold for clean and each shifted copy."""
-    clean = positive_score(model, shifted_inputs(raw, lambda img, _rng: img, contract))
+def shift_table(score: Scorer, raw: np.ndarray, y: np.ndarray, threshold: float, contract: Contract,
+                log=print) -> list[dict]:
+    """AUC and sensitivity/specificity at ``threshold`` for clean and each shifted copy."""
+    clean = score(clean_inputs(raw, contract))
     rows = [{"shift": "none", **operating_point(y, clean, threshold), "mean_abs_dp": 0.0}]
     for name, shift in SHIFTS.items():
-        score = positive_score(model, shifted_inputs(raw, shift, contract))
-        rows.append({"shift": name, **operating_point(y, score, threshold),
-                     "mean_abs_dp": float(np.mean(np.abs(score - clean)))})
+        shifted = score(shifted_inputs(raw, shift, contract))
+        rows.append({"shift": name, **operating_point(y, shifted, threshold),
+                     "mean_abs_dp": float(np.mean(np.abs(shifted - clean)))})
         log(f"  {name:<18} AUC {rows[-1]['auc']:.4f}  sens {rows[-1]['sensitivity']:.3f}  spec {rows[-1]['specificity']:.3f}")
     return rows
-
-
-Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 (N, H, W) -> P(not the negative label)
 
 
 def positive_score(model, pixels: np.ndarray) -> np.ndarray:
@@ -170,32 +174,77 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
+def validation_images(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A run's validation films as raw grey levels (contract size, no normalisation) and 0/1 targets."""
+    cfg, _record = load_run(run_dir)
+    val_records = split_records(run_dir, "val")
+    raw_contract = dataclasses.replace(cfg.contract, normalize="none")
+    raw, _ = data.load_pixels(val_records, raw_contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
+    return raw, np.array([int(r.target(cfg.task) != 0) for r in val_records])
+
+
+def score_shifts(score: Scorer, raw: np.ndarray, y: np.ndarray, threshold: float, contract: Contract,
+                 fullres_dir: Path | None, data_dir: Path, log=print) -> dict:
+    """Shift table, calibration and full-resolution parity of one scorer at one threshold."""
+    rows = shift_table(score, raw, y, threshold, contract, log)
+    clean = score(clean_inputs(raw, contract))
+    return {
+        "threshold": threshold,
+        "summary": summarize(rows),
+        "shifts": rows,
+        "calibration": {"brier": metrics.brier_score(y, clean), "ece": metrics.expected_calibration_error(y, clean)},
+        "fullres_parity": fullres_parity(score, fullres_dir, data_dir, contract, threshold) if fullres_dir else None,
+    }
+
+
 def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     """Write robustness.json and robustness.md into ``run_dir``; return the summary."""
     import keras
 
     cfg, _record = load_run(run_dir)
     threshold = json.loads((run_dir / "metrics.json").read_text())["threshold"]["value"]
-    data_dir = Path(cfg.data)
-    val_records = split_records(run_dir, "val")
-    raw_contract = dataclasses.replace(cfg.contract, normalize="none")
-    raw, _ = data.load_pixels(val_records, raw_contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
-    y = np.array([int(r.target(cfg.task) != 0) for r in val_records])
+    raw, y = validation_images(run_dir)
     model = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
     log(f"robustness of {run_dir.name} on {len(y)} validation images at threshold {threshold:.4f}")
-    rows = shift_table(model, raw, y, threshold, cfg.contract, log)
-    clean = positive_score(model, np.stack([prepare_gray(Image.fromarray(img), cfg.contract) for img in raw]))
-    result = {
-        "threshold": threshold,
-        "summary": summarize(rows),
-        "shifts": rows,
-        "calibration": {"brier": metrics.brier_score(y, clean), "ece": metrics.expected_calibration_error(y, clean)},
-        "fullres_parity": fullres_parity(keras_scorer(model), fullres_dir, data_dir, cfg.contract, threshold)
-        if fullres_dir else None,
-    }
+    result = score_shifts(keras_scorer(model), raw, y, threshold, cfg.contract, fullres_dir, Path(cfg.data), log)
     (run_dir / ROBUSTNESS_FILE).write_text(json.dumps(result, indent=1) + "\n")
     (run_dir / ROBUSTNESS_MD).write_text(markdown(result))
     card.write_card(run_dir)
+    log(markdown(result))
+    return result
+
+
+def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | None = None, log=print) -> dict:
+    """TFLite bundles on a run's validation split, as devices run them; several are averaged.
+
+    One bundle is read at its own threshold. Several (an ensemble) have no shipped
+    threshold, so theirs is chosen on the clean validation split by the run's rule. Writes
+    ``RUN/robustness-<name>-<sha12>[+...].json/.md``, leaving the run's own results alone.
+    """
+    from cxr_edge.bundle import BundleError, load_bundle
+
+    cfg, _record = load_run(run_dir)
+    bundles = [load_bundle(spec) for spec in specs]
+    if any(b.contract != bundles[0].contract for b in bundles):
+        raise BundleError("the bundles read films through different preprocessing contracts; average only like with like")
+    scorers = [bundle_scorer(b) for b in bundles]
+    contract = bundles[0].contract
+
+    def score(pixels: np.ndarray) -> np.ndarray:
+        return np.mean([s(pixels) for s in scorers], axis=0)
+
+    raw, y = validation_images(run_dir)
+    if len(bundles) == 1:
+        threshold = bundles[0].threshold
+    else:
+        clean = score(clean_inputs(raw, contract))
+        threshold = metrics.threshold_for_sensitivity(y, clean, cfg.target_sensitivity)
+    tag = "+".join(b.short_id.replace("@", "-") for b in bundles)
+    log(f"robustness of {tag} on {len(y)} validation images of {run_dir.name} at threshold {threshold:.4f}")
+    result = {"bundles": [b.short_id for b in bundles],
+              **score_shifts(score, raw, y, threshold, contract, fullres_dir, Path(cfg.data), log)}
+    (run_dir / f"robustness-{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (run_dir / f"robustness-{tag}.md").write_text(markdown(result))
     log(markdown(result))
     return result
 
