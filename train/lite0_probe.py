@@ -117,7 +117,8 @@ def binary_robustness(model, pixels: np.ndarray, y: np.ndarray, contract: Contra
     """:func:`train.robustness.measure`'s result for a model that is not a run folder."""
     clean = positive_probability(model.predict(pixels[..., None].astype(np.float32), verbose=0))
     threshold = metrics.threshold_for_sensitivity(y, clean, 0.95)
-    return robustness.score_shifts(robustness.keras_scorer(model), pixels, y, threshold, contract, fullres, data)
+    return robustness.score_shifts(robustness.keras_scorer(model), pixels, y, threshold, contract, fullres, data,
+                                   clean=clean)
 
 
 def _targets(records, idx, task: str) -> np.ndarray:

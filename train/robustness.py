@@ -90,10 +90,9 @@ def operating_point(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
     return {k: m[k] for k in ("auc", "sensitivity", "specificity", "accuracy")}
 
 
-def shift_table(score: Scorer, raw: np.ndarray, y: np.ndarray, threshold: float, contract: Contract,
-                log=print) -> list[dict]:
-    """AUC and sensitivity/specificity at ``threshold`` for clean and each shifted copy."""
-    clean = score(clean_inputs(raw, contract))
+def shift_table(score: Scorer, clean: np.ndarray, raw: np.ndarray, y: np.ndarray, threshold: float,
+                contract: Contract, log=print) -> list[dict]:
+    """AUC and sensitivity/specificity at ``threshold`` for clean (``clean``: its scores) and each shifted copy."""
     rows = [{"shift": "none", **operating_point(y, clean, threshold), "mean_abs_dp": 0.0}]
     for name, shift in SHIFTS.items():
         shifted = score(shifted_inputs(raw, shift, contract))
@@ -177,17 +176,20 @@ def summarize(rows: list[dict]) -> dict:
 def validation_images(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """A run's validation films as raw grey levels (contract size, no normalisation) and 0/1 targets."""
     cfg, _record = load_run(run_dir)
-    val_records = split_records(run_dir, "val")
+    val_records = split_records(run_dir)["val"]
     raw_contract = dataclasses.replace(cfg.contract, normalize="none")
     raw, _ = data.load_pixels(val_records, raw_contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
     return raw, np.array([int(r.target(cfg.task) != 0) for r in val_records])
 
 
 def score_shifts(score: Scorer, raw: np.ndarray, y: np.ndarray, threshold: float, contract: Contract,
-                 fullres_dir: Path | None, data_dir: Path, log=print) -> dict:
-    """Shift table, calibration and full-resolution parity of one scorer at one threshold."""
-    rows = shift_table(score, raw, y, threshold, contract, log)
-    clean = score(clean_inputs(raw, contract))
+                 fullres_dir: Path | None, data_dir: Path, log=print, clean: np.ndarray | None = None) -> dict:
+    """Shift table, calibration and full-resolution parity of one scorer at one threshold.
+
+    ``clean``: the scores of the unshifted images, when the caller already has them.
+    """
+    clean = score(clean_inputs(raw, contract)) if clean is None else clean
+    rows = shift_table(score, clean, raw, y, threshold, contract, log)
     return {
         "threshold": threshold,
         "summary": summarize(rows),
@@ -234,15 +236,13 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
         return np.mean([s(pixels) for s in scorers], axis=0)
 
     raw, y = validation_images(run_dir)
-    if len(bundles) == 1:
-        threshold = bundles[0].threshold
-    else:
-        clean = score(clean_inputs(raw, contract))
-        threshold = metrics.threshold_for_sensitivity(y, clean, cfg.target_sensitivity)
+    clean = score(clean_inputs(raw, contract))
+    threshold = (bundles[0].threshold if len(bundles) == 1
+                 else metrics.threshold_for_sensitivity(y, clean, cfg.target_sensitivity))
     tag = "+".join(b.short_id.replace("@", "-") for b in bundles)
     log(f"robustness of {tag} on {len(y)} validation images of {run_dir.name} at threshold {threshold:.4f}")
     result = {"bundles": [b.short_id for b in bundles],
-              **score_shifts(score, raw, y, threshold, contract, fullres_dir, Path(cfg.data), log)}
+              **score_shifts(score, raw, y, threshold, contract, fullres_dir, Path(cfg.data), log, clean)}
     (run_dir / f"robustness-{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
     (run_dir / f"robustness-{tag}.md").write_text(markdown(result))
     log(markdown(result))

@@ -6,6 +6,7 @@ evaluated again (``python -m train evaluate RUN``) and converted (``python -m co
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -157,16 +158,17 @@ def _write_split(path: Path, records, val: set[int], root: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def split_records(run_dir: Path, side: str) -> list[data.Record]:
-    """The ``side`` (train or val) images of a run, in the order its split.csv lists them."""
-    import csv
-
+def split_records(run_dir: Path) -> dict[str, list[data.Record]]:
+    """A run's images by side (train, val), in the order its split.csv lists them."""
     cfg, _ = load_run(run_dir)
     root = Path(cfg.data)
     records, _ = data.scan(root)
     by_file = {str(r.path.relative_to(root)): r for r in records}
+    sides: dict[str, list[data.Record]] = {"train": [], "val": []}
     with (Path(run_dir) / SPLIT_FILE).open(newline="") as fh:
-        return [by_file[row["file"]] for row in csv.DictReader(fh) if row["side"] == side]
+        for row in csv.DictReader(fh):
+            sides[row["side"]].append(by_file[row["file"]])
+    return sides
 
 
 def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:

@@ -49,12 +49,14 @@ def probe(run_dir: Path) -> dict:
 
     cfg, _ = load_run(run_dir)
     if cfg.task != "subtype":
-        raise SystemExit(f"error: {run_dir} is a {cfg.task} run; this probe needs a subtype run")
+        raise ValueError(f"{run_dir} is a {cfg.task} run; this probe needs a subtype run")
     cache = Path(cfg.cache_dir) if cfg.cache_dir else None
     model = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
 
+    sides = split_records(run_dir)
+
     def pneumonias(side: str) -> tuple[list[Record], np.ndarray, np.ndarray]:
-        records = [r for r in split_records(run_dir, side) if r.subtype in ("BACTERIAL", "VIRAL")]
+        records = [r for r in sides[side] if r.subtype in ("BACTERIAL", "VIRAL")]
         pixels, _ = load_pixels(records, cfg.contract, cache)
         return records, pixels, np.array([r.target("subtype") for r in records])
 
@@ -75,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.subtype_head_probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a finished subtype run folder")
     args = parser.parse_args(argv)
-    result = probe(args.run)
+    try:
+        result = probe(args.run)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
     (args.run / RESULT_FILE).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0
