@@ -52,6 +52,11 @@ def fit_options(func):
         click.option("--seed", type=int, default=42, show_default=True, help="Seeds weights, augmentation and shuffling."),
         click.option("--split-seed", type=int, default=None,
                      help="Seed of the patient split [--seed]: vary --seed alone to retrain on the same split."),
+        click.option("--teacher", multiple=True,
+                     help="Distil: blend the labels with this bundle's probabilities (name or manifest; repeat to "
+                          "average an ensemble). It must have been trained on this run's patient split."),
+        click.option("--distill-weight", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+                     help="With --teacher: the teachers' share of each training target."),
         click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
                      default="auto", show_default=True, help="auto: mixed_float16 on tensor-core GPUs, else float32."),
         click.option("--target-sensitivity", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
@@ -78,13 +83,14 @@ def _fail(message: str) -> None:
 @fit_options
 def fit_command(arch: str, out: str, resume: bool, **kw) -> None:
     """Train one model and write everything about it into --out."""
+    from cxr_edge.bundle import BundleError
     from train import run
     from train.data import DataError
     from train.models import ModelError
 
     try:
         run.train(make_config(arch, out, **kw), resume=resume, log=lambda m: click.echo(m, err=True))
-    except (DataError, ModelError, ValueError) as exc:
+    except (BundleError, DataError, ModelError, ValueError) as exc:
         _fail(str(exc))
 
 
@@ -157,6 +163,7 @@ def fullres_parity_command(bundle: str, data: str, fullres: str) -> None:
 @fit_options
 def compare_command(archs: tuple[str, ...], out: str, fullres: str | None, **kw) -> None:
     """Train several architectures the same way (resuming any already there) and write one table."""
+    from cxr_edge.bundle import BundleError
     from train import compare
     from train.data import DataError
     from train.models import ModelError
@@ -164,7 +171,7 @@ def compare_command(archs: tuple[str, ...], out: str, fullres: str | None, **kw)
     try:
         table = compare.compare(Path(out), list(archs), Path(fullres) if fullres else None,
                                 log=lambda m: click.echo(m, err=True), **kw)
-    except (DataError, ModelError, ValueError) as exc:
+    except (BundleError, DataError, ModelError, ValueError) as exc:
         _fail(str(exc))
     click.echo(table)
 

@@ -15,11 +15,14 @@ def one_hot_targets(targets: np.ndarray, n_outputs: int) -> np.ndarray:
     return np.eye(n_outputs, dtype=np.float32)[targets]
 
 
-def dataset(pixels: np.ndarray, targets: np.ndarray, n_outputs: int, batch_size: int, *,
+def dataset(pixels: np.ndarray, targets: np.ndarray, batch_size: int, *,
             sample_weights: np.ndarray | None = None, augment_cfg: AugmentConfig | None = None,
             shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Batches of (float32 0..255 NHWC images, targets[, weights]); augmented only if ``augment_cfg``."""
-    parts = (pixels[..., None], one_hot_targets(targets, n_outputs))
+    """Batches of (float32 0..255 NHWC images, targets[, weights]); augmented only if ``augment_cfg``.
+
+    ``targets`` are what the loss wants: :func:`one_hot_targets`, or soft targets when distilling.
+    """
+    parts = (pixels[..., None], targets.astype(np.float32))
     if sample_weights is not None:
         parts += (sample_weights.astype(np.float32),)
     ds = tf.data.Dataset.from_tensor_slices(parts)

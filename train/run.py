@@ -56,6 +56,8 @@ class RunConfig:
     val_fraction: float = 0.2
     seed: int = 42
     split_seed: int | None = None
+    teacher: tuple[str, ...] = ()
+    distill_weight: float = 0.5
     precision: str = "auto"
     target_sensitivity: float = 0.95
     cache_dir: str | None = None
@@ -72,7 +74,9 @@ class RunConfig:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             flag = "--" + field.name.replace("_", "-")
-            if isinstance(value, bool):
+            if isinstance(value, (tuple, list)):
+                args += [a for item in value for a in (flag, item)]
+            elif isinstance(value, bool):
                 if value or field.name in ("augment", "jpeg_augment", "class_weights"):
                     args.append(flag if value else f"--no-{flag[2:]}")
             elif value is not None:
@@ -175,14 +179,15 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     """Run training as configured; return the run folder."""
     import keras
 
-    from train import fit, models, pipeline
+    from train import distill, fit, models, pipeline
 
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not resume:
         raise data.DataError(f"run folder {out} is not empty: use --resume to continue it or choose another --out")
+    cfg, earlier = resumed_config(cfg, out) if resume else (cfg, {})
+    teachers = distill.load_teachers(cfg)  # a wrong teacher fails before the run folder exists
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    cfg, earlier = resumed_config(cfg, out) if resume else (cfg, {})
     keras.utils.set_random_seed(cfg.seed)
     policy = fit.select_precision(cfg.precision)
     records, train_idx, val_idx, pixels = prepare_data(cfg, log)
@@ -206,11 +211,10 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     _write_run_json(cfg, out, {"class_counts_train": counts.tolist(), "class_weights": weights.tolist(),
                                "precision": policy, "parameters": model.count_params(),
                                "started": earlier.get("started", _now())})
-    train_ds = pipeline.dataset(pixels[train_idx], y[train_idx], cfg.n_outputs, cfg.batch_size,
-                                sample_weights=weights[y[train_idx]],
-                                augment_cfg=augment_config(cfg),
-                                shuffle_seed=cfg.seed)
-    val_ds = pipeline.dataset(pixels[val_idx], y[val_idx], cfg.n_outputs, 64)
+    train_ds = pipeline.dataset(pixels[train_idx], training_targets(cfg, y[train_idx], pixels[train_idx], teachers, out, log),
+                                cfg.batch_size, sample_weights=weights[y[train_idx]],
+                                augment_cfg=augment_config(cfg), shuffle_seed=cfg.seed)
+    val_ds = pipeline.dataset(pixels[val_idx], pipeline.one_hot_targets(y[val_idx], cfg.n_outputs), 64)
     epochs = 2 if cfg.smoke else cfg.epochs
     state = fit.fit(model, out, train_ds, val_ds, epochs, cfg.patience, state, verbose=0 if cfg.smoke else 2)
     shutil.copyfile(out / fit.BEST_MODEL, out / MODEL_FILE)
@@ -222,6 +226,20 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
 
     report.write_report(out, log=log)
     return out
+
+
+def training_targets(cfg: RunConfig, y: np.ndarray, pixels: np.ndarray, teachers: list, out: Path,
+                     log=print) -> np.ndarray:
+    """What the loss fits: the labels, or their blend with the teacher bundles' mean probabilities."""
+    from train import distill, pipeline
+
+    hard = pipeline.one_hot_targets(y, cfg.n_outputs)
+    if not teachers:
+        return hard
+    ids = [b.short_id for b in teachers]
+    log(f"distilling from {' + '.join(ids)} on {len(pixels)} training images (weight {cfg.distill_weight})")
+    _write_run_json(cfg, out, {"teachers": ids})
+    return distill.blend(hard, distill.teacher_probabilities(teachers, pixels), cfg.distill_weight)
 
 
 def resumed_config(cfg: RunConfig, out: Path) -> tuple[RunConfig, dict]:

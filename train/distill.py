@@ -1,0 +1,89 @@
+"""Distillation: an ensemble's probabilities as soft training targets for one small model.
+
+Averaged models are steadier under acquisition shifts than any one of them, but cost
+their sum on a Raspberry Pi. Training one student on a blend of the true labels and the
+ensemble's probabilities (Hinton et al. 2015, "Distilling the knowledge in a neural
+network") tries to keep the steadiness at one model's cost. The teachers are TFLite
+bundles read by the edge's own interpreter, so the teacher is exactly the ensemble that
+``python -m train robustness RUN --bundle A --bundle B`` measured. Their probabilities are
+taken once, on the clean training images; the student sees those images augmented, so it
+also learns to give the teacher's clean answer under shifts.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Sequence
+
+import numpy as np
+
+BATCH = 64  # images per interpreter call: the whole split at once would need gigabytes of activations
+
+
+def training_split(manifest: dict) -> tuple[int, float]:
+    """(patient split seed, validation fraction) a bundle's model was trained with, from its manifest."""
+    command = (manifest.get("training_run") or {}).get("command")
+    if not command:
+        raise ValueError("its manifest records no training command")
+    args = shlex.split(command)
+
+    def option(flag: str) -> str | None:
+        return args[args.index(flag) + 1] if flag in args else None
+
+    seed = option("--split-seed") or option("--seed") or "42"
+    return int(seed), float(option("--val-fraction") or 0.2)
+
+
+def check_teacher(bundle, cfg) -> None:
+    """Refuse a teacher that would leak or mislead: other labels, contract, or validation patients.
+
+    A teacher trained on another patient split has seen some of this run's validation
+    patients, and its soft targets would carry them into training.
+    """
+    name = bundle.short_id
+    if tuple(bundle.labels) != tuple(cfg.labels):
+        raise ValueError(f"teacher {name} predicts {list(bundle.labels)}, this run {list(cfg.labels)}")
+    if bundle.contract != cfg.contract:
+        raise ValueError(f"teacher {name} reads films through another preprocessing contract than this run")
+    try:
+        split = training_split(bundle.manifest)
+    except ValueError as exc:
+        raise ValueError(f"teacher {name}: {exc}, so it may have seen this run's validation patients") from exc
+    if split != (cfg.patient_split_seed, cfg.val_fraction):
+        raise ValueError(f"teacher {name} was trained on patient split (seed, fraction) {split}, this run uses "
+                         f"{(cfg.patient_split_seed, cfg.val_fraction)}: it has seen some of this run's validation patients")
+
+
+def bundle_probabilities(bundle, pixels: np.ndarray) -> np.ndarray:
+    """Per-label probabilities (N, n_labels) of one bundle for contract-ready uint8 images (N, H, W)."""
+    from cxr_edge import runtime
+    from cxr_edge.engine import Classifier
+
+    interpreter = Classifier(bundle, threads=None).interpreter
+    return np.concatenate([bundle.label_probabilities(runtime.run_batch(interpreter, pixels[i:i + BATCH]))
+                           for i in range(0, len(pixels), BATCH)])
+
+
+def load_teachers(cfg) -> list:
+    """The run's teacher bundles, checked against it (empty when not distilling)."""
+    from cxr_edge.bundle import load_bundle
+
+    bundles = [load_bundle(spec) for spec in cfg.teacher]
+    for bundle in bundles:
+        check_teacher(bundle, cfg)
+    return bundles
+
+
+def teacher_probabilities(bundles: Sequence, pixels: np.ndarray) -> np.ndarray:
+    """The teachers' mean per-label probabilities for contract-ready uint8 images (N, H, W)."""
+    return np.mean([bundle_probabilities(b, pixels) for b in bundles], axis=0)
+
+
+def blend(hard: np.ndarray, teacher: np.ndarray, weight: float) -> np.ndarray:
+    """Training targets: (1 - weight) x true labels + weight x teacher probabilities.
+
+    ``hard`` is what the loss wants ((N, 1) for a sigmoid, one-hot otherwise); ``teacher``
+    holds per-label probabilities, of which a sigmoid model takes P(positive).
+    """
+    soft = teacher[:, 1:] if hard.shape[1] == 1 else teacher
+    return ((1.0 - weight) * hard + weight * soft).astype(np.float32)
