@@ -13,9 +13,13 @@ also learns to give the teacher's clean answer under shifts.
 from __future__ import annotations
 
 import shlex
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cxr_edge.bundle import Bundle
+    from train.run import RunConfig
 
 BATCH = 64  # images per interpreter call: the whole split at once would need gigabytes of activations
 
@@ -34,7 +38,7 @@ def training_split(manifest: dict) -> tuple[int, float]:
     return int(seed), float(option("--val-fraction") or 0.2)
 
 
-def check_teacher(bundle, cfg) -> None:
+def check_teacher(bundle: Bundle, cfg: RunConfig) -> None:
     """Refuse a teacher that would leak or mislead: other labels, contract, or validation patients.
 
     A teacher trained on another patient split has seen some of this run's validation
@@ -54,7 +58,7 @@ def check_teacher(bundle, cfg) -> None:
                          f"{(cfg.patient_split_seed, cfg.val_fraction)}: it has seen some of this run's validation patients")
 
 
-def bundle_probabilities(bundle, pixels: np.ndarray) -> np.ndarray:
+def bundle_probabilities(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:
     """Per-label probabilities (N, n_labels) of one bundle for contract-ready uint8 images (N, H, W)."""
     from cxr_edge import runtime
     from cxr_edge.engine import Classifier
@@ -64,7 +68,7 @@ def bundle_probabilities(bundle, pixels: np.ndarray) -> np.ndarray:
                            for i in range(0, len(pixels), BATCH)])
 
 
-def load_teachers(cfg) -> list:
+def load_teachers(cfg: RunConfig) -> list[Bundle]:
     """The run's teacher bundles, checked against it (empty when not distilling)."""
     from cxr_edge.bundle import load_bundle
 
@@ -74,7 +78,7 @@ def load_teachers(cfg) -> list:
     return bundles
 
 
-def teacher_probabilities(bundles: Sequence, pixels: np.ndarray) -> np.ndarray:
+def teacher_probabilities(bundles: Sequence[Bundle], pixels: np.ndarray) -> np.ndarray:
     """The teachers' mean per-label probabilities for contract-ready uint8 images (N, H, W)."""
     return np.mean([bundle_probabilities(b, pixels) for b in bundles], axis=0)
 

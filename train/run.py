@@ -17,11 +17,15 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cxr_edge.preprocess import Contract
 from train import data
+
+if TYPE_CHECKING:
+    from cxr_edge.bundle import Bundle
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
@@ -228,7 +232,7 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     return out
 
 
-def training_targets(cfg: RunConfig, y: np.ndarray, pixels: np.ndarray, teachers: list, out: Path,
+def training_targets(cfg: RunConfig, y: np.ndarray, pixels: np.ndarray, teachers: list[Bundle], out: Path,
                      log=print) -> np.ndarray:
     """What the loss fits: the labels, or their blend with the teacher bundles' mean probabilities."""
     from train import distill, pipeline
