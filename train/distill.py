@@ -34,8 +34,10 @@ def training_split(manifest: dict) -> tuple[int, float]:
     def option(flag: str) -> str | None:
         return args[args.index(flag) + 1] if flag in args else None
 
-    seed = option("--split-seed") or option("--seed") or "42"
-    return int(seed), float(option("--val-fraction") or 0.2)
+    from train.run import RunConfig  # its defaults are what a command without the flags used
+
+    seed = option("--split-seed") or option("--seed") or RunConfig.seed
+    return int(seed), float(option("--val-fraction") or RunConfig.val_fraction)
 
 
 def check_teacher(bundle: Bundle, cfg: RunConfig) -> None:
