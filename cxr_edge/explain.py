@@ -84,11 +84,14 @@ def positions(size: int, window: int, stride: int) -> list[int]:
     return starts if starts[-1] == size - window else [*starts, size - window]
 
 
+def label_probabilities(classifier: Classifier, batch: np.ndarray) -> np.ndarray:
+    """Per-label probabilities (N, n_labels) for a uint8 batch (N, H, W)."""
+    return classifier.bundle.label_probabilities(runtime.run_batch(classifier.interpreter, batch))
+
+
 def positive_scores(classifier: Classifier, batch: np.ndarray) -> np.ndarray:
     """P(not negative label) for a uint8 batch (N, H, W), by the bundle's rule."""
-    bundle = classifier.bundle
-    outputs = runtime.run_batch(classifier.interpreter, batch)
-    return bundle.positive_probability(bundle.label_probabilities(outputs))
+    return classifier.bundle.positive_probability(label_probabilities(classifier, batch))
 
 
 def occlusion_map(

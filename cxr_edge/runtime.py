@@ -130,14 +130,22 @@ def from_output_tensor(raw: np.ndarray, details: dict[str, Any]) -> np.ndarray:
     return (raw.astype(np.float32) - zero_point) * scale
 
 
+MAX_BATCH = 64  # images per invoke: a whole validation split at once would need gigabytes of activations
+
+
 def run_batch(interpreter: Any, pixels: np.ndarray) -> np.ndarray:
     """Invoke on a batch of uint8 images (N, H, W); returns (N, outputs) float32.
 
-    The interpreter's batch dimension is resized to N when it differs (one resize per new
-    batch size), so callers can batch occluded copies or use batch 1 alike.
+    The interpreter's batch dimension is resized to the batch size when it differs (one
+    resize per new size), so callers can batch occluded copies or use batch 1 alike;
+    batches over ``MAX_BATCH`` run in chunks of that size.
     """
+    tensor = to_input_tensor(pixels, input_details(interpreter))
+    return np.concatenate([_invoke(interpreter, tensor[i:i + MAX_BATCH]) for i in range(0, len(tensor), MAX_BATCH)])
+
+
+def _invoke(interpreter: Any, tensor: np.ndarray) -> np.ndarray:
     details = input_details(interpreter)
-    tensor = to_input_tensor(pixels, details)
     if tuple(details["shape"]) != tensor.shape:
         interpreter.resize_tensor_input(details["index"], tensor.shape)
         interpreter.allocate_tensors()

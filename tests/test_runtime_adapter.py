@@ -60,3 +60,14 @@ def test_a_file_that_is_no_model_is_refused_naming_it(tmp_path):
     bogus.write_bytes(b"certainly not a flatbuffer")
     with pytest.raises(runtime.RuntimeUnavailable, match="broken.tflite"):
         runtime.make_interpreter(bogus)
+
+
+def test_a_batch_larger_than_max_batch_runs_in_chunks_with_the_same_answers():
+    bundle = load_bundle(ASSETS / "tiny_binary_int8.json")
+    interpreter = runtime.make_interpreter(bundle.model_path, threads=1)
+    batch = np.random.default_rng(1).integers(0, 256, size=(runtime.MAX_BATCH + 3, 224, 224), dtype=np.uint8)
+    together = runtime.run_batch(interpreter, batch)
+    assert together.shape == (runtime.MAX_BATCH + 3, 1)
+    assert runtime.input_details(interpreter)["shape"][0] == 3  # the last chunk, not the whole batch
+    np.testing.assert_allclose(together[-3:], runtime.run_batch(interpreter, batch[-3:]), atol=1e-6)
+    np.testing.assert_allclose(together[:2], runtime.run_batch(interpreter, batch[:2]), atol=1e-6)

@@ -21,9 +21,6 @@ if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
     from train.run import RunConfig
 
-BATCH = 64  # images per interpreter call: the whole split at once would need gigabytes of activations
-
-
 def training_split(manifest: dict) -> tuple[int, float]:
     """(patient split seed, validation fraction) a bundle's model was trained with, from its manifest."""
     command = (manifest.get("training_run") or {}).get("command")
@@ -62,12 +59,10 @@ def check_teacher(bundle: Bundle, cfg: RunConfig) -> None:
 
 def bundle_probabilities(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:
     """Per-label probabilities (N, n_labels) of one bundle for contract-ready uint8 images (N, H, W)."""
-    from cxr_edge import runtime
     from cxr_edge.engine import Classifier
+    from cxr_edge.explain import label_probabilities
 
-    interpreter = Classifier(bundle, threads=None).interpreter
-    return np.concatenate([bundle.label_probabilities(runtime.run_batch(interpreter, pixels[i:i + BATCH]))
-                           for i in range(0, len(pixels), BATCH)])
+    return label_probabilities(Classifier(bundle, threads=None), pixels)
 
 
 def load_teachers(cfg: RunConfig) -> list[Bundle]:
