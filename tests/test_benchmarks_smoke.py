@@ -89,3 +89,12 @@ def test_the_seed_way_finds_the_keras_model_of_the_bundle_s_training_run(tmp_pat
     manifest = {"training_run": {"folder": str(run), "command": "python -m train fit --out runs/x", "seed": 42}}
     assert run_all.keras_model_of(manifest, tmp_path / "pneumonia.json") == run / "model.keras"
     assert run_all.keras_model_of({"training_run": {"folder": "no-such-run"}}, tmp_path / "p.json") is None
+
+
+def test_compare_models_times_each_model_against_the_first(binary_model) -> None:
+    done = subprocess.run([sys.executable, BENCHMARKS / "compare_models.py", binary_model, binary_model,
+                           "--rounds", "2", "--repeats", "2", "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [row["ratio"] for row in rows][0] == 1.0 and len(rows) == 2
+    assert all(row["ms"] > 0 and row["model"].startswith("tiny") for row in rows)
