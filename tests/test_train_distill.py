@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import asset_bundle
-from train import distill
+from train import distill, leakage
 from train.cli import main
 from train.pipeline import one_hot_targets
 from train.run import RunConfig
@@ -57,13 +57,13 @@ def test_targets_blend_the_labels_with_the_teachers_probabilities():
 
 def test_a_teacher_s_patient_split_is_read_from_its_training_command():
     def split(command: str) -> tuple[int, float]:
-        return distill.training_split({"training_run": {"command": command}})
+        return leakage.training_split({"training_run": {"command": command}})
 
     assert split("python -m train fit --seed 7 --split-seed 42") == (42, 0.2)
     assert split("python -m train fit --seed 7 --val-fraction 0.25") == (7, 0.25)
     assert split("python -m train fit") == (42, 0.2)
     with pytest.raises(ValueError, match="no training command"):
-        distill.training_split({"training_run": {"script": "tests/assets/make_assets.py"}})
+        leakage.training_split({"training_run": {"script": "tests/assets/make_assets.py"}})
 
 
 @pytest.mark.parametrize("command, name, message", [

@@ -224,6 +224,7 @@ def test_a_bundle_is_scored_under_the_shifts_at_its_own_threshold(binary_run, bi
     report = json.loads(written.read_text())
     manifest = json.loads(binary_model.read_text())
     assert report["threshold"] == manifest["threshold"] and len(report["bundles"]) == 1
+    assert report["split_unchecked"] == [report["bundles"][0]] and "record no training command" in result.output
     assert len(report["shifts"]) == 14 and report["fullres_parity"]["pairs"] == 4
 
 
@@ -242,6 +243,15 @@ def test_bundles_with_different_contracts_are_not_averaged(binary_run, binary_mo
     other.write_text(json.dumps(manifest))
     result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(binary_model), "--bundle", str(other)])
     assert result.exit_code == 2 and "different preprocessing contracts" in result.output
+
+
+def test_a_bundle_trained_on_other_patients_is_not_scored_on_this_run(binary_run, binary_model, copy_bundle, tmp_path):
+    other = copy_bundle(binary_model, tmp_path / "other")
+    manifest = json.loads(other.read_text())
+    manifest["training_run"] = {"command": "python -m train fit --seed 7"}
+    other.write_text(json.dumps(manifest))
+    result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(other)])
+    assert result.exit_code == 2 and "has seen some of this run's validation patients" in result.output
 
 
 def test_a_bundle_is_checked_on_full_size_originals_as_devices_run_it(binary_model, kermany, fullres):

@@ -127,7 +127,25 @@ def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ..
             robustness.measure(Path(run_dir), fullres_dir, log=click.echo)
     except FileNotFoundError as exc:
         _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
-    except (BundleError, DataError) as exc:
+    except (BundleError, DataError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@main.command("paired")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("bundle_a")
+@click.argument("bundle_b")
+def paired_command(run_dir: str, bundle_a: str, bundle_b: str) -> None:
+    """Is BUNDLE_B better than BUNDLE_A on RUN_DIR's validation split? Paired patient bootstrap of the gain."""
+    from cxr_edge.bundle import BundleError
+    from train import paired
+    from train.data import DataError
+
+    try:
+        paired.compare_bundles(Path(run_dir), bundle_a, bundle_b, log=click.echo)
+    except FileNotFoundError as exc:
+        _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
+    except (BundleError, DataError, ValueError) as exc:
         _fail(str(exc))
 
 

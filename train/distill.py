@@ -12,29 +12,15 @@ also learns to give the teacher's clean answer under shifts.
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from train.leakage import check_split
+
 if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
     from train.run import RunConfig
-
-def training_split(manifest: dict) -> tuple[int, float]:
-    """(patient split seed, validation fraction) a bundle's model was trained with, from its manifest."""
-    command = (manifest.get("training_run") or {}).get("command")
-    if not command:
-        raise ValueError("its manifest records no training command")
-    args = shlex.split(command)
-
-    def option(flag: str) -> str | None:
-        return args[args.index(flag) + 1] if flag in args else None
-
-    from train.run import RunConfig  # its defaults are what a command without the flags used
-
-    seed = option("--split-seed") or option("--seed") or RunConfig.seed
-    return int(seed), float(option("--val-fraction") or RunConfig.val_fraction)
 
 
 def check_teacher(bundle: Bundle, cfg: RunConfig) -> None:
@@ -48,13 +34,7 @@ def check_teacher(bundle: Bundle, cfg: RunConfig) -> None:
         raise ValueError(f"teacher {name} predicts {list(bundle.labels)}, this run {list(cfg.labels)}")
     if bundle.contract != cfg.contract:
         raise ValueError(f"teacher {name} reads films through another preprocessing contract than this run")
-    try:
-        split = training_split(bundle.manifest)
-    except ValueError as exc:
-        raise ValueError(f"teacher {name}: {exc}, so it may have seen this run's validation patients") from exc
-    if split != (cfg.patient_split_seed, cfg.val_fraction):
-        raise ValueError(f"teacher {name} was trained on patient split (seed, fraction) {split}, this run uses "
-                         f"{(cfg.patient_split_seed, cfg.val_fraction)}: it has seen some of this run's validation patients")
+    check_split(bundle, cfg, role="teacher")
 
 
 def bundle_probabilities(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from PIL import Image, ImageFilter
 from cxr_edge import metrics
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray
 from train import card, data
+from train.leakage import check_split
 from train.run import MODEL_FILE, load_run, predict, split_records
 
 ROBUSTNESS_FILE = "robustness.json"
@@ -229,6 +230,10 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
     bundles = [load_bundle(spec) for spec in specs]
     if any(b.contract != bundles[0].contract for b in bundles):
         raise BundleError("the bundles read films through different preprocessing contracts; average only like with like")
+    unchecked = [b.short_id for b in bundles if not check_split(b, cfg, require=False)]
+    if unchecked:
+        log(f"warning: {', '.join(unchecked)} record no training command; whether they saw these validation "
+            "patients is unknown")
     scorers = [bundle_scorer(b) for b in bundles]
     contract = bundles[0].contract
 
@@ -241,7 +246,7 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
                  else metrics.threshold_for_sensitivity(y, clean, cfg.target_sensitivity))
     tag = "+".join(b.short_id.replace("@", "-") for b in bundles)
     log(f"robustness of {tag} on {len(y)} validation images of {run_dir.name} at threshold {threshold:.4f}")
-    result = {"bundles": [b.short_id for b in bundles],
+    result = {"bundles": [b.short_id for b in bundles], "split_unchecked": unchecked,
               **score_shifts(score, raw, y, threshold, contract, fullres_dir, Path(cfg.data), log, clean)}
     (run_dir / f"robustness-{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
     (run_dir / f"robustness-{tag}.md").write_text(markdown(result))

@@ -1,0 +1,51 @@
+"""Which patients a bundle has seen, so that no run's validation split flatters it.
+
+A bundle's manifest records the command that trained it, and the patient split follows
+from that command's split seed and validation fraction. A bundle trained on another split
+has seen some of a run's validation patients: scored there it looks better than it is,
+and as a distillation teacher it would carry those patients into training.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cxr_edge.bundle import Bundle
+    from train.run import RunConfig
+
+
+def training_split(manifest: dict) -> tuple[int, float]:
+    """(patient split seed, validation fraction) a bundle's model was trained with, from its manifest."""
+    command = (manifest.get("training_run") or {}).get("command")
+    if not command:
+        raise ValueError("its manifest records no training command")
+    args = shlex.split(command)
+
+    def option(flag: str) -> str | None:
+        return args[args.index(flag) + 1] if flag in args else None
+
+    from train.run import RunConfig  # its defaults are what a command without the flags used
+
+    seed = option("--split-seed") or option("--seed") or RunConfig.seed
+    return int(seed), float(option("--val-fraction") or RunConfig.val_fraction)
+
+
+def check_split(bundle: Bundle, cfg: RunConfig, role: str = "bundle", require: bool = True) -> bool:
+    """Refuse a bundle trained on another patient split than ``cfg``'s; True when the splits match.
+
+    A bundle whose manifest records no training command is refused when ``require``, else
+    reported as unchecked (False), for the caller to say so.
+    """
+    name = f"{role} {bundle.short_id}"
+    try:
+        split = training_split(bundle.manifest)
+    except ValueError as exc:
+        if require:
+            raise ValueError(f"{name}: {exc}, so it may have seen this run's validation patients") from exc
+        return False
+    if split != (cfg.patient_split_seed, cfg.val_fraction):
+        raise ValueError(f"{name} was trained on patient split (seed, fraction) {split}, this run uses "
+                         f"{(cfg.patient_split_seed, cfg.val_fraction)}: it has seen some of this run's validation patients")
+    return True
