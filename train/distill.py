@@ -16,25 +16,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from train.leakage import check_split
+from train.leakage import check_bundle
 
 if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
     from train.run import RunConfig
-
-
-def check_teacher(bundle: Bundle, cfg: RunConfig) -> None:
-    """Refuse a teacher that would leak or mislead: other labels, contract, or validation patients.
-
-    A teacher trained on another patient split has seen some of this run's validation
-    patients, and its soft targets would carry them into training.
-    """
-    name = bundle.short_id
-    if tuple(bundle.labels) != tuple(cfg.labels):
-        raise ValueError(f"teacher {name} predicts {list(bundle.labels)}, this run {list(cfg.labels)}")
-    if bundle.contract != cfg.contract:
-        raise ValueError(f"teacher {name} reads films through another preprocessing contract than this run")
-    check_split(bundle, cfg, role="teacher")
 
 
 def bundle_probabilities(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:
@@ -51,7 +37,7 @@ def load_teachers(cfg: RunConfig) -> list[Bundle]:
 
     bundles = [load_bundle(spec) for spec in cfg.teacher]
     for bundle in bundles:
-        check_teacher(bundle, cfg)
+        check_bundle(bundle, cfg, role="teacher")
     return bundles
 
 

@@ -1,4 +1,4 @@
-"""Which patients a bundle has seen, so that no run's validation split flatters it.
+"""Whether a bundle may be scored on, or taught to, a run: same labels, contract and patients.
 
 A bundle's manifest records the command that trained it, and the patient split follows
 from that command's split seed and validation fraction. A bundle trained on another split
@@ -49,3 +49,13 @@ def check_split(bundle: Bundle, cfg: RunConfig, role: str = "bundle", require: b
         raise ValueError(f"{name} was trained on patient split (seed, fraction) {split}, this run uses "
                          f"{(cfg.patient_split_seed, cfg.val_fraction)}: it has seen some of this run's validation patients")
     return True
+
+
+def check_bundle(bundle: Bundle, cfg: RunConfig, role: str = "bundle") -> None:
+    """Refuse a bundle that would mislead on ``cfg``'s run: other labels, contract, or validation patients."""
+    name = f"{role} {bundle.short_id}"
+    if tuple(bundle.labels) != tuple(cfg.labels):
+        raise ValueError(f"{name} predicts {list(bundle.labels)}, this run {list(cfg.labels)}")
+    if bundle.contract != cfg.contract:
+        raise ValueError(f"{name} reads films through another preprocessing contract than this run")
+    check_split(bundle, cfg, role)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from cxr_edge import metrics
-from train.leakage import check_split
+from train.leakage import check_bundle
 from train.robustness import clean_inputs, validation_images
 from train.run import load_run, split_records
 
@@ -63,9 +63,7 @@ def compare_bundles(run_dir: Path, spec_a: str, spec_b: str, log=print) -> dict:
     cfg, _record = load_run(run_dir)
     bundles = [load_bundle(spec_a), load_bundle(spec_b)]
     for bundle in bundles:
-        if tuple(bundle.labels) != tuple(cfg.labels) or bundle.contract != cfg.contract:
-            raise ValueError(f"{bundle.short_id} does not predict this run's labels through its contract")
-        check_split(bundle, cfg)
+        check_bundle(bundle, cfg)
     records = split_records(run_dir)["val"]
     raw, _ = validation_images(run_dir)
     pixels = clean_inputs(raw, cfg.contract)
