@@ -128,6 +128,42 @@ def test_an_existing_run_is_not_overwritten_but_resumes(binary_run, kermany):
     assert (binary_run / "metrics.json").is_file()
 
 
+def test_a_quant_aware_fine_tune_starts_from_a_run_and_saves_a_float_model_on_the_int8_grid(binary_run, kermany, tmp_path):
+    import keras
+
+    from train import quant_aware
+
+    out = tmp_path / "qat"
+    result = train_cli("fit", "--data", str(kermany), "--out", str(out), "--smoke", "--size", "64", "--lr", "1e-4",
+                       "--init-from", str(binary_run), "--quant-aware", "--cache-dir", str(binary_run.parent / "cache"))
+    assert result.exit_code == 0, result.output
+    assert "quantization-aware" in result.output
+    model = keras.models.load_model(out / "model.keras", compile=False)
+    assert not [layer for layer in quant_aware.flat_layers(model) if isinstance(layer, quant_aware.FakeQuant)]
+    kernels = quant_aware.quantized_kernels(model)
+    assert kernels and all(np.array_equal(quant_aware.snap(v.numpy(), axis), v.numpy()) for v, axis in kernels)
+    command = json.loads((out / "run.json").read_text())["command"]
+    assert f"--init-from {binary_run}" in command and "--quant-aware" in command
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--split-seed", "7"], "seen some of this run's validation patients"),
+    (["--arch", "tuned"], "another arch"),
+    (["--task", "subtype"], "another task"),
+])
+def test_a_start_that_would_leak_or_mismatch_is_refused(binary_run, kermany, tmp_path, args, message):
+    result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke",
+                                       "--size", "64", "--init-from", str(binary_run), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_start_from_a_folder_that_is_no_finished_run_is_refused(kermany, tmp_path):
+    result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke",
+                                       "--init-from", str(tmp_path)])
+    assert result.exit_code == 2 and "is not a finished run" in result.output
+
+
 @pytest.fixture(scope="module")
 def subtype_run(kermany, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "subtype"

@@ -57,6 +57,12 @@ def fit_options(func):
                           "average an ensemble). It must have been trained on this run's patient split."),
         click.option("--distill-weight", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
                      help="With --teacher: the teachers' share of each training target."),
+        click.option("--init-from", type=click.Path(file_okay=False), default=None,
+                     help="Start from this finished run's model instead of new weights (same task, arch, contract "
+                          "and patient split)."),
+        click.option("--quant-aware", is_flag=True,
+                     help="Train as the int8 file computes: weights on their int8 grid, activations rounded, batch "
+                          "norm frozen (fine-tune an --init-from model with a small --lr)."),
         click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
                      default="auto", show_default=True, help="auto: mixed_float16 on tensor-core GPUs, else float32."),
         click.option("--target-sensitivity", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Sequence
 
 import keras
 import numpy as np
@@ -80,20 +81,20 @@ class Checkpoints(keras.callbacks.Callback):
     early stopping where it left off.
     """
 
-    def __init__(self, out: Path, patience: int, state: dict):
+    def __init__(self, out: Path, patience: int, state: dict, saved: keras.Model | None = None):
         super().__init__()
-        self.out, self.patience, self.state = out, patience, state
+        self.out, self.patience, self.state, self.saved = out, patience, state, saved
 
     def on_epoch_end(self, epoch, logs=None):
         score = float((logs or {}).get(MONITOR, float("nan")))
         state = self.state
         if not math.isnan(score) and score > state.get("best", -1.0):
             state.update(best=score, best_epoch=epoch + 1, wait=0)
-            self.model.save(self.out / BEST_MODEL)
+            (self.saved or self.model).save(self.out / BEST_MODEL)
         else:
             state["wait"] = state.get("wait", 0) + 1
         state["epoch"] = epoch + 1
-        self.model.save(self.out / LAST_MODEL)
+        (self.saved or self.model).save(self.out / LAST_MODEL)
         (self.out / STATE_FILE).write_text(json.dumps(state, indent=1))
         if self.patience and state["wait"] >= self.patience:
             self.model.stop_training = True
@@ -105,11 +106,15 @@ def load_state(out: Path) -> dict:
 
 
 def fit(model: keras.Model, out: Path, train_ds, val_ds, epochs: int, patience: int, state: dict,
-        verbose: int = 2) -> dict:
-    """Train from ``state['epoch']`` (0 for a fresh run) to ``epochs``; return the final state."""
+        verbose: int = 2, saved: keras.Model | None = None, callbacks: Sequence = ()) -> dict:
+    """Train from ``state['epoch']`` (0 for a fresh run) to ``epochs``; return the final state.
+
+    ``saved``: the model checkpoints hold when it is not the one trained (a quantization-aware twin).
+    """
     callbacks = [
+        *callbacks,
         keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=bool(state.get("epoch"))),
-        Checkpoints(out, patience, state),
+        Checkpoints(out, patience, state, saved),
     ]
     if state.get("epoch", 0) < epochs and not (patience and state.get("wait", 0) >= patience):
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=state.get("epoch", 0),

@@ -9,6 +9,7 @@ and as a distillation teacher it would carry those patients into training.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,9 +46,7 @@ def check_split(bundle: Bundle, cfg: RunConfig, role: str = "bundle", require: b
         if require:
             raise ValueError(f"{name}: {exc}, so it may have seen this run's validation patients") from exc
         return False
-    if split != (cfg.patient_split_seed, cfg.val_fraction):
-        raise ValueError(f"{name} was trained on patient split (seed, fraction) {split}, this run uses "
-                         f"{(cfg.patient_split_seed, cfg.val_fraction)}: it has seen some of this run's validation patients")
+    _same_split(name, split, cfg)
     return True
 
 
@@ -59,3 +58,28 @@ def check_bundle(bundle: Bundle, cfg: RunConfig, role: str = "bundle") -> None:
     if bundle.contract != cfg.contract:
         raise ValueError(f"{name} reads films through another preprocessing contract than this run")
     check_split(bundle, cfg, role)
+
+
+def check_start(cfg: RunConfig, source_dir: Path) -> None:
+    """Refuse to start ``cfg``'s run from the model in ``source_dir`` unless both see the same films the same way.
+
+    A model trained on another patient split has learnt some of this run's validation
+    patients, and one with other labels, architecture or contract is another model.
+    """
+    from train.run import MODEL_FILE, RUN_FILE, load_run
+
+    name = f"--init-from {source_dir}"
+    if not (source_dir / RUN_FILE).is_file() or not (source_dir / MODEL_FILE).is_file():
+        raise ValueError(f"{name} is not a finished run (it needs {RUN_FILE} and {MODEL_FILE})")
+    source, _ = load_run(source_dir)
+    for field in ("task", "arch", "contract"):
+        if getattr(source, field) != getattr(cfg, field):
+            raise ValueError(f"{name} was trained with another {field} ({getattr(source, field)}) than this run "
+                             f"({getattr(cfg, field)})")
+    _same_split(name, (source.patient_split_seed, source.val_fraction), cfg)
+
+
+def _same_split(name: str, split: tuple[int, float], cfg: RunConfig) -> None:
+    if split != (cfg.patient_split_seed, cfg.val_fraction):
+        raise ValueError(f"{name} was trained on patient split (seed, fraction) {split}, this run uses "
+                         f"{(cfg.patient_split_seed, cfg.val_fraction)}: it has seen some of this run's validation patients")

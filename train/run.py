@@ -17,12 +17,13 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cxr_edge.preprocess import Contract
 from train import data
+from train.leakage import check_start
 
 if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
@@ -33,6 +34,7 @@ PREDICTIONS_FILE = "val_predictions.csv"
 SPLIT_FILE = "split.csv"
 SUMMARY_FILE = "data_summary.json"
 SMOKE_PER_CLASS = 24
+QUANT_RANGE_IMAGES = 256  # training images that start the quantization-aware activation ranges
 
 
 @dataclasses.dataclass
@@ -62,6 +64,8 @@ class RunConfig:
     split_seed: int | None = None
     teacher: tuple[str, ...] = ()
     distill_weight: float = 0.5
+    init_from: str | None = None
+    quant_aware: bool = False
     precision: str = "auto"
     target_sensitivity: float = 0.95
     cache_dir: str | None = None
@@ -189,7 +193,9 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     if out.exists() and any(out.iterdir()) and not resume:
         raise data.DataError(f"run folder {out} is not empty: use --resume to continue it or choose another --out")
     cfg, earlier = resumed_config(cfg, out) if resume else (cfg, {})
-    teachers = distill.load_teachers(cfg)  # a wrong teacher fails before the run folder exists
+    teachers = distill.load_teachers(cfg)  # a wrong teacher or start fails before the run folder exists
+    if cfg.init_from:
+        check_start(cfg, Path(cfg.init_from))
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     keras.utils.set_random_seed(cfg.seed)
@@ -201,15 +207,21 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     state = fit.load_state(out) if resume else {}
     steps = int(np.ceil(len(train_idx) / cfg.batch_size))
     strategy = fit.select_strategy()
+    lr = fit.learning_rate(cfg.lr, cfg.epochs, steps, cfg.schedule)
     with strategy.scope():
         if state.get("epoch") and (out / fit.LAST_MODEL).exists():
             log(f"resuming after epoch {state['epoch']} from {out / fit.LAST_MODEL}")
             model = keras.models.load_model(out / fit.LAST_MODEL)
+        elif cfg.init_from:
+            state = {}
+            model = keras.models.load_model(Path(cfg.init_from) / MODEL_FILE, compile=False)
+            fit.compile_model(model, lr, cfg.n_outputs)
         else:
             state = {}
             model = models.build(cfg.arch, (cfg.size, cfg.size), cfg.n_outputs, fit.output_bias(counts, weights), cfg.weights,
                                  cfg.freeze_backbone)
-            fit.compile_model(model, fit.learning_rate(cfg.lr, cfg.epochs, steps, cfg.schedule), cfg.n_outputs)
+            fit.compile_model(model, lr, cfg.n_outputs)
+        trained, callbacks = quant_aware_twin(cfg, model, lr, pixels[train_idx], log) if cfg.quant_aware else (model, [])
     log(f"{cfg.arch}: {model.count_params():,} parameters; precision {policy}; {strategy.num_replicas_in_sync} replica(s); "
         f"class weights {np.round(weights, 3).tolist()}")
     _write_run_json(cfg, out, {"class_counts_train": counts.tolist(), "class_weights": weights.tolist(),
@@ -220,7 +232,8 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
                                 augment_cfg=augment_config(cfg), shuffle_seed=cfg.seed)
     val_ds = pipeline.dataset(pixels[val_idx], pipeline.one_hot_targets(y[val_idx], cfg.n_outputs), 64)
     epochs = 2 if cfg.smoke else cfg.epochs
-    state = fit.fit(model, out, train_ds, val_ds, epochs, cfg.patience, state, verbose=0 if cfg.smoke else 2)
+    state = fit.fit(trained, out, train_ds, val_ds, epochs, cfg.patience, state, verbose=0 if cfg.smoke else 2,
+                    saved=model, callbacks=callbacks)
     shutil.copyfile(out / fit.BEST_MODEL, out / MODEL_FILE)
     best = keras.models.load_model(out / MODEL_FILE, compile=False)
     write_predictions(out / PREDICTIONS_FILE, best, records, val_idx, pixels, cfg)
@@ -230,6 +243,19 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
 
     report.write_report(out, log=log)
     return out
+
+
+def quant_aware_twin(cfg: RunConfig, model, lr, train_pixels: np.ndarray, log=print) -> tuple[Any, list]:
+    """The twin that trains ``model`` as int8 computes, compiled, and the callback that keeps weights on the grid."""
+    from train import fit, quant_aware
+
+    snapper = quant_aware.SnapWeights(model)
+    pick = np.random.default_rng(cfg.seed).permutation(len(train_pixels))[:QUANT_RANGE_IMAGES]
+    trained, fakes = quant_aware.twin(model, train_pixels[pick][..., None].astype("float32"))
+    fit.compile_model(trained, lr, cfg.n_outputs)
+    log(f"quantization-aware: {len(snapper.kernels)} kernels on their int8 grid, {len(fakes)} rounded activations, "
+        f"ranges started from {len(pick)} training images")
+    return trained, [snapper]
 
 
 def training_targets(cfg: RunConfig, y: np.ndarray, pixels: np.ndarray, teachers: list[Bundle], out: Path,
