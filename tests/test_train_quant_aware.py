@@ -82,3 +82,20 @@ def test_training_keeps_every_kernel_on_its_grid_and_the_steps_in_float_shadows(
     assert all(on_grid(v.numpy(), axis) for v, axis in snapper.kernels)
     # steps far smaller than a grid step still accumulate, instead of rounding away
     assert any(not np.array_equal(a, b) for a, b in zip(before, snapper.shadows))
+
+
+def test_rounding_effects_say_how_often_each_rounding_changes_a_label_and_leave_the_model_as_it_was():
+    model = lite0()
+    films = images(8, seed=3)
+    before = [w.numpy().copy() for w in model.weights]
+    effects = quant_aware.rounding_effects(model, films, films)
+    assert set(effects) == {"weights", "activations", "both"}
+    assert all(0.0 <= e["label_agreement"] <= 1.0 and e["mean_abs_dp"] >= 0.0 for e in effects.values())
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
+
+
+def test_a_model_already_on_its_int8_grid_loses_nothing_to_weight_rounding():
+    model = lite0()
+    quant_aware.SnapWeights(model)
+    effects = quant_aware.rounding_effects(model, images(8, seed=4), images(8, seed=5))
+    assert effects["weights"] == {"label_agreement": 1.0, "mean_abs_dp": 0.0}

@@ -146,6 +146,14 @@ def test_a_quant_aware_fine_tune_starts_from_a_run_and_saves_a_float_model_on_th
     assert f"--init-from {binary_run}" in command and "--quant-aware" in command
 
 
+def test_rounding_reports_where_int8_would_change_a_runs_labels(binary_run):
+    result = train_cli("rounding", str(binary_run))
+    assert result.exit_code == 0, result.output
+    saved = json.loads((binary_run / "rounding.json").read_text())
+    assert set(saved["effects"]) == {"weights", "activations", "both"}
+    assert saved["images"] == len([row for row in csv.DictReader((binary_run / "split.csv").open()) if row["side"] == "val"])
+
+
 @pytest.mark.parametrize("args, message", [
     (["--split-seed", "7"], "seen some of this run's validation patients"),
     (["--arch", "tuned"], "another arch"),

@@ -155,6 +155,24 @@ def paired_command(run_dir: str, bundle_a: str, bundle_b: str) -> None:
         _fail(str(exc))
 
 
+@main.command("rounding")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def rounding_command(run_dir: str) -> None:
+    """Where int8 would change RUN_DIR's labels: its weights' rounding, its activations', or both."""
+    import json
+
+    from train import quant_aware
+    from train.data import DataError
+
+    try:
+        result = quant_aware.measure_rounding(Path(run_dir), log=click.echo)
+    except FileNotFoundError as exc:
+        _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
+    except DataError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(result["effects"], indent=1))
+
+
 @main.command("fullres-parity")
 @click.argument("bundle")
 @click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(exists=True, file_okay=False),

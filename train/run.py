@@ -34,7 +34,6 @@ PREDICTIONS_FILE = "val_predictions.csv"
 SPLIT_FILE = "split.csv"
 SUMMARY_FILE = "data_summary.json"
 SMOKE_PER_CLASS = 24
-QUANT_RANGE_IMAGES = 256  # training images that start the quantization-aware activation ranges
 
 
 @dataclasses.dataclass
@@ -250,7 +249,7 @@ def quant_aware_twin(cfg: RunConfig, model, lr, train_pixels: np.ndarray, log=pr
     from train import fit, quant_aware
 
     snapper = quant_aware.SnapWeights(model)
-    pick = np.random.default_rng(cfg.seed).permutation(len(train_pixels))[:QUANT_RANGE_IMAGES]
+    pick = np.random.default_rng(cfg.seed).permutation(len(train_pixels))[:quant_aware.RANGE_IMAGES]
     trained, fakes = quant_aware.twin(model, train_pixels[pick][..., None].astype("float32"))
     fit.compile_model(trained, lr, cfg.n_outputs)
     log(f"quantization-aware: {len(snapper.kernels)} kernels on their int8 grid, {len(fakes)} rounded activations, "
