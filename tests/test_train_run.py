@@ -158,6 +158,7 @@ def test_rounding_reports_where_int8_would_change_a_runs_labels(binary_run):
     (["--split-seed", "7"], "seen some of this run's validation patients"),
     (["--arch", "tuned"], "another arch"),
     (["--task", "subtype"], "another task"),
+    (["--size", "48"], "another size"),
 ])
 def test_a_start_that_would_leak_or_mismatch_is_refused(binary_run, kermany, tmp_path, args, message):
     result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke",

@@ -58,7 +58,7 @@ def fit_options(func):
         click.option("--distill-weight", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
                      help="With --teacher: the teachers' share of each training target."),
         click.option("--init-from", type=click.Path(file_okay=False), default=None,
-                     help="Start from this finished run's model instead of new weights (same task, arch, contract "
+                     help="Start from this finished run's model instead of new weights (same task, arch, size "
                           "and patient split)."),
         click.option("--quant-aware", is_flag=True,
                      help="Train as the int8 file computes: weights on their int8 grid, activations rounded, batch "

@@ -61,10 +61,11 @@ def check_bundle(bundle: Bundle, cfg: RunConfig, role: str = "bundle") -> None:
 
 
 def check_start(cfg: RunConfig, source_dir: Path) -> None:
-    """Refuse to start ``cfg``'s run from the model in ``source_dir`` unless both see the same films the same way.
+    """Refuse to start ``cfg``'s run from the model in ``source_dir`` unless it is the same model on the same split.
 
     A model trained on another patient split has learnt some of this run's validation
-    patients, and one with other labels, architecture or contract is another model.
+    patients, and one with other labels, architecture or input size is another model. The
+    rest of the contract may change: fine-tuning under a new contract is adapting to it.
     """
     from train.run import MODEL_FILE, RUN_FILE, load_run
 
@@ -72,7 +73,7 @@ def check_start(cfg: RunConfig, source_dir: Path) -> None:
     if not (source_dir / RUN_FILE).is_file() or not (source_dir / MODEL_FILE).is_file():
         raise ValueError(f"{name} is not a finished run (it needs {RUN_FILE} and {MODEL_FILE})")
     source, _ = load_run(source_dir)
-    for field in ("task", "arch", "contract"):
+    for field in ("task", "arch", "size"):
         if getattr(source, field) != getattr(cfg, field):
             raise ValueError(f"{name} was trained with another {field} ({getattr(source, field)}) than this run "
                              f"({getattr(cfg, field)})")
