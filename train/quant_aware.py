@@ -95,7 +95,10 @@ def flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def _rebuild(model: keras.Model, inputs: list, fakes: list[FakeQuant]):
-    """Call ``model``'s own layers on ``inputs`` in graph order, a FakeQuant after each quantized tensor."""
+    """Call ``model``'s own layers on ``inputs`` in graph order, a FakeQuant after each quantized tensor.
+
+    Reads the functional graph from each layer's ``_inbound_nodes`` (Keras 3), opening nested models.
+    """
     tensors = {id(t): x for t, x in zip(model.inputs, inputs)}
     relu_inputs = {id(t) for layer in model.layers if isinstance(layer, keras.layers.ReLU)
                    for node in layer._inbound_nodes for t in keras.tree.flatten(node.arguments.args)}
@@ -134,6 +137,7 @@ def twin(model: keras.Model, pixels: np.ndarray) -> tuple[keras.Model, list[Fake
 
 
 def _start_ranges(qmodel: keras.Model, fakes: list[FakeQuant], pixels: np.ndarray, batch_size: int = 32) -> None:
+    """Measure each moving range on float activations (every FakeQuant passing), as the converter calibrates."""
     moving = [f for f in fakes if f.fixed is None]
     probe = keras.Model(qmodel.inputs[0], [f.input for f in moving])
     for fake in fakes:
@@ -191,7 +195,7 @@ def rounding_effects(model: keras.Model, pixels: np.ndarray, calibration: np.nda
     """How often int8's roundings change ``model``'s label on ``pixels`` (N, H, W, 1): weights, activations, both.
 
     Labels are the argmax (multiclass) or P >= 0.5 (binary): a diagnosis of where an int8
-    file loses agreement, before any conversion. ``model`` is left as it was.
+    file loses agreement, before any conversion. ``model``'s weights are left as they were.
     """
     float_probs = model.predict(pixels, verbose=0)
     rounded, _ = twin(model, calibration)
