@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -81,6 +83,20 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+@contextlib.contextmanager
+def _run_errors(run_dir: str) -> Iterator[None]:
+    """Exit 2 with a message when a command on ``run_dir`` meets a missing file or bad input."""
+    from cxr_edge.bundle import BundleError
+    from train.data import DataError
+
+    try:
+        yield
+    except FileNotFoundError as exc:
+        _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
+    except (BundleError, DataError, ValueError) as exc:
+        _fail(str(exc))
+
+
 @main.command("fit")
 @click.option("--arch", default="mobile", show_default=True,
               help="baseline, tuned, mobile, or transfer:<keras.applications name> (e.g. transfer:MobileNetV2).")
@@ -121,20 +137,14 @@ def evaluate_command(run_dir: str) -> None:
                    "model, as devices run it; repeat to average several (an ensemble).")
 def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ...]) -> None:
     """Validation metrics under exposure/contrast/gamma/blur/noise/resolution shifts, fullres parity, calibration."""
-    from cxr_edge.bundle import BundleError
     from train import robustness
-    from train.data import DataError
 
     fullres_dir = Path(fullres) if fullres else None
-    try:
+    with _run_errors(run_dir):
         if bundles:
             robustness.measure_bundles(Path(run_dir), bundles, fullres_dir, log=click.echo)
         else:
             robustness.measure(Path(run_dir), fullres_dir, log=click.echo)
-    except FileNotFoundError as exc:
-        _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
-    except (BundleError, DataError, ValueError) as exc:
-        _fail(str(exc))
 
 
 @main.command("paired")
@@ -143,16 +153,10 @@ def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ..
 @click.argument("bundle_b")
 def paired_command(run_dir: str, bundle_a: str, bundle_b: str) -> None:
     """Is BUNDLE_B better than BUNDLE_A on RUN_DIR's validation split? Paired patient bootstrap of the gain."""
-    from cxr_edge.bundle import BundleError
     from train import paired
-    from train.data import DataError
 
-    try:
+    with _run_errors(run_dir):
         paired.compare_bundles(Path(run_dir), bundle_a, bundle_b, log=click.echo)
-    except FileNotFoundError as exc:
-        _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
-    except (BundleError, DataError, ValueError) as exc:
-        _fail(str(exc))
 
 
 @main.command("rounding")
@@ -162,14 +166,9 @@ def rounding_command(run_dir: str) -> None:
     import json
 
     from train import quant_aware
-    from train.data import DataError
 
-    try:
+    with _run_errors(run_dir):
         result = quant_aware.measure_rounding(Path(run_dir), log=click.echo)
-    except FileNotFoundError as exc:
-        _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
-    except DataError as exc:
-        _fail(str(exc))
     click.echo(json.dumps(result["effects"], indent=1))
 
 

@@ -136,6 +136,11 @@ def twin(model: keras.Model, pixels: np.ndarray) -> tuple[keras.Model, list[Fake
     return rounded, fakes
 
 
+def range_picks(count: int, seed: int) -> np.ndarray:
+    """Indices of the training images (of ``count``) that start the activation ranges, reproducibly by ``seed``."""
+    return np.random.default_rng(seed).permutation(count)[:RANGE_IMAGES]
+
+
 def _start_ranges(qmodel: keras.Model, fakes: list[FakeQuant], pixels: np.ndarray, batch_size: int = 32) -> None:
     """Measure each moving range on float activations (every FakeQuant passing), as the converter calibrates."""
     moving = [f for f in fakes if f.fixed is None]
@@ -223,7 +228,7 @@ def measure_rounding(run_dir: Path, log=print) -> dict:
     raw, _ = validation_images(run_dir)
     pixels = clean_inputs(raw, cfg.contract)[..., None].astype("float32")
     train = split_records(run_dir)["train"]
-    pick = np.random.default_rng(cfg.seed).permutation(len(train))[:RANGE_IMAGES]
+    pick = range_picks(len(train), cfg.seed)
     calibration, _ = data.load_pixels([train[i] for i in pick], cfg.contract, None)
     log(f"rounding {run_dir.name}'s model as int8 would, on {len(pixels)} validation images "
         f"(activation ranges from {len(pick)} training images)")

@@ -249,7 +249,7 @@ def quant_aware_twin(cfg: RunConfig, model, lr, train_pixels: np.ndarray, log=pr
     from train import fit, quant_aware
 
     snapper = quant_aware.SnapWeights(model)
-    pick = np.random.default_rng(cfg.seed).permutation(len(train_pixels))[:quant_aware.RANGE_IMAGES]
+    pick = quant_aware.range_picks(len(train_pixels), cfg.seed)
     trained, fakes = quant_aware.twin(model, train_pixels[pick][..., None].astype("float32"))
     fit.compile_model(trained, lr, cfg.n_outputs)
     log(f"quantization-aware: {len(snapper.kernels)} kernels on their int8 grid, {len(fakes)} rounded activations, "
