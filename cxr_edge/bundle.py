@@ -105,11 +105,11 @@ def resolve_manifest(spec: str | Path | None) -> Path:
     path = Path(spec)
     if path.suffix == ".tflite":
         return path.with_suffix(MANIFEST_SUFFIX)
-    if path.suffix == MANIFEST_SUFFIX or path.exists():
-        return path
     bundled = bundled_models_dir() / f"{spec}{MANIFEST_SUFFIX}"
-    if bundled.exists():
-        return bundled
+    if str(spec) == path.name and bundled.is_file():
+        return bundled  # a bare name is the bundled model, even beside a folder called `pneumonia`
+    if path.suffix == MANIFEST_SUFFIX or path.is_file():
+        return path
     known = ", ".join(list_bundled()) or "none installed"
     raise BundleError(f"model {str(spec)!r} not found: give a path to a .json/.tflite bundle or one of: {known}")
 
@@ -184,6 +184,6 @@ def write_bundle(model_path: Path, manifest: dict[str, Any]) -> Path:
         "sha256": sha256_file(model_path),
     }
     out = model_path.with_suffix(MANIFEST_SUFFIX)
-    out.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     _from_manifest(manifest, out)  # refuse to write what cannot be loaded
+    out.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return out

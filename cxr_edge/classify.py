@@ -33,7 +33,7 @@ class ClassifyOptions:
     model: str | Path | None = None  # None: the bundled default model
     recursive: bool = True
     workers: int | None = None  # None: engine.default_workers()
-    threads: int | None = None  # None: engine.default_threads()
+    threads: int | None = None  # None: one single-threaded interpreter per decoding thread
     device: str = CPU
     overwrite: bool = False
     resume: bool = False

@@ -35,7 +35,8 @@ EXIT_CODES_HELP = (
     "  0  every image was classified\n"
     "  1  some inputs could not be read (each still has a row with status=error)\n"
     "  2  usage error (bad option, missing path, report exists without --resume/--overwrite)\n"
-    "  3  fatal: model missing or damaged, report not writable or locked, no interpreter or Edge TPU"
+    "  3  fatal: model missing or damaged, report not writable or locked, no interpreter or Edge TPU\n"
+    "  130  interrupted (Ctrl-C); continue with --resume"
 )
 
 
@@ -106,7 +107,7 @@ def main() -> None:
 @click.option("--out", "-o", required=True, metavar="FILE|-", help="The CSV report to write ('-' for stdout).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
 @click.option("--resume", is_flag=True,
-              help="Continue an existing report: skip images already 'ok' with this model, retry errors.")
+              help="Continue an existing report of this model: skip images already 'ok', retry errors.")
 @click.option("--no-phi", is_flag=True, help="Leave patient identifiers (DICOM patient_id, study_date) out.")
 @click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a self-contained HTML page, most suspicious image first (images of this run).")
@@ -124,6 +125,8 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
 
     if overwrite and resume:
         raise click.UsageError("--overwrite and --resume exclude each other")
+    if out == "-" and (overwrite or resume):
+        raise click.UsageError("--overwrite and --resume need a report file; --out - writes to stdout")
     if explain and html is None:
         raise click.UsageError("--explain needs --html")
     options = ClassifyOptions(
@@ -277,10 +280,11 @@ def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, ba
     from cxr_edge import explain as explaining
     from cxr_edge.classify import open_classifier
     from cxr_edge.discover import discover
+    from cxr_edge.engine import default_threads
 
     errors = 0
     with fatal_errors():
-        classifier = open_classifier(model, threads)
+        classifier = open_classifier(model, threads or default_threads())
         inputs = list(discover(paths, recursive=recursive))
         if not inputs:
             fail("no image files found", EXIT_UNREADABLE)

@@ -4,9 +4,13 @@ Each row is formatted in memory and handed to the OS in a single ``write`` (so a
 cuts at most the row in flight), and the file is fsynced at most every
 ``FSYNC_SECONDS`` (an SD card is slow to sync per row). The report is locked with
 ``flock`` while it is written, so two processes cannot interleave rows. ``resume`` keeps
-the rows already ``ok`` for the same model and drops everything else (errors to retry,
-rows of another model, a half-written last line) before appending. Cells a spreadsheet
-would run as a formula are neutralised with a leading apostrophe (OWASP CSV injection).
+the rows already ``ok`` and drops errors (to retry them) and a half-written last line
+before appending; it refuses a report that holds results of another model rather than
+drop them. A resumed report is cut in place when only its tail goes, else rewritten to a
+temporary file that replaces it once synced, so a power cut during the resume itself
+loses nothing. A disk that fails mid-run (full, removed) stops the run with a message;
+the rows already written stay. Cells a spreadsheet would run as a formula are
+neutralised with a leading apostrophe (OWASP CSV injection).
 
 It knows nothing of models: it is given column names and rows of strings.
 """
@@ -18,6 +22,7 @@ import io
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -44,7 +49,7 @@ class ReportError(Exception):
 
 
 class ReportExists(ReportError):
-    """The report already exists and neither overwrite nor resume was asked for."""
+    """The report holds results this run would drop; the user must say what to do with them."""
 
 
 def columns(labels: Sequence[str], multiclass: bool, phi: bool = True) -> list[str]:
@@ -132,15 +137,31 @@ class ReportWriter:
         blob = bytearray(format_row(self.header))
         if resume and not _looks_like_report(existing):
             raise ReportError(f"{self.path} is not a cxr-edge report; refusing to resume into it")
-        for row in _rows_to_keep(existing, self.model_id) if resume else ():
+        for row in _rows_to_keep(existing, self.model_id, self.path) if resume else ():
             self.done.add(row["path"])
             blob += format_row(row.get(c, "") for c in self.header)
-        del existing
-        # Rewrite in place under the lock: a crash before the sync only costs re-running the kept rows.
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        self._write(bytes(blob))
-        self.sync()
+        with _disk_errors(self.path):
+            if existing and existing.startswith(blob):
+                os.ftruncate(self._fd, len(blob))  # only a torn tail or trailing errors go
+                os.lseek(self._fd, 0, os.SEEK_END)
+            elif existing:
+                self._replace(bytes(blob))
+            else:
+                self._write(bytes(blob))
+            self.sync()
+
+    def _replace(self, blob: bytes) -> None:
+        """Swap in a synced rewrite, so the old report is whole until the new one is."""
+        tmp = self.path.with_name(f".{self.path.name}.resume")
+        tmp.write_bytes(blob)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        _sync_folder(self.path.parent)
+        fd = _open_locked(self.path)  # the lock was on the replaced file
+        os.close(self._fd)
+        self._fd = fd
+        os.lseek(self._fd, 0, os.SEEK_END)
 
     def is_done(self, display: str) -> bool:
         """Was this input reported ``ok`` by the same model before (``resume``)?"""
@@ -152,8 +173,9 @@ class ReportWriter:
             sys.stdout.buffer.flush()
             return
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        with _disk_errors(self.path):
+            while view:
+                view = view[os.write(self._fd, view) :]
 
     def write(self, cells: dict[str, str]) -> None:
         """Append one row now (a single write), and fsync if the last sync is old."""
@@ -163,7 +185,8 @@ class ReportWriter:
 
     def sync(self) -> None:
         if self.path is not None:
-            os.fsync(self._fd)
+            with _disk_errors(self.path):
+                os.fsync(self._fd)
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
@@ -179,6 +202,28 @@ class ReportWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def _disk_errors(path: Path) -> Iterator[None]:
+    """A disk that fails mid-run (full, removed SD card) is a message, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise ReportError(
+            f"cannot write the report {path}: {exc.strerror or exc}; the rows already in it are kept: "
+            "fix the disk (free space), then run again with --resume"
+        ) from exc
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename durable (POSIX); folders cannot be opened on Windows, where this is skipped."""
+    if os.name == "posix":
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _open_locked(path: Path) -> int:
@@ -214,8 +259,11 @@ def _looks_like_report(data: bytes) -> bool:
     return head == b"" or (BASE_COLUMNS[0] + ",").encode().startswith(head)
 
 
-def _rows_to_keep(data: bytes, model_id: str) -> Iterator[dict[str, str]]:
-    """Complete rows reported ``ok`` by ``model_id``; a torn last record is dropped."""
+def _rows_to_keep(data: bytes, model_id: str, path: Path) -> Iterator[dict[str, str]]:
+    """Complete rows reported ``ok``; a torn last record is dropped.
+
+    Rows ``ok`` for another model are results that resuming would lose: refuse instead.
+    """
     text = data.rstrip(b"\0").decode("utf-8", errors="replace")
     if not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]  # a crash cut the last row: drop it
@@ -224,7 +272,13 @@ def _rows_to_keep(data: bytes, model_id: str) -> Iterator[dict[str, str]]:
         header = next(reader)
         for record in reader:
             row = dict(zip(header, record))
-            if len(record) == len(header) and row.get("status") == OK and row.get("model") == model_id:
-                yield row
+            if len(record) != len(header) or row.get("status") != OK:
+                continue
+            if row.get("model") != model_id:
+                raise ReportExists(
+                    f"{path} holds results of model {row.get('model')!r}, not {model_id!r}: resume it with "
+                    "that --model, or choose another --out (--overwrite replaces those results)"
+                )
+            yield row
     except (StopIteration, csv.Error):
         return  # no header, or unparseable text (a torn quoted cell): keep what came before

@@ -141,12 +141,19 @@ def test_resume_after_a_crash_mid_row_reports_every_image_once(cli, folder, bina
     assert "already in the report" in result.stderr
 
 
-def test_resume_with_another_model_redoes_every_row(cli, folder, binary_model, float_model, report_rows) -> None:
+@pytest.mark.parametrize("flag", ["--resume", "--overwrite"])
+def test_resume_and_overwrite_need_a_report_file_not_stdout(cli, folder, binary_model, flag) -> None:
+    result = cli("classify", folder, "--out", "-", "--model", binary_model, flag)
+    assert result.exit_code == 2 and "need a report file" in result.stderr
+
+
+def test_resume_with_another_model_is_refused_and_keeps_the_results(cli, folder, binary_model, float_model) -> None:
     out = folder.parent / "report.csv"
     assert cli("classify", folder, "--out", out, "--model", binary_model).exit_code == 0
-    assert cli("classify", folder, "--out", out, "--model", float_model, "--resume").exit_code == 0
-    rows = report_rows(out)
-    assert len(rows) == 5 and {r["model"] for r in rows} == {bundle.load_bundle(float_model).short_id}
+    before = out.read_bytes()
+    result = cli("classify", folder, "--out", out, "--model", float_model, "--resume")
+    assert result.exit_code == 2 and bundle.load_bundle(binary_model).short_id in result.stderr
+    assert out.read_bytes() == before
 
 
 def test_kill_9_mid_run_then_resume_reports_every_image_exactly_once(tmp_path, binary_model, report_rows) -> None:
@@ -206,6 +213,8 @@ def test_the_default_model_is_the_bundled_pneumonia_one(cli, folder, binary_mode
     (models / "pneumonia.json").write_text(json.dumps({**manifest, "name": "pneumonia"}))
     copy.unlink()
     monkeypatch.setattr(bundle, "bundled_models_dir", lambda: models)
+    monkeypatch.chdir(folder.parent)
+    (folder.parent / "pneumonia").mkdir()  # a folder of films named like the model does not shadow it
     out = folder.parent / "report.csv"
     assert cli("classify", folder, "--out", out).exit_code == 0
     assert report_rows(out)[0]["model"].startswith("pneumonia@")

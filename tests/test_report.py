@@ -117,11 +117,61 @@ def test_an_empty_file_is_not_a_report_to_protect(tmp_path: Path) -> None:
     assert paths_in(out) == ["a.png"]
 
 
-def test_resume_keeps_ok_rows_of_the_same_model_and_drops_errors_and_other_models(tmp_path: Path) -> None:
+def test_resume_keeps_ok_rows_and_drops_errors_to_retry_them(tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
-    write_report(out, row("a.png"), row("b.png", status=ERROR), row("c.png", model="other@ffffffffffff"))
-    writer = write_report(out, resume=True)
-    assert writer.done == {"a.png"}
+    write_report(out, row("a.png"), row("b.png", status=ERROR), row("c.png"))
+    writer = write_report(out, row("b.png"), resume=True)
+    assert writer.done == {"a.png", "c.png"}
+    assert paths_in(out) == ["a.png", "c.png", "b.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]  # no temporary copy left behind
+
+
+def test_resume_refuses_a_report_holding_results_of_another_model_and_keeps_them(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, row("a.png"), row("c.png", model="other@ffffffffffff"))
+    before = out.read_bytes()
+    with pytest.raises(ReportExists, match="other@ffffffffffff.*--model.*--out"):
+        ReportWriter(out, HEADER, MODEL, resume=True)
+    assert out.read_bytes() == before
+
+
+def test_a_resume_that_rewrites_the_report_leaves_the_old_one_whole_until_the_new_one_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, row("a.png", status=ERROR), row("b.png"))
+    before = out.read_bytes()
+
+    def power_cut(*args: object) -> None:
+        raise KeyboardInterrupt  # stands in for the lights going out before the swap
+
+    monkeypatch.setattr(report.os, "replace", power_cut)
+    with pytest.raises(KeyboardInterrupt):
+        ReportWriter(out, HEADER, MODEL, resume=True)
+    assert out.read_bytes() == before
+    monkeypatch.undo()
+    with ReportWriter(out, HEADER, MODEL, resume=True) as writer:
+        assert writer.done == {"b.png"}
+        with pytest.raises(ReportError, match="another cxr-edge process"):
+            ReportWriter(out, HEADER, MODEL, resume=True)  # the swapped-in file is locked too
+    assert paths_in(out) == ["b.png"]
+
+
+def test_a_disk_that_fills_mid_run_stops_with_a_message_and_keeps_the_rows_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "r.csv"
+    writer = ReportWriter(out, HEADER, MODEL)
+    writer.write(row("a.png"))
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report.os, "write", full)
+    with pytest.raises(ReportError, match="No space left on device.*--resume"):
+        writer.write(row("b.png"))
+    monkeypatch.undo()
+    writer.close()
     assert paths_in(out) == ["a.png"]
 
 
