@@ -30,8 +30,11 @@ DICOM_SUFFIXES = {".dcm", ".dicom"}
 HEADER_COLUMNS = ("patient_id", "study_date", "modality", "view_position", "body_part")
 #: Columns left out of the report entirely with ``--no-phi``.
 PHI_COLUMNS = ("patient_id", "study_date")
-INSTALL_HINT = "pip install 'cxr-edge[dicom]'"
-COMPRESSED_HINT = "pip install 'cxr-edge[dicom-compressed]'"
+INSTALL_HINT = "pip install 'pydicom>=3' (the 'dicom' extra: pip install '.[edge,dicom]' in the checkout)"
+COMPRESSED_HINT = (
+    "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle "
+    "(the 'dicom-compressed' extra: pip install '.[edge,dicom-compressed]' in the checkout)"
+)
 #: Percentiles of the stored values stretched to 0..255 when the file has no window.
 ROBUST_PERCENTILES = (0.5, 99.5)
 #: The percentiles are taken on a regular subsample of at most about this many pixels.

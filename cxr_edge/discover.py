@@ -38,10 +38,13 @@ def is_hidden(name: str) -> bool:
 
 
 def looks_like_image(path: Path) -> bool:
-    """The extension rule; extension-less files are sniffed for the DICOM magic."""
+    """The extension rule; files without one, or named by a DICOM UID (``1.2.840.1136.320``,
+    whose "extension" is digits), are sniffed for the DICOM magic."""
     suffix = path.suffix.lower()
-    if suffix:
-        return suffix in IMAGE_SUFFIXES
+    if suffix in IMAGE_SUFFIXES:
+        return True
+    if suffix and not suffix[1:].isdigit():
+        return False
     return path.is_file() and dicom.is_dicom(path)
 
 

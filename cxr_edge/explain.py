@@ -162,10 +162,22 @@ def output_name(display: str, kind: str = "occlusion") -> str:
 
 def output_names(displays: Sequence[str], kind: str = "occlusion") -> list[str]:
     """Heatmap file names: ``x.occlusion.png`` from the file name alone when that is unique,
-    else the flattened path (:func:`output_name`)."""
+    else the flattened path (:func:`output_name`); names still shared (``x.png`` beside
+    ``x.jpg``) are numbered, so no heatmap overwrites another."""
     short = [output_name(PurePosixPath(d).name, kind) for d in displays]
     unique = len(set(short)) == len(short)
-    return short if unique else [output_name(d, kind) for d in displays]
+    names = short if unique else [output_name(d, kind) for d in displays]
+    tail = f".{kind}.png"
+    taken: set[str] = set()
+    numbered = []
+    for name in names:
+        candidate, count = name, 1
+        while candidate in taken:
+            count += 1
+            candidate = f"{name[: -len(tail)]}-{count}{tail}"
+        taken.add(candidate)
+        numbered.append(candidate)
+    return numbered
 
 
 @dataclasses.dataclass

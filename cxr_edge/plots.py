@@ -1,6 +1,6 @@
 """PNG plots for ``cxr-edge evaluate --out-dir``: ROC, confusion matrix, probability histograms.
 
-matplotlib is optional on the device (``pip install 'cxr-edge[plots]'``): it is imported
+matplotlib is optional on the device (``pip install matplotlib``, the ``plots`` extra): it is imported
 only here, only when plots are asked for, and through ``matplotlib.figure.Figure`` (no
 pyplot, so no GUI backend and no global state).
 """
@@ -30,7 +30,7 @@ def _figure(size: tuple[float, float] = (4.8, 4.2)) -> Any:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise PlotsUnavailable(
-            "plots need matplotlib, which is not installed: `pip install 'cxr-edge[plots]'` "
+            "plots need matplotlib, which is not installed: `pip install matplotlib` (the 'plots' extra) "
             "(metrics.json and the CSV were written without them)"
         ) from exc
     return Figure(figsize=size, layout="constrained")

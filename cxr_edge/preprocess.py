@@ -45,6 +45,11 @@ NORMALIZE_CHOICES = ("none", "autocontrast")
 AUTOCONTRAST_CUTOFF = 1  # percent of darkest and brightest pixels clipped
 #: Refuse images above this many pixels (a header claiming 50,000 x 50,000 is a bomb).
 MAX_PIXELS = 120_000_000
+# Pillow's own bomb check at the same limit, set once: it raises from twice the limit and
+# only warns between (``_open_raster`` refuses those itself). A per-call warnings filter
+# would race between the decoding threads.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _RESAMPLE = Image.Resampling.BILINEAR
 
 
@@ -177,9 +182,7 @@ def jpeg_round_trip(gray: Image.Image, quality: int) -> Image.Image:
 
 def _open_raster(path: Path, contract: Contract) -> tuple[Image.Image, int, int]:
     """Open a raster file, decode it (in draft mode if allowed) and orient it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        img = Image.open(path)
+    img = Image.open(path)
     width, height = img.size
     if width * height > MAX_PIXELS:
         raise ImageReadError(f"image claims {width}x{height} pixels, over the {MAX_PIXELS:,} limit")
@@ -219,8 +222,6 @@ def load_image(path: str | Path, contract: Contract) -> Prepared:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"refused as a decompression bomb: {exc}") from exc
-    except Image.DecompressionBombWarning as exc:
-        raise ImageReadError(f"refused as a decompression bomb: {exc}") from exc
     except FileNotFoundError as exc:
         raise ImageReadError("file not found (moved or deleted while running?)") from exc
     except PermissionError as exc:
@@ -228,4 +229,6 @@ def load_image(path: str | Path, contract: Contract) -> Prepared:
     except Image.UnidentifiedImageError as exc:
         raise ImageReadError("not a readable image (unknown or damaged format)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the system's error, not the decoder's
+            raise ImageReadError(f"cannot read the file: {exc.strerror}") from exc
         raise ImageReadError(f"damaged or truncated image: {exc}") from exc

@@ -24,8 +24,9 @@ DISTRIBUTIONS = {
 }
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 INSTALL_HINT = (
-    "no TFLite interpreter found: install one with `pip install 'cxr-edge[edge]'` "
-    "(ai-edge-litert on x86_64/aarch64, tflite-runtime on 32-bit armv7l)"
+    "no TFLite interpreter found: install one with `pip install ai-edge-litert` (x86_64/aarch64) or "
+    "`pip install tflite-runtime==2.14.0 'numpy<2'` (32-bit armv7l); `pip install '.[edge]'` in the "
+    "cxr-edge checkout picks the right one"
 )
 EDGETPU_HINT = (
     "install the Edge TPU runtime (Debian/Raspberry Pi OS: add the Coral apt repository, then "

@@ -181,7 +181,7 @@ def test_rle_lossless_reads_the_same_as_uncompressed(tmp_path: Path) -> None:
 def test_jpeg2000_lossless_reads_the_same_as_uncompressed(tmp_path: Path) -> None:
     """Runs where the ``dicom-compressed`` extra (pylibjpeg-openjpeg) is installed."""
     if not pydicom.pixels.get_encoder(uid.JPEG2000Lossless).is_available:
-        pytest.skip("no JPEG 2000 encoder here: pip install 'cxr-edge[dicom-compressed]'")
+        pytest.skip("no JPEG 2000 encoder here: pip install '.[dicom-compressed]'")
     pixels = np.linspace(0, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)  # OpenJPEG wants >= 32 px
     plain = write12(tmp_path / "plain.dcm", pixels)
     ds = pydicom.dcmread(plain)
@@ -278,7 +278,7 @@ def test_extensionless_file_with_the_dicm_preamble_is_dicom(tmp_path: Path) -> N
 def test_missing_pydicom_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_dicom(tmp_path / "a.dcm", ramp(0, 255, np.uint8))
     monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom -> ImportError
-    with pytest.raises(ImageReadError, match=r"pydicom is not installed: pip install 'cxr-edge\[dicom\]'"):
+    with pytest.raises(ImageReadError, match=r"pydicom is not installed: pip install 'pydicom>=3'"):
         read(path)
 
 

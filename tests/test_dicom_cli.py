@@ -136,7 +136,7 @@ def test_without_pydicom_dicom_rows_say_how_to_install_it(
     png, dcm = report_rows(out)
     assert code == 1
     assert png["status"] == "ok"
-    assert dcm["status"] == "error" and "pip install 'cxr-edge[dicom]'" in dcm["error"]
+    assert dcm["status"] == "error" and "pip install 'pydicom>=3'" in dcm["error"]
 
 
 def test_evaluate_and_explain_read_dicom(

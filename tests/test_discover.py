@@ -78,6 +78,12 @@ def test_extensionless_dicom_is_recognised_by_its_magic(tmp_path: Path) -> None:
     assert displays(tmp_path) == ["IM0001"]
 
 
+def test_dicom_named_by_its_uid_is_recognised_by_its_magic(tmp_path: Path) -> None:
+    (tmp_path / "1.2.840.113619.2.55.3.320").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
+    (tmp_path / "series.1.2.3").write_bytes(b"not an image at all")
+    assert displays(tmp_path) == ["1.2.840.113619.2.55.3.320"]
+
+
 def test_undecodable_file_names_become_valid_utf8(tmp_path: Path) -> None:
     name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes on a UTF-8 system
     try:

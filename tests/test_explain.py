@@ -67,6 +67,13 @@ def test_output_names_are_short_unless_they_would_collide():
     assert explain.output_name("../../etc/x.png") == "etc__x.occlusion.png"  # never outside the folder
 
 
+def test_heatmaps_of_files_that_differ_only_in_extension_do_not_overwrite_each_other():
+    assert explain.output_names(["x.png", "x.jpg", "x-2.png"]) == [
+        "x.occlusion.png", "x-2.occlusion.png", "x-2-2.occlusion.png"]
+    assert explain.output_names(["a/x.png", "a/x.jpg", "b/x.png"]) == [
+        "a__x.occlusion.png", "a__x-2.occlusion.png", "b__x.occlusion.png"]
+
+
 @pytest.mark.parametrize("model", ["binary_model", "subtype_model"])
 def test_occlusion_probability_is_the_classify_probability(request, model):
     classifier = Classifier(load_bundle(request.getfixturevalue(model)), threads=1)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import png_header_only
 from cxr_edge import runtime
 from cxr_edge.bundle import load_bundle
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image
@@ -141,6 +142,23 @@ def test_bad_files_raise_a_readable_error(tmp_path: Path, bad_inputs) -> None:
     for name, message in expected.items():
         with pytest.raises(ImageReadError, match=message):
             load_image(tmp_path / name, SMALL)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # the CLI ignores it; pytest resets filters
+@pytest.mark.parametrize(("side", "refused"), [(10_000, False), (11_000, True), (16_000, True)])
+def test_the_pixel_limit_is_max_pixels_for_every_format(tmp_path: Path, side: int, refused: bool) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(png_header_only(side, side))  # 100, 121 and 256 megapixels claimed, no pixels
+    with pytest.raises(ImageReadError) as error:
+        load_image(path, Contract())
+    assert ("limit" in str(error.value) or "bomb" in str(error.value)) == refused
+
+
+def test_a_file_the_system_cannot_read_is_not_called_damaged(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    with pytest.raises(ImageReadError, match="cannot read the file: Too many levels of symbolic links"):
+        load_image(loop, Contract())
 
 
 def test_a_file_deleted_after_listing_is_reported_as_not_found(tmp_path: Path) -> None:
