@@ -50,7 +50,8 @@ def main() -> None:
         batch = keras.utils.img_to_array(image)[None]
         output = model.predict(batch, verbose=0)
         times.append(time.perf_counter() - start)
-        probabilities.append(float(output.reshape(-1)[-1]))
+        scores = output.reshape(-1)
+        probabilities.append(float(scores[0] if scores.size == 1 else 1.0 - scores[0]))  # P(not NORMAL)
     print(json.dumps({"startup_s": ready, "per_image_s": times, "probabilities": probabilities}))
 
 

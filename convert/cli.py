@@ -95,6 +95,11 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
     from convert import bundles, pipeline, source as sources
     from convert.errors import ConvertError
 
+    if install_dir is not None and "int8" not in variants:
+        raise click.UsageError("--install ships the int8 bundle: add int8 to --variants")
+    if install_dir is not None and no_parity and not accept:
+        raise click.UsageError("--install ships only a bundle whose parity was checked: drop --no-parity "
+                               "(or add --accept to install it unchecked)")
     try:
         contract_options = {"normalize": normalize, "reencode_quality": reencode_jpeg}
         src = _source(sources, source, name, data, labels, threshold, contract_options, model_version, calib_dir)

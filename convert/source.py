@@ -20,6 +20,7 @@ from convert.bundles import ModelSpec
 from convert.errors import ConvertError
 from cxr_edge.evaluate import Truth
 from cxr_edge.preprocess import Contract
+from train.leakage import fingerprint
 from train.run import MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE
 
 METRICS_FILE = "metrics.json"
@@ -72,6 +73,7 @@ def from_run(run_dir: Path, name: str | None = None, data: str | Path | None = N
         raise ConvertError(f"{run_dir}: not a training run folder (give a run folder or a .keras file)")
     record = _read_json(run_dir / RUN_FILE)
     summary = _read_json(run_dir / METRICS_FILE)
+    split = _read_csv(run_dir / SPLIT_FILE)
     task, labels = record["task"], tuple(record["labels"])
     spec = ModelSpec(
         name=name or DEFAULT_NAMES[task], task=task, labels=labels, negative_label=record.get("negative_label"),
@@ -82,12 +84,12 @@ def from_run(run_dir: Path, name: str | None = None, data: str | Path | None = N
                                                     "bacterial_vs_viral") if summary.get(key) is not None},
         training_run={"folder": run_dir.name, "command": record.get("command"), "seed": record.get("seed"),
                       "arch": record["config"].get("arch"), "parameters": record.get("parameters"),
-                      "best_epoch": record.get("best_epoch"), "versions": record.get("versions")},
+                      "best_epoch": record.get("best_epoch"), "versions": record.get("versions"),
+                      "validation_patients": fingerprint(row["patient"] for row in split if row["side"] == "val")},
     )
     root = data_root(record, data)
     class_column = "label" if task == "binary" else "subtype"
-    calib = [(str(root / row["file"]), row[class_column]) for row in _read_csv(run_dir / SPLIT_FILE)
-             if row["side"] == "train"]
+    calib = [(str(root / row["file"]), row[class_column]) for row in split if row["side"] == "train"]
     negative = spec.negative_label
     parity_rows = _read_csv(run_dir / PREDICTIONS_FILE)
     parity = [(str(root / row["file"]), Truth(positive=row["label"] != negative, label=row["label"]))

@@ -164,12 +164,24 @@ def _from_manifest(manifest: dict[str, Any], manifest_path: Path) -> Bundle:
 def _verify_file(bundle: Bundle) -> None:
     if not bundle.model_path.is_file():
         raise BundleError(f"{bundle.model_path}: model file named by {bundle.manifest_path.name} is missing")
-    actual = sha256_file(bundle.model_path)
-    if actual != bundle.sha256:
+    _verify_sha256(bundle.model_path, bundle.sha256)
+
+
+def _verify_sha256(path: Path, expected: str) -> None:
+    actual = sha256_file(path)
+    if actual != expected:
         raise BundleError(
-            f"{bundle.model_path}: sha256 {actual[:12]}... does not match the manifest's "
-            f"{bundle.sha256[:12]}... (damaged or replaced file)"
+            f"{path}: sha256 {actual[:12]}... does not match the manifest's "
+            f"{expected[:12]}... (damaged or replaced file)"
         )
+
+
+def verify_edgetpu_file(bundle: Bundle) -> None:
+    """Check the Edge-TPU-compiled sibling against the sha256 its manifest records (loaded only with
+    ``--device edgetpu``, so checked only then; manifests written before the hash was recorded pass)."""
+    expected = bundle.manifest.get("edgetpu_sha256")
+    if expected and bundle.edgetpu_model_path is not None:
+        _verify_sha256(bundle.edgetpu_model_path, expected)
 
 
 def write_bundle(model_path: Path, manifest: dict[str, Any]) -> Path:
@@ -177,11 +189,13 @@ def write_bundle(model_path: Path, manifest: dict[str, Any]) -> Path:
 
     Used by ``convert/``; the manifest must carry every other field :func:`load_bundle` reads.
     """
+    edgetpu = manifest.get("edgetpu_model_file")
     manifest = {
         "schema_version": SCHEMA_VERSION,
         **manifest,
         "model_file": model_path.name,
         "sha256": sha256_file(model_path),
+        "edgetpu_sha256": sha256_file(model_path.with_name(edgetpu)) if edgetpu else None,
     }
     out = model_path.with_suffix(MANIFEST_SUFFIX)
     _from_manifest(manifest, out)  # refuse to write what cannot be loaded

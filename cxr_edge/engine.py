@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from cxr_edge import runtime
-from cxr_edge.bundle import Bundle, BundleError
+from cxr_edge.bundle import Bundle, BundleError, verify_edgetpu_file
 from cxr_edge.discover import Found
 from cxr_edge.preprocess import ImageReadError, Prepared, load_image
 
@@ -104,6 +104,7 @@ class Classifier:
                 raise runtime.RuntimeUnavailable(
                     f"{bundle.manifest_path}: this bundle has no Edge-TPU-compiled model; {runtime.EDGETPU_HINT}"
                 )
+            verify_edgetpu_file(bundle)
         with _without_native_info_lines():
             self.interpreter = runtime.make_interpreter(model_path, threads=threads, edgetpu=edgetpu)
         _check_input(bundle, model_path, runtime.input_details(self.interpreter))

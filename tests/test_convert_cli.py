@@ -16,6 +16,7 @@ keras = pytest.importorskip("keras")
 
 from convert.cli import EXIT_BAD_INPUT, EXIT_FLAGGED, main  # noqa: E402
 from cxr_edge.bundle import load_bundle  # noqa: E402
+from train.leakage import fingerprint  # noqa: E402
 from cxr_edge.preprocess import Contract, load_image  # noqa: E402
 from cxr_edge.synthetic import synthetic_xray  # noqa: E402
 
@@ -103,6 +104,7 @@ def test_a_run_folder_becomes_bundles_that_carry_its_meaning(trained_run, tmp_pa
         assert bundle.manifest["metrics"]["at_threshold"] == {"auc": 1.0}
         assert bundle.manifest["dataset"] == {"total_images": 144}
         assert bundle.manifest["training_run"]["seed"] == 7
+        assert bundle.manifest["training_run"]["validation_patients"] == fingerprint(map(str, range(1000, 1012)))
     calib = load_bundle(out / "pneumonia_int8.json").manifest["calibration"]
     assert calib["size"] == 20 and calib["per_class"] == {"NORMAL": 10, "PNEUMONIA": 10}  # training side only
     report = json.loads((out / "parity.json").read_text())
@@ -143,6 +145,16 @@ def test_a_bare_keras_file_needs_a_threshold_and_calibration_images(tmp_path):
 def test_unknown_variants_are_a_usage_error(tmp_path):
     result = CliRunner().invoke(main, [str(tmp_path), "--out", str(tmp_path / "o"), "--variants", "int4"])
     assert result.exit_code == 2 and "int4" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--no-parity"], "parity was checked"),
+    (["--variants", "float32"], "add int8 to --variants"),
+])
+def test_install_ships_only_a_parity_checked_int8_bundle(tmp_path, args, message):
+    result = CliRunner().invoke(main, [str(tmp_path), "--out", str(tmp_path / "o"), "--install", str(tmp_path / "m"), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "o").exists() and not (tmp_path / "m").exists()
 
 
 def test_a_bare_keras_file_records_the_contract_it_was_trained_with(tmp_path):

@@ -108,6 +108,20 @@ def test_edgetpu_without_a_compiled_model_says_so(binary_model) -> None:
         Classifier(load_bundle(binary_model), edgetpu=True)
 
 
+def test_a_replaced_edgetpu_model_is_refused_before_it_is_loaded(tmp_path, binary_model, copy_bundle) -> None:
+    from cxr_edge.bundle import write_bundle
+
+    manifest_path = copy_bundle(binary_model, tmp_path / "m")
+    compiled = manifest_path.with_name("compiled_edgetpu.tflite")
+    compiled.write_bytes(manifest_path.with_suffix(".tflite").read_bytes())
+    manifest = json.loads(manifest_path.read_text())
+    write_bundle(manifest_path.with_suffix(".tflite"), {**manifest, "edgetpu_model_file": compiled.name})
+    assert load_bundle(manifest_path).manifest["edgetpu_sha256"]  # recorded when the bundle is written
+    compiled.write_bytes(compiled.read_bytes()[:-4] + b"XXXX")
+    with pytest.raises(BundleError, match="compiled_edgetpu.tflite: sha256 .* does not match"):
+        Classifier(load_bundle(manifest_path), edgetpu=True)
+
+
 def test_edgetpu_without_the_runtime_says_how_to_install_it(tmp_path, binary_model, copy_bundle) -> None:
     manifest_path = copy_bundle(binary_model, tmp_path / "m")
     compiled = manifest_path.with_name("compiled_edgetpu.tflite")

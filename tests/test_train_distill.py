@@ -76,7 +76,7 @@ def test_a_teacher_that_would_leak_or_mislead_is_refused(make_teacher, tmp_path,
 
     cfg = run_config(tmp_path, teacher=(str(make_teacher(command, name)),))
     with pytest.raises(ValueError, match=message.replace("[", r"\[")):
-        leakage.check_bundle(load_bundle(cfg.teacher[0]), cfg, role="teacher")
+        leakage.check_bundle(load_bundle(cfg.teacher[0]), cfg, set(), role="teacher")
 
 
 def test_a_teacher_read_through_another_contract_is_refused(make_teacher, tmp_path):
@@ -84,7 +84,7 @@ def test_a_teacher_read_through_another_contract_is_refused(make_teacher, tmp_pa
 
     cfg = run_config(tmp_path, reencode_jpeg=None)
     with pytest.raises(ValueError, match="another preprocessing contract"):
-        leakage.check_bundle(load_bundle(make_teacher()), cfg, role="teacher")
+        leakage.check_bundle(load_bundle(make_teacher()), cfg, set(), role="teacher")
 
 
 def test_a_teacher_without_a_recorded_split_is_refused_before_the_run_folder_exists(kermany, make_teacher, tmp_path):

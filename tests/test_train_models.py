@@ -33,6 +33,14 @@ def test_every_architecture_takes_raw_grey_levels_and_rescales_inside(arch):
     assert out.shape == (2, 1) and np.all((out >= 0) & (out <= 1))
 
 
+@pytest.mark.parametrize("name, kind", [
+    ("MobileNetV3Small", "Identity"), ("ResNetRS50", "Identity"), ("EfficientNetB0", "Identity"),  # scale inside
+    ("MobileNetV2", "Rescaling"), ("ResNet50", "Normalization"), ("DenseNet121", "Normalization"),
+])
+def test_each_backbone_family_gets_its_imagenet_scaling_exactly_once(name, kind):
+    assert models._family_preprocessing(name).__class__.__name__ == kind
+
+
 def test_three_classes_get_a_softmax_with_the_prior_as_bias():
     bias = list(np.log([0.2, 0.5, 0.3]))
     model = models.build("mobile", (64, 64), 3, bias)

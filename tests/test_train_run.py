@@ -95,6 +95,7 @@ def test_a_run_from_before_contract_2_keeps_contract_1(binary_run, tmp_path):
     (tmp_path / RUN_FILE).write_text(json.dumps(record))
     cfg, _ = load_run(tmp_path)
     assert cfg.contract.reencode_quality is None and cfg.contract.to_manifest()["contract"] == "cxr-gray-squash/1"
+    assert "--reencode-jpeg 0" in cfg.command()  # reproducing it must not re-encode (the option's default does)
 
 
 def test_the_card_cites_the_dataset_and_says_screening_aid(binary_run):
@@ -218,6 +219,19 @@ def test_bad_architecture_requests_fail_with_a_message(kermany, tmp_path, args, 
     assert result.exit_code == 2 and message in result.output
 
 
+def test_a_subtype_run_refuses_pneumonia_films_named_without_a_subtype_before_it_starts(kermany, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(kermany, data)
+    first = next((data / "train" / "PNEUMONIA").iterdir())
+    shutil.copy(first, first.with_name("scan_0001.jpeg"))
+    result = CliRunner().invoke(main, ["fit", "--data", str(data), "--out", str(tmp_path / "r"), "--smoke",
+                                       "--task", "subtype"])
+    assert result.exit_code == 2 and "neither bacteria nor virus (e.g. scan_0001.jpeg)" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_missing_data_folder_fails_with_a_message(tmp_path):
     result = CliRunner().invoke(main, ["fit", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "does not exist" in result.output
@@ -297,6 +311,25 @@ def test_a_bundle_trained_on_other_patients_is_not_scored_on_this_run(binary_run
     other.write_text(json.dumps(manifest))
     result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(other)])
     assert result.exit_code == 2 and "has seen some of this run's validation patients" in result.output
+
+
+def test_a_bundle_recording_its_validation_patients_is_checked_by_them_not_by_its_seed(binary_run, binary_model,
+                                                                                        copy_bundle, tmp_path):
+    from cxr_edge.bundle import load_bundle
+    from train import leakage
+    from train.run import load_run
+
+    cfg, _ = load_run(binary_run)
+    patients = leakage.split_patients(binary_run, "val")
+    same = copy_bundle(binary_model, tmp_path / "same")
+    other = copy_bundle(binary_model, tmp_path / "other")
+    for path, recorded in ((same, leakage.fingerprint(patients)), (other, leakage.fingerprint(patients - {min(patients)}))):
+        manifest = json.loads(path.read_text())
+        manifest["training_run"] = {"command": "python -m train fit", "validation_patients": recorded}  # same seed
+        path.write_text(json.dumps(manifest))
+    assert leakage.check_split(load_bundle(same), cfg, patients)
+    with pytest.raises(ValueError, match="seen some of this run's validation patients"):
+        leakage.check_split(load_bundle(other), cfg, patients)
 
 
 def test_a_bundle_is_checked_on_full_size_originals_as_devices_run_it(binary_model, kermany, fullres):

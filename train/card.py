@@ -26,6 +26,9 @@ CAVEAT = (
     "split. That split shares hospital, equipment and class mix with training and is far more "
     "optimistic than the official test split: a reference from-scratch CNN scored AUC 0.997 on such a "
     "validation split but 0.939 on the test split (specificity 53% at its validation-chosen threshold). "
+    "The same split also chose the best epoch and the threshold, so the sensitivity at the threshold "
+    "meets its target by construction, and the bootstrap intervals (which hold the threshold fixed) "
+    "leave that choice's own uncertainty out. "
     "Expect lower specificity on other data; check the model on your own labelled films with "
     "`cxr-edge evaluate` before relying on it."
 )

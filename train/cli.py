@@ -46,8 +46,10 @@ def fit_options(func):
         click.option("--hflip/--no-hflip", default=False, show_default=True, help="Also flip horizontally (off: the heart is on the left)."),
         click.option("--jpeg-augment/--no-jpeg-augment", default=True, show_default=True,
                      help="Also re-encode half the training images as JPEG at quality 25-95 (breaks a compression-artifact shortcut)."),
-        click.option("--reencode-jpeg", type=click.IntRange(1, 95), default=75, show_default=True,
-                     help="Contract 2: JPEG quality of the round trip after a resize, as the Kermany copies were saved."),
+        click.option("--reencode-jpeg", type=click.IntRange(0, 95), default=75, show_default=True,
+                     callback=lambda _ctx, _param, value: value or None,
+                     help="Contract 2: JPEG quality of the round trip after a resize, as the Kermany copies were saved "
+                          "(0: none, contract 1)."),
         click.option("--class-weights/--no-class-weights", default=None, help="Balanced class weights [on; baseline: off]."),
         click.option("--val-fraction", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
                      help="Share of images (whole patients) carved from train for validation."),

@@ -12,7 +12,7 @@ also learns to give the teacher's clean answer under shifts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Collection, Sequence
 
 import numpy as np
 
@@ -31,13 +31,13 @@ def bundle_probabilities(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:
     return label_probabilities(Classifier(bundle, threads=None), pixels)
 
 
-def load_teachers(cfg: RunConfig) -> list[Bundle]:
-    """The run's teacher bundles, checked against it (empty when not distilling)."""
+def load_teachers(cfg: RunConfig, val_patients: Collection[str]) -> list[Bundle]:
+    """The run's teacher bundles, checked against it and its validation patients (empty when not distilling)."""
     from cxr_edge.bundle import load_bundle
 
     bundles = [load_bundle(spec) for spec in cfg.teacher]
     for bundle in bundles:
-        check_bundle(bundle, cfg, role="teacher")
+        check_bundle(bundle, cfg, val_patients, role="teacher")
     return bundles
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -78,7 +79,8 @@ class Checkpoints(keras.callbacks.Callback):
     """Save the last epoch (for resume) and the best by validation AUC; stop after ``patience``.
 
     The best score and wait count live in ``train_state.json`` so a resumed run keeps
-    early stopping where it left off.
+    early stopping where it left off. Each file is written beside its name and renamed over
+    it, so a crash mid-save leaves the previous checkpoint whole.
     """
 
     def __init__(self, out: Path, patience: int, state: dict, saved: keras.Model | None = None):
@@ -90,14 +92,21 @@ class Checkpoints(keras.callbacks.Callback):
         state = self.state
         if not math.isnan(score) and score > state.get("best", -1.0):
             state.update(best=score, best_epoch=epoch + 1, wait=0)
-            (self.saved or self.model).save(self.out / BEST_MODEL)
+            _replace(self.out / BEST_MODEL, (self.saved or self.model).save)
         else:
             state["wait"] = state.get("wait", 0) + 1
         state["epoch"] = epoch + 1
-        (self.saved or self.model).save(self.out / LAST_MODEL)
-        (self.out / STATE_FILE).write_text(json.dumps(state, indent=1))
+        _replace(self.out / LAST_MODEL, (self.saved or self.model).save)
+        _replace(self.out / STATE_FILE, lambda partial: partial.write_text(json.dumps(state, indent=1)))
         if self.patience and state["wait"] >= self.patience:
             self.model.stop_training = True
+
+
+def _replace(path: Path, write) -> None:
+    """``write`` a partial file beside ``path`` (same suffix, as Keras wants) and rename it over ``path``."""
+    partial = path.with_name(f".partial-{path.name}")
+    write(partial)
+    os.replace(partial, path)
 
 
 def load_state(out: Path) -> dict:

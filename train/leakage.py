@@ -1,16 +1,20 @@
 """Whether a bundle may be scored on, or taught to, a run: same labels, contract and patients.
 
-A bundle's manifest records the command that trained it, and the patient split follows
-from that command's split seed and validation fraction. A bundle trained on another split
-has seen some of a run's validation patients: scored there it looks better than it is,
-and as a distillation teacher it would carry those patients into training.
+A model trained on another split has seen some of a run's validation patients: scored
+there it looks better than it is, and as a distillation teacher or a starting point it
+would carry those patients into training. A run's split is known exactly from its
+``split.csv``; a bundle's manifest records a fingerprint of its run's validation patients
+(bundles converted before it was recorded fall back to the split seed and validation
+fraction in their training command, which identify the split only for the same data folder).
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Collection, Iterable
 
 if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
@@ -33,13 +37,34 @@ def training_split(manifest: dict) -> tuple[int, float]:
     return int(seed), float(option("--val-fraction") or RunConfig.val_fraction)
 
 
-def check_split(bundle: Bundle, cfg: RunConfig, role: str = "bundle", require: bool = True) -> bool:
+def split_patients(run_dir: Path, side: str) -> set[str]:
+    """The patients on one ``side`` (train or val) of a run's recorded split."""
+    from train.run import SPLIT_FILE
+
+    with (Path(run_dir) / SPLIT_FILE).open(newline="") as fh:
+        return {row["patient"] for row in csv.DictReader(fh) if row["side"] == side}
+
+
+def fingerprint(patients: Iterable[str]) -> str:
+    """A short hash of a set of patient ids: equal exactly when the sets are."""
+    return hashlib.sha256("\n".join(sorted(set(patients))).encode()).hexdigest()[:16]
+
+
+def check_split(bundle: Bundle, cfg: RunConfig, val_patients: Collection[str], role: str = "bundle",
+                require: bool = True) -> bool:
     """Refuse a bundle trained on another patient split than ``cfg``'s; True when the splits match.
 
-    A bundle whose manifest records no training command is refused when ``require``, else
+    ``val_patients`` are the run's validation patients. A bundle whose manifest records
+    neither their fingerprint nor a training command is refused when ``require``, else
     reported as unchecked (False), for the caller to say so.
     """
     name = f"{role} {bundle.short_id}"
+    recorded = (bundle.manifest.get("training_run") or {}).get("validation_patients")
+    if recorded:
+        if recorded != fingerprint(val_patients):
+            raise ValueError(f"{name} was validated on other patients than this run: it has seen some of this "
+                             "run's validation patients")
+        return True
     try:
         split = training_split(bundle.manifest)
     except ValueError as exc:
@@ -50,22 +75,22 @@ def check_split(bundle: Bundle, cfg: RunConfig, role: str = "bundle", require: b
     return True
 
 
-def check_bundle(bundle: Bundle, cfg: RunConfig, role: str = "bundle") -> None:
+def check_bundle(bundle: Bundle, cfg: RunConfig, val_patients: Collection[str], role: str = "bundle") -> None:
     """Refuse a bundle that would mislead on ``cfg``'s run: other labels, contract, or validation patients."""
     name = f"{role} {bundle.short_id}"
     if tuple(bundle.labels) != tuple(cfg.labels):
         raise ValueError(f"{name} predicts {list(bundle.labels)}, this run {list(cfg.labels)}")
     if bundle.contract != cfg.contract:
         raise ValueError(f"{name} reads films through another preprocessing contract than this run")
-    check_split(bundle, cfg, role)
+    check_split(bundle, cfg, val_patients, role)
 
 
-def check_start(cfg: RunConfig, source_dir: Path) -> None:
-    """Refuse to start ``cfg``'s run from the model in ``source_dir`` unless it is the same model on the same split.
+def check_start(cfg: RunConfig, source_dir: Path, val_patients: Collection[str]) -> None:
+    """Refuse to start ``cfg``'s run from the model in ``source_dir`` unless it is the same model and
+    trained on none of ``val_patients`` (this run's validation patients).
 
-    A model trained on another patient split has learnt some of this run's validation
-    patients, and one with other labels, architecture or input size is another model. The
-    rest of the contract may change: fine-tuning under a new contract is adapting to it.
+    One with other labels, architecture or input size is another model. The rest of the
+    contract may change: fine-tuning under a new contract is adapting to it.
     """
     from train.run import MODEL_FILE, RUN_FILE, load_run
 
@@ -77,7 +102,10 @@ def check_start(cfg: RunConfig, source_dir: Path) -> None:
         if getattr(source, field) != getattr(cfg, field):
             raise ValueError(f"{name} was trained with another {field} ({getattr(source, field)}) than this run "
                              f"({getattr(cfg, field)})")
-    _same_split(name, (source.patient_split_seed, source.val_fraction), cfg)
+    seen = split_patients(source_dir, "train") & set(val_patients)
+    if seen:
+        raise ValueError(f"{name} trained on {len(seen)} of this run's {len(set(val_patients))} validation patients: "
+                         "it has seen some of this run's validation patients")
 
 
 def _same_split(name: str, split: tuple[int, float], cfg: RunConfig) -> None:

@@ -12,8 +12,11 @@ probabilities out, ready for int8 conversion). The binary model is then scored b
 :mod:`train.robustness` exactly as a trained run is (``python -m train robustness RUN``):
 clean validation, acquisition shifts at the clean-validation threshold, calibration, and
 full-resolution originals against their 224-px copies; so its ``robustness.md`` compares
-row by row with any from-scratch run's. Leave out ``--weights`` for the random-weights
-control. The official test split is never touched.
+row by row with a from-scratch run's of the same contract. The probe reads films through
+contract 1 (no JPEG round trip after a resize), as the runs it was compared with then did:
+its clean and shifted rows equal contract 2's (the 224-px copies are not resized), its
+full-resolution rows do not. Leave out ``--weights`` for the random-weights control. The
+official test split is never touched.
 """
 
 from __future__ import annotations
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None:
         parser.error("give --data or set $CXR_DATA")
 
-    contract = Contract()
+    contract = Contract()  # contract 1: see the module docstring
     records, _ = scan(args.data)
     train_idx, val_idx = patient_split(records, args.val_fraction, args.seed)
     pixels, _ = load_pixels(records, contract, args.cache_dir)

@@ -163,8 +163,8 @@ _TORCH_STD = tuple(255 * s for s in (0.229, 0.224, 0.225))
 def _family_preprocessing(name: str):
     """Map 0..255 to what the family's ImageNet weights were trained on (imagenet_utils modes)."""
     lowered = name.lower()
-    if lowered.startswith(("efficientnet", "convnext", "regnet")):
-        return layers.Identity(name="backbone_preprocess")  # these normalise inside
+    if lowered.startswith(("efficientnet", "convnext", "regnet", "mobilenetv3", "resnetrs")):
+        return layers.Identity(name="backbone_preprocess")  # these normalise inside (include_preprocessing)
     if lowered.startswith(("vgg", "resnet50", "resnet101", "resnet152")) and not lowered.endswith("v2"):
         return layers.Normalization(mean=_CAFFE_MEAN, variance=(1.0, 1.0, 1.0), name="backbone_preprocess")
     if lowered.startswith("densenet"):

@@ -62,9 +62,9 @@ def compare_bundles(run_dir: Path, spec_a: str, spec_b: str, log=print) -> dict:
 
     cfg, _record = load_run(run_dir)
     bundles = [load_bundle(spec_a), load_bundle(spec_b)]
-    for bundle in bundles:
-        check_bundle(bundle, cfg)
     records = split_records(run_dir)["val"]
+    for bundle in bundles:
+        check_bundle(bundle, cfg, {r.patient for r in records})
     raw, _ = validation_images(run_dir)
     pixels = clean_inputs(raw, cfg.contract)
     truth = np.asarray([cfg.labels[r.target(cfg.task)] for r in records])

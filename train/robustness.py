@@ -22,7 +22,7 @@ from PIL import Image, ImageFilter
 from cxr_edge import metrics
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray
 from train import card, data
-from train.leakage import check_split
+from train.leakage import check_split, split_patients
 from train.run import MODEL_FILE, load_run, predict, split_records
 
 ROBUSTNESS_FILE = "robustness.json"
@@ -230,7 +230,8 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
     bundles = [load_bundle(spec) for spec in specs]
     if any(b.contract != bundles[0].contract for b in bundles):
         raise BundleError("the bundles read films through different preprocessing contracts; average only like with like")
-    unchecked = [b.short_id for b in bundles if not check_split(b, cfg, require=False)]
+    patients = split_patients(run_dir, "val")
+    unchecked = [b.short_id for b in bundles if not check_split(b, cfg, patients, require=False)]
     if unchecked:
         log(f"warning: {', '.join(unchecked)} record no training command; whether they saw these validation "
             "patients is unknown")

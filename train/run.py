@@ -88,6 +88,8 @@ class RunConfig:
                     args.append(flag if value else f"--no-{flag[2:]}")
             elif value is not None:
                 args += [flag, str(value)]
+            elif field.name == "reencode_jpeg":
+                args += [flag, "0"]  # contract 1: the option's default would re-encode
         return " ".join(shlex.quote(a) for a in args)
 
     @property
@@ -136,13 +138,37 @@ def package_versions() -> dict[str, str]:
             "cpu_count": str(os.cpu_count())}
 
 
-def prepare_data(cfg: RunConfig, log=print):
-    """Scan, split by patient, decode (cached); write split.csv and the data summary."""
-    out = Path(cfg.out)
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """A run's records and its patient-grouped split, known before anything is written."""
+
+    records: list
+    unparsed: int
+    train_idx: list[int]
+    val_idx: list[int]
+
+    @property
+    def val_patients(self) -> set[str]:
+        return {self.records[i].patient for i in self.val_idx}
+
+
+def plan_split(cfg: RunConfig) -> Split:
+    """Scan the data folder and split it by patient (file names only: fast, no decoding)."""
     records, unparsed = data.scan(Path(cfg.data))
+    unlabelled = [r.path.name for r in records if r.subtype not in data.SUBTYPES] if cfg.task == "subtype" else []
+    if unlabelled:
+        raise data.DataError(f"{len(unlabelled)} PNEUMONIA file name(s) say neither bacteria nor virus (e.g. "
+                             f"{unlabelled[0]}), so the subtype task cannot label them: rename or remove them")
     if cfg.smoke:
         records = _smoke_subset(records, cfg.patient_split_seed)
-    train_idx, val_idx = data.patient_split(records, cfg.val_fraction, cfg.patient_split_seed)
+    return Split(records, unparsed, *data.patient_split(records, cfg.val_fraction, cfg.patient_split_seed))
+
+
+def prepare_data(cfg: RunConfig, split: Split | None = None, log=print):
+    """Decode (cached) the split's images; write split.csv and the data summary."""
+    out = Path(cfg.out)
+    split = split or plan_split(cfg)
+    records, unparsed, train_idx, val_idx = split.records, split.unparsed, split.train_idx, split.val_idx
     pixels, sizes = data.load_pixels(records, cfg.contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
     summary = data.summarize(records, train_idx, val_idx, sizes, unparsed)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
@@ -192,14 +218,15 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     if out.exists() and any(out.iterdir()) and not resume:
         raise data.DataError(f"run folder {out} is not empty: use --resume to continue it or choose another --out")
     cfg, earlier = resumed_config(cfg, out) if resume else (cfg, {})
-    teachers = distill.load_teachers(cfg)  # a wrong teacher or start fails before the run folder exists
+    split = plan_split(cfg)
+    teachers = distill.load_teachers(cfg, split.val_patients)  # a wrong teacher or start fails before the run folder exists
     if cfg.init_from:
-        check_start(cfg, Path(cfg.init_from))
+        check_start(cfg, Path(cfg.init_from), split.val_patients)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     keras.utils.set_random_seed(cfg.seed)
     policy = fit.select_precision(cfg.precision)
-    records, train_idx, val_idx, pixels = prepare_data(cfg, log)
+    records, train_idx, val_idx, pixels = prepare_data(cfg, split, log)
     y = np.array([r.target(cfg.task) for r in records])
     counts = np.bincount(y[train_idx], minlength=len(cfg.labels)).astype(float)
     weights = fit.class_weights(counts) if cfg.class_weights else np.ones(len(cfg.labels))
