@@ -248,6 +248,8 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
                                  cfg.freeze_backbone)
             fit.compile_model(model, lr, cfg.n_outputs)
         trained, callbacks = quant_aware_twin(cfg, model, lr, pixels[train_idx], log) if cfg.quant_aware else (model, [])
+        if trained is not model:  # a fresh optimizer: put the schedule where the resumed run stopped
+            trained.optimizer.iterations.assign(state.get("epoch", 0) * steps)
     log(f"{cfg.arch}: {model.count_params():,} parameters; precision {policy}; {strategy.num_replicas_in_sync} replica(s); "
         f"class weights {np.round(weights, 3).tolist()}")
     _write_run_json(cfg, out, {"class_counts_train": counts.tolist(), "class_weights": weights.tolist(),
@@ -299,7 +301,8 @@ def training_targets(cfg: RunConfig, y: np.ndarray, pixels: np.ndarray, teachers
 
 
 def resumed_config(cfg: RunConfig, out: Path) -> tuple[RunConfig, dict]:
-    """A resumed run keeps its recorded config (only a larger --epochs extends it) and its record.
+    """A resumed run keeps its recorded config (only a larger --epochs extends it, at the floor
+    of the schedule fixed for the old length: ``docs/training.md``) and its record.
 
     So resuming never rewrites what a run was, e.g. a finished baseline resumed by
     ``compare`` with other options.
