@@ -142,8 +142,8 @@ def package_versions() -> dict[str, str]:
 class Split:
     """A run's records and its patient-grouped split, known before anything is written."""
 
-    records: list
-    unparsed: int
+    records: list[data.Record]
+    unparsed: list[Path]
     train_idx: list[int]
     val_idx: list[int]
 
@@ -247,9 +247,8 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
             model = models.build(cfg.arch, (cfg.size, cfg.size), cfg.n_outputs, fit.output_bias(counts, weights), cfg.weights,
                                  cfg.freeze_backbone)
             fit.compile_model(model, lr, cfg.n_outputs)
-        trained, callbacks = quant_aware_twin(cfg, model, lr, pixels[train_idx], log) if cfg.quant_aware else (model, [])
-        if trained is not model:  # a fresh optimizer: put the schedule where the resumed run stopped
-            trained.optimizer.iterations.assign(state.get("epoch", 0) * steps)
+        trained, callbacks = (quant_aware_twin(cfg, model, lr, pixels[train_idx], state.get("epoch", 0) * steps, log)
+                              if cfg.quant_aware else (model, []))
     log(f"{cfg.arch}: {model.count_params():,} parameters; precision {policy}; {strategy.num_replicas_in_sync} replica(s); "
         f"class weights {np.round(weights, 3).tolist()}")
     _write_run_json(cfg, out, {"class_counts_train": counts.tolist(), "class_weights": weights.tolist(),
@@ -273,14 +272,18 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     return out
 
 
-def quant_aware_twin(cfg: RunConfig, model, lr, train_pixels: np.ndarray, log=print) -> tuple[Any, list]:
-    """The twin that trains ``model`` as int8 computes, compiled, and the callback that keeps weights on the grid."""
+def quant_aware_twin(cfg: RunConfig, model, lr, train_pixels: np.ndarray, step: int = 0, log=print) -> tuple[Any, list]:
+    """The twin that trains ``model`` as int8 computes, compiled, and the callback that keeps weights on the grid.
+
+    Its optimizer is new, so its schedule starts at ``step``: where a resumed run stopped.
+    """
     from train import fit, quant_aware
 
     snapper = quant_aware.SnapWeights(model)
     pick = quant_aware.range_picks(len(train_pixels), cfg.seed)
     trained, fakes = quant_aware.twin(model, train_pixels[pick][..., None].astype("float32"))
     fit.compile_model(trained, lr, cfg.n_outputs)
+    trained.optimizer.iterations.assign(step)
     log(f"quantization-aware: {len(snapper.kernels)} kernels on their int8 grid, {len(fakes)} rounded activations, "
         f"ranges started from {len(pick)} training images")
     return trained, [snapper]
