@@ -98,3 +98,12 @@ def test_compare_models_times_each_model_against_the_first(binary_model) -> None
     rows = json.loads(done.stdout)
     assert [row["ratio"] for row in rows][0] == 1.0 and len(rows) == 2
     assert all(row["ms"] > 0 and row["model"].startswith("tiny") for row in rows)
+
+
+def test_determinism_cost_times_both_modes_and_checks_the_deterministic_weights_repeat() -> None:
+    done = subprocess.run([sys.executable, BENCHMARKS / "determinism_cost.py", "--arch", "mobile", "--size", "32",
+                           "--warmup", "2", "--steps", "3", "--rounds", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [len(r) for r in result["rates"].values()] == [2, 2] and result["deterministic_time_ratio"] > 0
+    assert result["same_weights_in_every_child"]["deterministic"] is True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,25 @@ def test_a_second_training_seed_can_keep_the_same_validation_patients(kermany, t
         return sorted(str(records[i].path) for i in val_idx)
 
     assert val_files("a", seed=42) == val_files("b", seed=7, split_seed=42) != val_files("c", seed=7)
+
+
+def test_a_deterministic_run_repeats_bit_for_bit(kermany, tmp_path):
+    """--deterministic: the same command twice gives the same weights, and run.json says how to repeat it.
+
+    Each run is its own process: TensorFlow's determinism cannot be switched off again.
+    """
+    import keras
+
+    def weights(name: str) -> list[np.ndarray]:
+        out = tmp_path / name
+        subprocess.run([sys.executable, "-m", "train", "fit", "--data", str(kermany), "--out", str(out), "--smoke",
+                        "--size", "64", "--cache-dir", str(tmp_path / "cache"), "--deterministic"],
+                       cwd=Path(__file__).resolve().parent.parent, check=True, capture_output=True)
+        assert "--deterministic" in json.loads((out / "run.json").read_text())["command"]
+        return keras.models.load_model(out / "model.keras", compile=False).get_weights()
+
+    first, second = weights("a"), weights("b")
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 def test_a_run_from_before_contract_2_keeps_contract_1(binary_run, tmp_path):

@@ -97,17 +97,21 @@ def low_resolution(images, prob: float):
 
 
 def jpeg_artifacts(images, prob: float, quality: tuple[int, int]):
-    """Re-encode each image, with probability ``prob``, as JPEG at a random quality."""
+    """Re-encode each image, with probability ``prob``, as JPEG at a random quality.
+
+    The whole batch's draws come before the per-image loop: drawn inside it, parallel
+    iterations would take them in varying order, and no seed could repeat a run.
+    """
     low, high = quality
+    n = tf.shape(images)[0]
+    chosen = tf.random.uniform((n,)) < prob
+    qualities = tf.random.uniform((n,), low, high + 1, dtype=tf.int32)
 
-    def one(image):
-        def encode():
-            q = tf.random.uniform((), low, high + 1, dtype=tf.int32)
-            return tf.image.adjust_jpeg_quality(image / 255.0, q) * 255.0
+    def one(args):
+        image, encode, q = args
+        return tf.cond(encode, lambda: tf.image.adjust_jpeg_quality(image / 255.0, q) * 255.0, lambda: image)
 
-        return tf.cond(tf.random.uniform(()) < prob, encode, lambda: image)
-
-    return tf.map_fn(one, images)
+    return tf.map_fn(one, (images, chosen, qualities), fn_output_signature=images.dtype)
 
 
 def augment(images, cfg: AugmentConfig):

@@ -31,6 +31,15 @@ def select_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def make_deterministic() -> None:
+    """Same seed, machine and versions -> the same weights bit for bit, at a speed cost.
+
+    Without it TensorFlow's threads add floating-point sums and draw the augmentation's
+    random numbers in varying order, so a re-run gives another model (docs/training.md).
+    """
+    tf.config.experimental.enable_op_determinism()
+
+
 def select_precision(requested: str) -> str:
     """'auto' -> mixed_float16 on GPUs with tensor cores (compute capability >= 7), else float32.
 

@@ -61,6 +61,7 @@ class RunConfig:
     val_fraction: float = 0.2
     seed: int = 42
     split_seed: int | None = None
+    deterministic: bool = False
     teacher: tuple[str, ...] = ()
     distill_weight: float = 0.5
     init_from: str | None = None
@@ -225,6 +226,8 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        fit.make_deterministic()
     policy = fit.select_precision(cfg.precision)
     records, train_idx, val_idx, pixels = prepare_data(cfg, split, log)
     y = np.array([r.target(cfg.task) for r in records])
