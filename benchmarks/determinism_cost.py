@@ -3,8 +3,9 @@
 ``python benchmarks/determinism_cost.py`` trains the shipped recipe's network (Lite0:11 at
 224 px, batch 32, full augmentation) on generated pixels for a few steps in child
 processes, alternating plain and deterministic, and prints each mode's median rate, the
-ratio, and whether each mode's children ended with the same weights. Determinism is switched on per process and cannot be switched off, hence the
-children; alternating them means a shared, noisy machine slows both modes alike.
+ratio, and whether each mode's children ended with the same weights. Determinism is
+switched on per process and cannot be switched off, hence the children; alternating them
+means a shared, noisy machine slows both modes alike.
 """
 
 from __future__ import annotations
@@ -73,12 +74,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps timed")
     parser.add_argument("--child", choices=["plain", "deterministic"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    shape = ["--arch", args.arch, "--size", str(args.size), "--batch", str(args.batch),
+    child_args = ["--arch", args.arch, "--size", str(args.size), "--batch", str(args.batch),
              "--warmup", str(args.warmup), "--steps", str(args.steps)]
     if args.child:
         print(json.dumps(child(args.child == "deterministic", args.arch, args.size, args.batch, args.warmup, args.steps)))
         return
-    results = measure(args.rounds, shape)
+    results = measure(args.rounds, child_args)
     rates = {mode: [child["images_per_s"] for child in children] for mode, children in results.items()}
     medians = {mode: statistics.median(r) for mode, r in rates.items()}
     print(json.dumps({"arch": args.arch, "size": args.size, "batch": args.batch, "rates": rates,
