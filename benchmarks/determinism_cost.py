@@ -33,9 +33,7 @@ def child(deterministic: bool, arch: str, size: int, batch: int, warmup: int, st
 
     from train import fit, models, pipeline, run
 
-    keras.utils.set_random_seed(0)
-    if deterministic:
-        fit.make_deterministic()
+    fit.seed_everything(0, deterministic)
     cfg = run.make_config(arch, "unused", data="unused", size=size, batch_size=batch)
     n = (warmup + steps) * batch
     rng = np.random.default_rng(0)

@@ -58,7 +58,8 @@ def fit_options(func):
                      help="Seed of the patient split [--seed]: vary --seed alone to retrain on the same split."),
         click.option("--deterministic", is_flag=True,
                      help="Bit-for-bit repeatable on the same machine and versions: deterministic TensorFlow "
-                          "kernels and augmentation order (slower, see docs/training.md)."),
+                          "kernels and augmentation order (no cost measured on CPU; may be slower on GPUs, "
+                          "see docs/training.md)."),
         click.option("--teacher", multiple=True,
                      help="Distil: blend the labels with this bundle's probabilities (name or manifest; repeat to "
                           "average an ensemble). It must have been trained on this run's patient split."),

@@ -31,13 +31,15 @@ def select_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def make_deterministic() -> None:
-    """Same seed, machine and versions -> the same weights bit for bit, at a speed cost.
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and TensorFlow; with ``deterministic``, the same weights bit for bit.
 
-    Without it TensorFlow's threads add floating-point sums and draw the augmentation's
-    random numbers in varying order, so a re-run gives another model (docs/training.md).
+    The seed alone does not repeat a run: TensorFlow's threads add floating-point sums and
+    draw the augmentation's random numbers in varying order (docs/training.md).
     """
-    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 def select_precision(requested: str) -> str:

@@ -225,9 +225,7 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
         check_start(cfg, Path(cfg.init_from), split.val_patients)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
-        fit.make_deterministic()
+    fit.seed_everything(cfg.seed, cfg.deterministic)
     policy = fit.select_precision(cfg.precision)
     records, train_idx, val_idx, pixels = prepare_data(cfg, split, log)
     y = np.array([r.target(cfg.task) for r in records])
