@@ -201,10 +201,14 @@ EVALUATE_EXIT_HELP = (
               help="Evaluate this operating point instead of the model's threshold.")
 @click.option("--target-sensitivity", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="S",
               help="Also report the threshold that reaches sensitivity S on DIR, and its specificity.")
+@click.option("--prevalence", "prevalences", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              multiple=True, metavar="P",
+              help="Also report the accuracy, PPV and NPV to expect where a fraction P of the films are "
+                   "positive (your clinic's mix rather than DIR's); repeatable.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots (they need matplotlib).")
 @model_run_options
 def evaluate(data_dir: Path, out_dir: Path | None, threshold: float | None, target_sensitivity: float | None,
-             no_plots: bool, model: str | None, device: str, threads: int | None, workers: int | None,
+             prevalences: tuple[float, ...], no_plots: bool, model: str | None, device: str, threads: int | None, workers: int | None,
              recursive: bool, quiet: bool) -> None:
     """Measure the model on labelled images: DIR holds one subfolder per class, named by its labels.
 
@@ -218,6 +222,7 @@ def evaluate(data_dir: Path, out_dir: Path | None, threshold: float | None, targ
     with fatal_errors():
         try:
             ev = evaluation.run(data_dir, model=model, threshold=threshold, target_sensitivity=target_sensitivity,
+                                prevalences=prevalences,
                                 threads=threads, workers=workers, edgetpu=device == "edgetpu", recursive=recursive,
                                 progress=not quiet and sys.stderr.isatty())
         except evaluation.DataLayoutError as exc:

@@ -113,6 +113,7 @@ class Evaluation:
     truths: list[Truth]
     results: list[Result]
     target_sensitivity: float | None = None
+    prevalences: tuple[float, ...] = ()
     n_boot: int = N_BOOT
 
     def __post_init__(self) -> None:
@@ -177,6 +178,20 @@ class Evaluation:
         found = metrics.binary_metrics(self.y_true, self.score, t)
         return {"target_sensitivity": self.target_sensitivity, **found}
 
+    @functools.cached_property
+    def at_prevalences(self) -> list[dict[str, Any]]:
+        """Accuracy, PPV and NPV with 95% intervals at each class mix asked for: what a clinic
+        whose share of pneumonia differs from this folder's would see, if sensitivity and
+        specificity carry over."""
+        b = self.binary
+        return [
+            {
+                **metrics.at_prevalence(b["sensitivity"], b["specificity"], p),
+                "ci95": metrics.bootstrap_ci(self.y_true, self.score, self.threshold, n_boot=self.n_boot, prevalence=p),
+            }
+            for p in self.prevalences
+        ]
+
     def to_json(self) -> dict[str, Any]:
         binary = self.binary
         return _finite_or_none(
@@ -199,6 +214,7 @@ class Evaluation:
                 },
                 "multiclass": self.multiclass,
                 "at_target_sensitivity": self.at_target,
+                "at_prevalence": self.at_prevalences,
             }
         )
 
@@ -219,6 +235,7 @@ def run(
     model: str | Path | None = None,
     threshold: float | None = None,
     target_sensitivity: float | None = None,
+    prevalences: Sequence[float] = (),
     threads: int | None = None,
     workers: int | None = None,
     edgetpu: bool = False,
@@ -247,6 +264,7 @@ def run(
         truths=[truth for _, truth in inputs],
         results=results,
         target_sensitivity=target_sensitivity,
+        prevalences=tuple(prevalences),
         n_boot=n_boot,
     )
 
@@ -283,7 +301,21 @@ def format_table(ev: Evaluation) -> str:
             f"{target['threshold']:.4f} "
             f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})",
         ]
+    lines += _prevalence_lines(ev)
     return "\n".join(lines)
+
+
+def _prevalence_lines(ev: Evaluation) -> list[str]:
+    if not ev.prevalences:
+        return []
+    here = ev.y_true.mean()
+    lines = ["", f"expected at another share of {ev.positive_name} (here {here:.3f}), "
+             "if sensitivity and specificity carry over:"]
+    for row in ev.at_prevalences:
+        cells = [f"{m} {_cell(row[m])} ({_cell(row['ci95'][m][0])}-{_cell(row['ci95'][m][1])})"
+                 for m in metrics.PREVALENCE_METRICS]
+        lines.append(f"  {row['prevalence']:g}: " + ", ".join(cells))
+    return lines
 
 
 def _matrix(names: Sequence[str], rows: Sequence[Sequence[int]]) -> list[str]:

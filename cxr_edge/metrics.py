@@ -19,6 +19,8 @@ import numpy as np
 NAN = float("nan")
 #: The metrics that :func:`bootstrap_ci` gives intervals for, in display order.
 CI_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy", "auc")
+#: What :func:`at_prevalence` carries to another class mix, in display order.
+PREVALENCE_METRICS = ("accuracy", "ppv", "npv")
 
 
 def _binary_inputs(y_true: Sequence, score: Sequence) -> tuple[np.ndarray, np.ndarray]:
@@ -212,18 +214,41 @@ def bootstrap_ci(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
-    metrics: Sequence[str] = CI_METRICS,
+    metrics: Sequence[str] | None = None,
     groups: Sequence | None = None,
+    prevalence: float | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Bootstrap ``level`` intervals for ``metrics`` of :func:`binary_metrics`, resampling
-    images, or whole ``groups`` (e.g. patients) when given."""
+    """Bootstrap ``level`` intervals for ``metrics`` of :func:`binary_metrics` (default
+    :data:`CI_METRICS`), resampling images, or whole ``groups`` (e.g. patients) when given.
+
+    With ``prevalence``, of :func:`at_prevalence` instead (default :data:`PREVALENCE_METRICS`):
+    the uncertainty of the sensitivity and specificity measured here, carried to that mix.
+    """
     y, s = _binary_inputs(y_true, score)
+    names = metrics or (CI_METRICS if prevalence is None else PREVALENCE_METRICS)
 
     def statistic(idx: np.ndarray) -> dict[str, float]:
         values = binary_metrics(y[idx], s[idx], threshold)
-        return {m: values[m] for m in metrics}
+        if prevalence is not None:
+            values = at_prevalence(values["sensitivity"], values["specificity"], prevalence)
+        return {m: values[m] for m in names}
 
     return bootstrap(statistic, len(y), n_boot=n_boot, seed=seed, level=level, groups=groups)
+
+
+def at_prevalence(sensitivity: float, specificity: float, prevalence: float) -> dict[str, float]:
+    """Accuracy, PPV (precision) and NPV where a fraction ``prevalence`` of the films are positive.
+
+    Sensitivity and specificity describe the model at its threshold; accuracy, PPV and NPV
+    also depend on the class mix, so measured on a labelled set they hold for that set's mix
+    only. Bayes' rule carries them to another mix (a clinic's, a test split's), assuming
+    sensitivity and specificity carry over unchanged, which new equipment need not honour.
+    """
+    if not 0.0 <= prevalence <= 1.0:
+        raise ValueError("prevalence must lie in [0, 1]")
+    tp, fn = sensitivity * prevalence, (1.0 - sensitivity) * prevalence
+    tn, fp = specificity * (1.0 - prevalence), (1.0 - specificity) * (1.0 - prevalence)
+    return {"prevalence": prevalence, "accuracy": tp + tn, "ppv": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn)}
 
 
 def threshold_for_sensitivity(y_true: Sequence, score: Sequence, target: float = 0.95) -> float:

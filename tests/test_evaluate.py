@@ -181,6 +181,19 @@ def test_table_shows_every_metric_with_its_interval_and_the_confusion():
     assert re.search(r"^NORMAL +1 +1$", table, re.M) and re.search(r"^PNEUMONIA +1 +2$", table, re.M)
 
 
+def test_prevalence_carries_ppv_and_npv_to_another_class_mix():
+    y = [0] * 40 + [1] * 60
+    p = [0.1] * 36 + [0.9] * 4 + [0.2] * 6 + [0.8] * 54  # sensitivity 0.9, specificity 0.9
+    ev = evaluation(y, p, prevalences=(0.1, 0.6))
+    rare, own = ev.at_prevalences
+    assert rare["ppv"] == pytest.approx(0.09 / (0.09 + 0.09)) and rare["npv"] == pytest.approx(0.81 / 0.82)
+    assert own["ppv"] == pytest.approx(ev.binary["precision"]) and own["accuracy"] == pytest.approx(0.9)
+    assert rare["ci95"]["ppv"][0] <= rare["ppv"] <= rare["ci95"]["ppv"][1]
+    assert re.search(r"^  0\.1: accuracy 0\.900 \(0\.\d{3}-0\.\d{3}\), ppv 0\.500 ", evaluate.format_table(ev), re.M)
+    assert json.loads(json.dumps(ev.to_json()))["at_prevalence"][1]["prevalence"] == 0.6
+    assert "expected at another share" not in evaluate.format_table(evaluation(y, p))
+
+
 # --- the command, with real TFLite models ----------------------------------------------------
 
 
@@ -204,10 +217,13 @@ def test_evaluate_writes_metrics_that_sklearn_reproduces_from_the_csv(
 ):
     data = labelled_folder(tmp_path / "data")
     out = tmp_path / "out"
-    result = cli("evaluate", data, "--model", binary_model, "--out-dir", out, "--target-sensitivity", "0.75")
+    result = cli("evaluate", data, "--model", binary_model, "--out-dir", out, "--target-sensitivity", "0.75",
+                 "--prevalence", "0.2")
     assert result.exit_code == 0, result.stderr
     assert "95% CI" in result.stdout and "threshold for sensitivity >= 0.75" in result.stdout
+    assert re.search(r"^  0\.2: accuracy .*, ppv .*, npv ", result.stdout, re.M)
     saved = json.loads((out / "metrics.json").read_text())
+    assert saved["at_prevalence"][0]["prevalence"] == 0.2
     rows = report_rows(out / "predictions.csv")
     assert len(rows) == 8 and {r["truth"] for r in rows} == {"NORMAL", "PNEUMONIA"}
     y = [r["truth"] == "PNEUMONIA" for r in rows]
@@ -229,6 +245,11 @@ def test_threshold_option_moves_the_operating_point(cli, binary_model, tmp_path)
     saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert (saved["threshold"], saved["threshold_source"]) == (0.0, "--threshold")
     assert (saved["binary"]["sensitivity"], saved["binary"]["specificity"]) == (1.0, 0.0)
+
+
+def test_a_prevalence_of_0_or_1_is_a_usage_error(cli, binary_model, tmp_path):
+    result = cli("evaluate", labelled_folder(tmp_path / "data", 1, 1), "--model", binary_model, "--prevalence", "1")
+    assert result.exit_code == 2 and "--prevalence" in result.stderr
 
 
 def test_subtype_model_reads_subtypes_from_kermany_names(cli, subtype_model, tmp_path):

@@ -159,6 +159,39 @@ def test_bootstrap_skips_one_class_resamples_for_auc():
 
 
 @pytest.mark.parametrize("y, score", CASES[:8])
+@pytest.mark.parametrize("negatives_copied", [1, 3])
+def test_at_prevalence_gives_what_a_set_with_that_class_mix_measures(y, score, negatives_copied):
+    """Sensitivity and specificity from one set, carried to a mix with each negative counted
+    ``negatives_copied`` times, give that mix's measured accuracy, PPV and NPV."""
+    here = metrics.binary_metrics(y, score, 0.5)
+    neg = y == 0
+    mixed_y = np.r_[y, np.repeat(y[neg], negatives_copied - 1)]
+    mixed = metrics.binary_metrics(mixed_y, np.r_[score, np.repeat(score[neg], negatives_copied - 1)], 0.5)
+    carried = metrics.at_prevalence(here["sensitivity"], here["specificity"], mixed_y.mean())
+    assert carried["accuracy"] == pytest.approx(mixed["accuracy"])
+    assert carried["ppv"] == pytest.approx(mixed["precision"])
+    assert carried["npv"] == pytest.approx(mixed["npv"])
+
+
+def test_at_prevalence_at_the_extremes_and_out_of_range():
+    assert metrics.at_prevalence(0.9, 0.8, 1.0) == {"prevalence": 1.0, "accuracy": 0.9, "ppv": 1.0, "npv": 0.0}
+    assert math.isnan(metrics.at_prevalence(0.0, 1.0, 0.3)["ppv"])  # nothing flagged: PPV undefined
+    with pytest.raises(ValueError, match="prevalence must lie in"):
+        metrics.at_prevalence(0.9, 0.8, 1.5)
+
+
+def test_bootstrap_at_a_prevalence_brackets_the_carried_values_and_follows_the_mix():
+    y, score = random_case(3, n=400)
+    point = metrics.binary_metrics(y, score, 0.5)
+    rare, common = (metrics.bootstrap_ci(y, score, 0.5, n_boot=300, prevalence=p) for p in (0.05, 0.6))
+    for p, ci in ((0.05, rare), (0.6, common)):
+        carried = metrics.at_prevalence(point["sensitivity"], point["specificity"], p)
+        for name in metrics.PREVALENCE_METRICS:
+            assert ci[name][0] <= carried[name] <= ci[name][1], (p, name)
+    assert rare["ppv"][1] < common["ppv"][0] and rare["npv"][0] > common["npv"][1]
+
+
+@pytest.mark.parametrize("y, score", CASES[:8])
 @pytest.mark.parametrize("target", [0.5, 0.9, 0.95, 1.0])
 def test_threshold_for_sensitivity_is_the_best_specificity_reaching_target(y, score, target):
     t = metrics.threshold_for_sensitivity(y, score, target)

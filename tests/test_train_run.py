@@ -308,6 +308,16 @@ def test_a_bundle_is_scored_under_the_shifts_at_its_own_threshold(binary_run, bi
     assert len(report["shifts"]) == 14 and report["fullres_parity"]["pairs"] == 4
 
 
+def test_another_operating_point_of_a_bundle_is_scored_beside_its_own(binary_run, binary_model):
+    result = train_cli("robustness", str(binary_run), "--bundle", str(binary_model), "--target-sensitivity", "1")
+    assert result.exit_code == 0, result.output
+    [written] = binary_run.glob("robustness-tiny_binary_int8-*-sens1.json")
+    report = json.loads(written.read_text())
+    assert report["shifts"][0]["sensitivity"] == 1.0 and f"threshold {report['threshold']:.4f}" in result.output
+    refused = train_cli("robustness", str(binary_run), "--target-sensitivity", "0.9")
+    assert refused.exit_code == 2 and "--target-sensitivity needs --bundle" in refused.output
+
+
 def test_an_ensemble_of_bundles_gets_a_threshold_chosen_on_clean_validation(binary_run, binary_model, subtype_model):
     result = train_cli("robustness", str(binary_run), "--bundle", str(binary_model), "--bundle", str(subtype_model))
     assert result.exit_code == 0, result.output

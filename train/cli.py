@@ -141,14 +141,21 @@ def evaluate_command(run_dir: str) -> None:
 @click.option("--bundle", "bundles", multiple=True,
               help="Score this TFLite bundle (name or manifest) on the run's validation split instead of its Keras "
                    "model, as devices run it; repeat to average several (an ensemble).")
-def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ...]) -> None:
+@click.option("--target-sensitivity", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="S",
+              help="With --bundle: score at the threshold reaching sensitivity S on the clean validation split "
+                   "instead of the bundle's own (another operating point, before it goes into a manifest).")
+def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ...],
+                       target_sensitivity: float | None) -> None:
     """Validation metrics under exposure/contrast/gamma/blur/noise/resolution shifts, fullres parity, calibration."""
     from train import robustness
 
+    if target_sensitivity is not None and not bundles:
+        _fail("--target-sensitivity needs --bundle: a run's Keras model is scored at the threshold its training chose")
     fullres_dir = Path(fullres) if fullres else None
     with _run_errors(run_dir):
         if bundles:
-            robustness.measure_bundles(Path(run_dir), bundles, fullres_dir, log=click.echo)
+            robustness.measure_bundles(Path(run_dir), bundles, fullres_dir, log=click.echo,
+                                       target_sensitivity=target_sensitivity)
         else:
             robustness.measure(Path(run_dir), fullres_dir, log=click.echo)
 

@@ -217,12 +217,15 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     return result
 
 
-def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | None = None, log=print) -> dict:
+def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | None = None, log=print,
+                    target_sensitivity: float | None = None) -> dict:
     """TFLite bundles on a run's validation split, as devices run them; several are averaged.
 
     One bundle is read at its own threshold. Several (an ensemble) have no shipped
-    threshold, so theirs is chosen on the clean validation split by the run's rule. Writes
-    ``RUN/robustness-<name>-<sha12>[+...].json/.md``, leaving the run's own results alone.
+    threshold, so theirs is chosen on the clean validation split by the run's rule. With
+    ``target_sensitivity`` the threshold is chosen that way for one bundle too, to see
+    another operating point under the shifts before putting it in a manifest. Writes
+    ``RUN/robustness-<name>-<sha12>[+...][-sens<S>].json/.md``, leaving the run's own results alone.
     """
     from cxr_edge.bundle import BundleError, load_bundle
 
@@ -243,9 +246,13 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
 
     raw, y = validation_images(run_dir)
     clean = score(clean_inputs(raw, contract))
-    threshold = (bundles[0].threshold if len(bundles) == 1
-                 else metrics.threshold_for_sensitivity(y, clean, cfg.target_sensitivity))
     tag = "+".join(b.short_id.replace("@", "-") for b in bundles)
+    if target_sensitivity is not None:
+        threshold, tag = metrics.threshold_for_sensitivity(y, clean, target_sensitivity), f"{tag}-sens{target_sensitivity:g}"
+    elif len(bundles) == 1:
+        threshold = bundles[0].threshold
+    else:
+        threshold = metrics.threshold_for_sensitivity(y, clean, cfg.target_sensitivity)
     log(f"robustness of {tag} on {len(y)} validation images of {run_dir.name} at threshold {threshold:.4f}")
     result = {"bundles": [b.short_id for b in bundles], "split_unchecked": unchecked,
               **score_shifts(score, raw, y, threshold, contract, fullres_dir, Path(cfg.data), log, clean)}
