@@ -39,16 +39,26 @@ class ClassifyOptions:
     resume: bool = False
     phi: bool = True  # False: leave patient identifiers out of the report
     progress: bool = False
+    threshold: float | None = None  # None: the manifest's
 
 
-def open_classifier(model: str | Path | None, threads: int | None, device: str = CPU) -> Classifier:
-    """Load and verify the bundle, then make its interpreter (on the Edge TPU if asked)."""
+def open_classifier(
+    model: str | Path | None, threads: int | None, device: str = CPU, threshold: float | None = None
+) -> Classifier:
+    """Load and verify the bundle, then make its interpreter (on the Edge TPU if asked).
+
+    ``threshold`` replaces the manifest's: a clinic's own operating point, chosen on its own
+    labelled films (``cxr-edge evaluate --target-sensitivity``), without editing the bundle.
+    """
     if model is None and DEFAULT_MODEL not in list_bundled():
         raise BundleError(
             f"no bundled '{DEFAULT_MODEL}' model is installed with this cxr-edge; "
             "give one with --model PATH (a bundle's .json or .tflite)"
         )
-    return Classifier(load_bundle(model), threads=threads, edgetpu=device == EDGETPU)
+    bundle = load_bundle(model)
+    if threshold is not None:
+        bundle = dataclasses.replace(bundle, threshold=threshold)
+    return Classifier(bundle, threads=threads, edgetpu=device == EDGETPU)
 
 
 def report_header(bundle: Bundle, phi: bool) -> list[str]:
@@ -63,7 +73,7 @@ def classify_to_report(
     Inputs stream from discovery to the report: nothing grows with the number of files
     except, with ``resume``, the set of paths already done.
     """
-    classifier = open_classifier(options.model, options.threads, options.device)
+    classifier = open_classifier(options.model, options.threads, options.device, options.threshold)
     bundle = classifier.bundle
     tally = Tally()
     with report.ReportWriter(
@@ -72,6 +82,7 @@ def classify_to_report(
         bundle.short_id,
         overwrite=options.overwrite,
         resume=options.resume,
+        threshold=bundle.threshold,
     ) as writer:
 
         def todo() -> Iterator[Found]:

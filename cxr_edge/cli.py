@@ -107,14 +107,17 @@ def main() -> None:
 @click.option("--out", "-o", required=True, metavar="FILE|-", help="The CSV report to write ('-' for stdout).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
 @click.option("--resume", is_flag=True,
-              help="Continue an existing report of this model: skip images already 'ok', retry errors.")
+              help="Continue an existing report of this model and threshold: skip images already 'ok', retry errors.")
 @click.option("--no-phi", is_flag=True, help="Leave patient identifiers (DICOM patient_id, study_date) out.")
 @click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a self-contained HTML page, most suspicious image first (images of this run).")
 @click.option("--explain", is_flag=True, help="With --html: add an occlusion heatmap for each flagged image.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Flag at this probability instead of the model's threshold (one chosen on your own labelled "
+                   "films with 'cxr-edge evaluate --target-sensitivity'); every row records the threshold used.")
 @model_run_options
 def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, no_phi: bool, html: Path | None,
-             explain: bool, model: str | None, device: str, threads: int | None, workers: int | None,
+             explain: bool, threshold: float | None, model: str | None, device: str, threads: int | None, workers: int | None,
              recursive: bool, quiet: bool) -> None:
     """Classify the images in PATHS (folders or files) into a CSV report, one row per image.
 
@@ -132,7 +135,7 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     options = ClassifyOptions(
         paths=paths, out=out, model=model, recursive=recursive, workers=workers, threads=threads,
         device=device, overwrite=overwrite, resume=resume, phi=not no_phi,
-        progress=not quiet and sys.stderr.isatty(),
+        progress=not quiet and sys.stderr.isatty(), threshold=threshold,
     )
     results: list = []
     with fatal_errors():
@@ -174,7 +177,7 @@ def _html_report(path: Path, results: list, options: ClassifyOptions, explain: b
     from cxr_edge.classify import open_classifier
     from cxr_edge.html_report import write_html
 
-    classifier = open_classifier(options.model, options.threads, options.device)
+    classifier = open_classifier(options.model, options.threads, options.device, options.threshold)
     try:
         write_html(path, results, classifier, explain_flagged=explain, progress=options.progress)
     except OSError as exc:

@@ -65,6 +65,11 @@ def _probability(value: float | None) -> str:
     return "" if value is None else np.format_float_positional(np.float32(value), trim="-")
 
 
+def threshold_cell(threshold: float) -> str:
+    """The threshold as the report writes it: exactly the value decided with."""
+    return np.format_float_positional(threshold, trim="-")
+
+
 def result_row(result: Result, labels: Sequence[str], threshold: float, model_id: str) -> dict[str, str]:
     """The report's cells for one result (every column; the writer keeps those it has)."""
     info = result.info
@@ -73,7 +78,7 @@ def result_row(result: Result, labels: Sequence[str], threshold: float, model_id
         "prediction": result.prediction,
         "probability": _probability(result.probability),
         **{f"p_{label}": _probability(p) for label, p in zip(labels, result.label_probs)},
-        "threshold": np.format_float_positional(threshold, trim="-"),  # exactly the manifest's
+        "threshold": threshold_cell(threshold),
         "status": result.status,
         "error": result.error,
         "model": model_id,
@@ -100,7 +105,7 @@ class ReportWriter:
     """Open, lock and append to a report; use as a context manager.
 
     ``done`` holds the (neutralised) ``path`` cells already reported ``ok`` by ``model_id``
-    when resuming, so the caller can skip them.
+    (at ``threshold``, when given) when resuming, so the caller can skip them.
     """
 
     def __init__(
@@ -110,9 +115,11 @@ class ReportWriter:
         model_id: str,
         overwrite: bool = False,
         resume: bool = False,
+        threshold: float | None = None,
     ):
         self.header = list(header)
         self.model_id = model_id
+        self.threshold = None if threshold is None else threshold_cell(threshold)
         self.done: set[str] = set()
         self._last_sync = time.monotonic()
         if str(out) == STDOUT:
@@ -137,7 +144,7 @@ class ReportWriter:
         blob = bytearray(format_row(self.header))
         if resume and not _looks_like_report(existing):
             raise ReportError(f"{self.path} is not a cxr-edge report; refusing to resume into it")
-        for row in _rows_to_keep(existing, self.model_id, self.path) if resume else ():
+        for row in _rows_to_keep(existing, self.model_id, self.threshold, self.path) if resume else ():
             self.done.add(row["path"])
             blob += format_row(row.get(c, "") for c in self.header)
         with _disk_errors(self.path):
@@ -259,10 +266,11 @@ def _looks_like_report(data: bytes) -> bool:
     return head == b"" or (BASE_COLUMNS[0] + ",").encode().startswith(head)
 
 
-def _rows_to_keep(data: bytes, model_id: str, path: Path) -> Iterator[dict[str, str]]:
+def _rows_to_keep(data: bytes, model_id: str, threshold: str | None, path: Path) -> Iterator[dict[str, str]]:
     """Complete rows reported ``ok``; a torn last record is dropped.
 
-    Rows ``ok`` for another model are results that resuming would lose: refuse instead.
+    Rows ``ok`` for another model, or decided at another threshold, are results that
+    resuming would lose or contradict: refuse instead.
     """
     text = data.rstrip(b"\0").decode("utf-8", errors="replace")
     if not text.endswith("\n"):
@@ -278,6 +286,11 @@ def _rows_to_keep(data: bytes, model_id: str, path: Path) -> Iterator[dict[str, 
                 raise ReportExists(
                     f"{path} holds results of model {row.get('model')!r}, not {model_id!r}: resume it with "
                     "that --model, or choose another --out (--overwrite replaces those results)"
+                )
+            if threshold is not None and row.get("threshold") != threshold:
+                raise ReportExists(
+                    f"{path} holds results decided at threshold {row.get('threshold')}, not {threshold}: resume it "
+                    "with that --threshold, or choose another --out (--overwrite replaces those results)"
                 )
             yield row
     except (StopIteration, csv.Error):

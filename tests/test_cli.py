@@ -156,6 +156,27 @@ def test_resume_with_another_model_is_refused_and_keeps_the_results(cli, folder,
     assert out.read_bytes() == before
 
 
+def test_threshold_option_flags_at_that_probability_and_every_row_records_it(cli, folder, binary_model,
+                                                                             report_rows) -> None:
+    for threshold, flagged in (("0", 5), ("1", 0)):
+        out = folder.parent / f"at-{threshold}.csv"
+        assert cli("classify", folder, "--out", out, "--model", binary_model, "--threshold", threshold).exit_code == 0
+        rows = report_rows(out)
+        assert {r["threshold"] for r in rows} == {threshold}
+        assert sum(r["prediction"] == "PNEUMONIA" for r in rows) == flagged, [r["probability"] for r in rows]
+
+
+def test_resume_at_another_threshold_is_refused_and_keeps_the_results(cli, folder, binary_model) -> None:
+    out = folder.parent / "report.csv"
+    assert cli("classify", folder, "--out", out, "--model", binary_model, "--threshold", "0.25").exit_code == 0
+    before = out.read_bytes()
+    result = cli("classify", folder, "--out", out, "--model", binary_model, "--resume")
+    assert result.exit_code == 2 and "threshold 0.25" in result.stderr and "--threshold" in result.stderr
+    assert out.read_bytes() == before
+    again = cli("classify", folder, "--out", out, "--model", binary_model, "--resume", "--threshold", "0.25")
+    assert again.exit_code == 0 and "already in the report" in again.stderr and out.read_bytes() == before
+
+
 def test_kill_9_mid_run_then_resume_reports_every_image_exactly_once(tmp_path, binary_model, report_rows) -> None:
     """A real crash: SIGKILL the CLI while it writes, then --resume."""
     folder = tmp_path / "many"
