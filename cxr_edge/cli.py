@@ -117,8 +117,8 @@ def main() -> None:
                    "films with 'cxr-edge evaluate --target-sensitivity'); every row records the threshold used.")
 @model_run_options
 def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, no_phi: bool, html: Path | None,
-             explain: bool, threshold: float | None, model: str | None, device: str, threads: int | None, workers: int | None,
-             recursive: bool, quiet: bool) -> None:
+             explain: bool, threshold: float | None, model: str | None, device: str, threads: int | None,
+             workers: int | None, recursive: bool, quiet: bool) -> None:
     """Classify the images in PATHS (folders or files) into a CSV report, one row per image.
 
     JPEG, PNG (8/16 bit), BMP, TIFF and DICOM files are read; hidden files are skipped.
@@ -211,8 +211,8 @@ EVALUATE_EXIT_HELP = (
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots (they need matplotlib).")
 @model_run_options
 def evaluate(data_dir: Path, out_dir: Path | None, threshold: float | None, target_sensitivity: float | None,
-             prevalences: tuple[float, ...], no_plots: bool, model: str | None, device: str, threads: int | None, workers: int | None,
-             recursive: bool, quiet: bool) -> None:
+             prevalences: tuple[float, ...], no_plots: bool, model: str | None, device: str, threads: int | None,
+             workers: int | None, recursive: bool, quiet: bool) -> None:
     """Measure the model on labelled images: DIR holds one subfolder per class, named by its labels.
 
     For a binary model: DIR/NORMAL and DIR/PNEUMONIA. For a subtype model: DIR/NORMAL,

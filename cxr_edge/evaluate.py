@@ -187,7 +187,9 @@ class Evaluation:
         return [
             {
                 **metrics.at_prevalence(b["sensitivity"], b["specificity"], p),
-                "ci95": metrics.bootstrap_ci(self.y_true, self.score, self.threshold, n_boot=self.n_boot, prevalence=p),
+                "ci95": metrics.bootstrap_ci(
+                    self.y_true, self.score, self.threshold, n_boot=self.n_boot, prevalence=p
+                ),
             }
             for p in self.prevalences
         ]

@@ -248,7 +248,8 @@ def at_prevalence(sensitivity: float, specificity: float, prevalence: float) -> 
         raise ValueError("prevalence must lie in [0, 1]")
     tp, fn = sensitivity * prevalence, (1.0 - sensitivity) * prevalence
     tn, fp = specificity * (1.0 - prevalence), (1.0 - specificity) * (1.0 - prevalence)
-    return {"prevalence": prevalence, "accuracy": tp + tn, "ppv": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn)}
+    accuracy, ppv, npv = tp + tn, _ratio(tp, tp + fp), _ratio(tn, tn + fn)
+    return {"prevalence": prevalence, "accuracy": accuracy, "ppv": ppv, "npv": npv}
 
 
 def threshold_for_sensitivity(y_true: Sequence, score: Sequence, target: float = 0.95) -> float:

@@ -248,7 +248,8 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
     clean = score(clean_inputs(raw, contract))
     tag = "+".join(b.short_id.replace("@", "-") for b in bundles)
     if target_sensitivity is not None:
-        threshold, tag = metrics.threshold_for_sensitivity(y, clean, target_sensitivity), f"{tag}-sens{target_sensitivity:g}"
+        threshold = metrics.threshold_for_sensitivity(y, clean, target_sensitivity)
+        tag = f"{tag}-sens{target_sensitivity:g}"
     elif len(bundles) == 1:
         threshold = bundles[0].threshold
     else:
