@@ -57,7 +57,7 @@ def open_classifier(
         )
     bundle = load_bundle(model)
     if threshold is not None:
-        bundle = dataclasses.replace(bundle, threshold=threshold)
+        bundle = dataclasses.replace(bundle, threshold=float(threshold))
     return Classifier(bundle, threads=threads, edgetpu=device == EDGETPU)
 
 

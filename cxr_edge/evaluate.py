@@ -23,9 +23,10 @@ import numpy as np
 from tqdm import tqdm
 
 from cxr_edge import metrics, report
-from cxr_edge.bundle import Bundle, load_bundle
+from cxr_edge.bundle import Bundle
+from cxr_edge.classify import CPU, EDGETPU, open_classifier
 from cxr_edge.discover import Found, discover, is_hidden, printable
-from cxr_edge.engine import OK, Classifier, Result, classify
+from cxr_edge.engine import OK, Result, classify
 from cxr_edge.kermany import parse_name
 
 KERMANY_POSITIVE = "PNEUMONIA"
@@ -246,12 +247,9 @@ def run(
     n_boot: int = N_BOOT,
 ) -> Evaluation:
     """Classify every labelled image of ``data_dir`` and return the :class:`Evaluation`."""
-    bundle = load_bundle(model)
-    source = "manifest"
-    if threshold is not None:
-        bundle, source = dataclasses.replace(bundle, threshold=float(threshold)), "--threshold"
+    classifier = open_classifier(model, threads, EDGETPU if edgetpu else CPU, threshold)
+    bundle = classifier.bundle
     inputs = labelled_inputs(data_dir, bundle, recursive=recursive)
-    classifier = Classifier(bundle, threads=threads, edgetpu=edgetpu)
     bar = tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     with bar:
         results = []
@@ -262,7 +260,7 @@ def run(
         bundle=bundle,
         data_dir=str(data_dir),
         threshold=bundle.threshold,
-        threshold_source=source,
+        threshold_source="manifest" if threshold is None else "--threshold",
         truths=[truth for _, truth in inputs],
         results=results,
         target_sensitivity=target_sensitivity,

@@ -247,13 +247,12 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
     raw, y = validation_images(run_dir)
     clean = score(clean_inputs(raw, contract))
     tag = "+".join(b.short_id.replace("@", "-") for b in bundles)
-    if target_sensitivity is not None:
-        threshold = metrics.threshold_for_sensitivity(y, clean, target_sensitivity)
-        tag = f"{tag}-sens{target_sensitivity:g}"
-    elif len(bundles) == 1:
+    if target_sensitivity is None and len(bundles) == 1:
         threshold = bundles[0].threshold
     else:
-        threshold = metrics.threshold_for_sensitivity(y, clean, cfg.target_sensitivity)
+        threshold = metrics.threshold_for_sensitivity(y, clean, target_sensitivity or cfg.target_sensitivity)
+    if target_sensitivity is not None:
+        tag = f"{tag}-sens{target_sensitivity:g}"
     log(f"robustness of {tag} on {len(y)} validation images of {run_dir.name} at threshold {threshold:.4f}")
     result = {"bundles": [b.short_id for b in bundles], "split_unchecked": unchecked,
               **score_shifts(score, raw, y, threshold, contract, fullres_dir, Path(cfg.data), log, clean)}
