@@ -50,6 +50,9 @@ MAX_PIXELS = 120_000_000
 # would race between the decoding threads.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# Damaged EXIF blocks make Pillow's TIFF tag parser warn per tag; the pixels are fine and
+# the warnings would only interleave with the progress bar.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
 _RESAMPLE = Image.Resampling.BILINEAR
 
 
@@ -192,7 +195,30 @@ def _open_raster(path: Path, contract: Contract) -> tuple[Image.Image, int, int]
         side = max(contract.width, contract.height)
         img.draft("L", (side, side))
     img.load()
-    return ImageOps.exif_transpose(img), width, height
+    return _orient(img), width, height
+
+
+# EXIF orientation (tag 0x0112) -> the transpose that displays the image upright.
+_ORIENTATION_TAG = 0x0112
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orient(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (step 2) to the pixels only.
+
+    Not ``ImageOps.exif_transpose``: it also re-writes the EXIF block, and Pillow fails
+    to serialise damaged metadata (TypeError, struct.error) on films whose pixels are fine.
+    """
+    method = _UPRIGHT.get(img.getexif().get(_ORIENTATION_TAG))
+    return img if method is None else img.transpose(method)
 
 
 def _check_regular_file(path: Path) -> None:
@@ -232,3 +258,7 @@ def load_image(path: str | Path, contract: Contract) -> Prepared:
         if isinstance(exc, OSError) and exc.errno is not None:  # the system's error, not the decoder's
             raise ImageReadError(f"cannot read the file: {exc.strerror}") from exc
         raise ImageReadError(f"damaged or truncated image: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # a decoder plugin's own error on damaged data: one bad file, not the run
+        raise ImageReadError(f"damaged image ({type(exc).__name__}: {exc})") from exc

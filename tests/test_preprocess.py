@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps, JpegImagePlugin
 
 from conftest import png_header_only
 from cxr_edge import runtime
@@ -99,6 +100,37 @@ def test_exif_orientation_is_applied(tmp_path: Path, suffix: str) -> None:
     path = save(top_bright(), tmp_path / f"rotated{suffix}", exif=exif.tobytes())
     pixels = load_image(path, Contract(width=40, height=40)).pixels
     assert pixels[:, -10:].mean() > 200 and pixels[:, :10].mean() < 50
+
+
+def exif_with_a_mistyped_tag() -> bytes:
+    """Orientation 6, and an XResolution stored as text: Pillow reads it, then cannot re-write it."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x011A] = (72, 1)
+    raw = bytearray(exif.tobytes())
+    order = "<" if raw[6:8] == b"II" else ">"
+    entry = raw.find(struct.pack(f"{order}H", 0x011A), 8)
+    raw[entry + 2 : entry + 4] = struct.pack(f"{order}H", 2)  # type RATIONAL -> ASCII
+    return bytes(raw)
+
+
+def test_a_film_with_damaged_exif_metadata_is_read_upright(tmp_path: Path) -> None:
+    path = save(top_bright(), tmp_path / "damaged_exif.jpg", exif=exif_with_a_mistyped_tag())
+    with pytest.raises(TypeError):  # what ImageOps.exif_transpose does with it
+        ImageOps.exif_transpose(Image.open(path))
+    pixels = load_image(path, Contract(width=40, height=40)).pixels
+    assert pixels[:, -10:].mean() > 200 and pixels[:, :10].mean() < 50
+
+
+def test_a_decoder_bug_on_one_file_is_a_damaged_image_not_a_crash(tmp_path: Path, monkeypatch) -> None:
+    path = save(top_bright(), tmp_path / "x.jpg")
+
+    def plugin_bug(self: Image.Image) -> None:
+        raise RuntimeError("decoder plugin bug")
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", plugin_bug)
+    with pytest.raises(ImageReadError, match="damaged image .*RuntimeError: decoder plugin bug"):
+        load_image(path, SMALL)
 
 
 def test_autocontrast_stretches_a_dull_image(tmp_path: Path) -> None:
