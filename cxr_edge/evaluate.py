@@ -298,7 +298,7 @@ def format_table(ev: Evaluation) -> str:
         lines += [
             "",
             f"threshold for sensitivity >= {target['target_sensitivity']:g} on this data: "
-            f"{target['threshold']:.4f} "
+            f"{report.threshold_cell(target['threshold'])} "
             f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})",
         ]
     lines += _prevalence_lines(ev)

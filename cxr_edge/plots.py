@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxr_edge import metrics
+from cxr_edge.report import threshold_cell
 
 if TYPE_CHECKING:
     from cxr_edge.evaluate import Evaluation
@@ -63,7 +64,7 @@ def roc_figure(ev: "Evaluation") -> Any:
     if ev.at_target:
         t = ev.at_target
         ax.plot(1 - t["specificity"], t["sensitivity"], "s", color="tab:green",
-                label=f"sens >= {t['target_sensitivity']:g}: threshold {t['threshold']:.3f}")
+                label=f"sens >= {t['target_sensitivity']:g}: threshold {threshold_cell(t['threshold'])}")
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity (false positive rate)",
            ylabel="sensitivity (true positive rate)", title=ev.bundle.short_id)
     ax.legend(loc="lower right", fontsize="small")

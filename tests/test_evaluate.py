@@ -212,6 +212,20 @@ def labelled_folder(root: Path, normal: int = 4, pneumonia: int = 4, size: int =
     return root
 
 
+def test_the_threshold_evaluate_prints_reaches_its_sensitivity_when_classify_uses_it(
+    cli, binary_model, tmp_path, report_rows
+):
+    data = labelled_folder(tmp_path / "data", normal=6, pneumonia=6)
+    result = cli("evaluate", data, "--model", binary_model, "--target-sensitivity", "0.8")
+    assert result.exit_code == 0, result.stderr
+    printed = re.search(r"threshold for sensitivity >= 0.8 on this data: (\S+) ", result.stdout).group(1)
+    out = tmp_path / "report.csv"
+    assert cli("classify", data / "PNEUMONIA", "--model", binary_model, "--threshold", printed,
+               "--out", out).exit_code == 0
+    flagged = [r["prediction"] == "PNEUMONIA" for r in report_rows(out)]
+    assert sum(flagged) / len(flagged) >= 0.8
+
+
 def test_evaluate_writes_metrics_that_sklearn_reproduces_from_the_csv(
     cli, binary_model, tmp_path, report_rows
 ):
