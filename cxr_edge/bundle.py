@@ -125,18 +125,22 @@ def load_bundle(spec: str | Path | None = None) -> Bundle:
         raise BundleError(f"{manifest_path}: unreadable manifest ({exc})") from exc
     try:
         bundle = _from_manifest(manifest, manifest_path)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{manifest_path}: invalid manifest ({exc!r})") from exc
     _verify_file(bundle)
     return bundle
 
 
-def _from_manifest(manifest: dict[str, Any], manifest_path: Path) -> Bundle:
+def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
+    if not isinstance(manifest, dict):
+        raise ValueError(f"a JSON object expected, not {type(manifest).__name__}")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"schema_version {manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}")
     if manifest["task"] not in TASKS:
         raise ValueError(f"task must be one of {TASKS}")
     labels = tuple(manifest["labels"])
+    if len(labels) < 2:
+        raise ValueError(f"labels {list(labels)}: a model needs at least two")
     negative = manifest.get("negative_label", labels[0])
     if negative not in labels:
         raise ValueError(f"negative_label {negative!r} is not among labels {labels}")

@@ -61,7 +61,10 @@ def class_folders(root: Path, bundle: Bundle) -> dict[str, str]:
     accepted = {label.upper(): label for label in bundle.labels}
     if bundle.task == "multiclass" and any(_subtype_label(word, bundle) for word in FILENAME_SUBTYPES):
         accepted.setdefault(KERMANY_POSITIVE, KERMANY_POSITIVE)
-    folders = sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
+    try:
+        folders = sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
+    except OSError as exc:
+        raise DataLayoutError(f"{root}: cannot list the folder ({exc.strerror})") from exc
     expected = ", ".join(sorted(accepted.values()))
     if not folders:
         raise DataLayoutError(f"{root} has no class subfolders: expected folders named {expected}")

@@ -4,6 +4,7 @@ classifiers of their synthetic task, not random weights. No TensorFlow needed.""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -76,3 +77,19 @@ def test_a_damaged_asset_copy_is_refused_naming_the_file(tmp_path):
     model.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="tiny_binary_int8.tflite: sha256 .* does not match"):
         load_bundle(tmp_path / "tiny_binary_int8.json")
+
+
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        ([], "a JSON object expected, not list"),
+        ({"schema_version": 1, "task": "binary", "labels": []}, "at least two"),
+        ({"schema_version": 1, "task": "binary", "labels": ["NORMAL", "PNEUMONIA"], "preprocessing": 7},
+         "AttributeError"),
+    ],
+)
+def test_a_malformed_manifest_is_refused_naming_the_file(tmp_path, manifest, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"bad.json: invalid manifest .*{message}"):
+        load_bundle(path)

@@ -84,6 +84,15 @@ def test_folders_that_do_not_fit_the_model_are_refused(tmp_path, folders, labels
         evaluate.labelled_inputs(tmp_path, fake_bundle(labels))
 
 
+def test_a_folder_that_cannot_be_listed_is_refused_with_the_reason(tmp_path, monkeypatch):
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(evaluate.os, "scandir", denied)
+    with pytest.raises(DataLayoutError, match="cannot list the folder \\(Permission denied\\)"):
+        evaluate.labelled_inputs(tmp_path, fake_bundle())
+
+
 def test_class_folders_without_images_are_refused(tmp_path):
     (tmp_path / "NORMAL").mkdir()
     (tmp_path / "PNEUMONIA").mkdir()
