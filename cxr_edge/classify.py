@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from tqdm import tqdm
 
 from cxr_edge import report
+from cxr_edge.report import ReportError, ReportExists
 from cxr_edge.bundle import DEFAULT_MODEL, Bundle, BundleError, list_bundled, load_bundle
 from cxr_edge.discover import Found, discover
 from cxr_edge.engine import Classifier, Result, Tally, classify
@@ -40,6 +41,8 @@ class ClassifyOptions:
     phi: bool = True  # False: leave patient identifiers out of the report
     progress: bool = False
     threshold: float | None = None  # None: the manifest's
+    html: Path | None = None  # also write the HTML page of this run's results here
+    explain: bool = False  # with html: an occlusion heatmap per flagged image
 
 
 def open_classifier(
@@ -65,17 +68,17 @@ def report_header(bundle: Bundle, phi: bool) -> list[str]:
     return report.columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=phi)
 
 
-def classify_to_report(
-    options: ClassifyOptions, on_result: Callable[[Result], None] | None = None
-) -> Tally:
-    """Classify every input into the report; return the counts. ``on_result`` sees each result.
+def classify_to_report(options: ClassifyOptions) -> Tally:
+    """Classify every input into the report (and the HTML page, if asked); return the counts.
 
     Inputs stream from discovery to the report: nothing grows with the number of files
-    except, with ``resume``, the set of paths already done.
+    except, with ``resume``, the set of paths already done, and with ``html`` the results.
     """
+    _check_html_target(options)
     classifier = open_classifier(options.model, options.threads, options.device, options.threshold)
     bundle = classifier.bundle
     tally = Tally()
+    results: list[Result] = []
     with report.ReportWriter(
         options.out,
         report_header(bundle, options.phi),
@@ -99,7 +102,30 @@ def classify_to_report(
             for result in classify(todo(), classifier, workers=options.workers):
                 writer.write(report.result_row(result, bundle.labels, bundle.threshold, bundle.short_id))
                 tally.add(result)
-                if on_result is not None:
-                    on_result(result)
+                if options.html is not None:
+                    results.append(result)
                 bar.update()
+    if options.html is not None:
+        _write_page(options, results, classifier)
     return tally
+
+
+def _check_html_target(options: ClassifyOptions) -> None:
+    """Refuse, before any work, an HTML path that would destroy the report or an older page."""
+    page = options.html
+    if page is None:
+        return
+    if options.out != "-" and page.resolve() == Path(options.out).resolve():
+        raise ReportExists(f"--html {page} is the CSV report itself; give the page another name")
+    if page.exists() and not (options.overwrite or options.resume):
+        raise ReportExists(f"{page} exists; use --overwrite to replace it (or another --html path)")
+
+
+def _write_page(options: ClassifyOptions, results: list[Result], classifier: Classifier) -> None:
+    """The HTML page of this run, made with the run's own classifier (for the heatmaps)."""
+    from cxr_edge.html_report import write_html  # local: only runs that ask for a page load it
+
+    try:
+        write_html(options.html, results, classifier, explain_flagged=options.explain, progress=options.progress)
+    except OSError as exc:
+        raise ReportError(f"cannot write the HTML report {options.html}: {exc.strerror or exc}") from exc

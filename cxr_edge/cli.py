@@ -135,13 +135,10 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     options = ClassifyOptions(
         paths=paths, out=out, model=model, recursive=recursive, workers=workers, threads=threads,
         device=device, overwrite=overwrite, resume=resume, phi=not no_phi,
-        progress=not quiet and sys.stderr.isatty(), threshold=threshold,
+        progress=not quiet and sys.stderr.isatty(), threshold=threshold, html=html, explain=explain,
     )
-    results: list = []
     with fatal_errors():
-        tally = classify_to_report(options, on_result=results.append if html else None)
-        if html:
-            _html_report(html, results, options, explain)
+        tally = classify_to_report(options)
     if not quiet:
         click.echo(tally.summary(), err=True)
         if tally.classified + tally.errors + tally.skipped == 0:
@@ -171,17 +168,6 @@ def info(model: str | None) -> None:
         bundle = load_bundle(model)
         click.echo(f"model: {bundle.short_id} ({bundle.manifest_path})")
         click.echo(json.dumps(bundle.manifest, indent=2))
-
-
-def _html_report(path: Path, results: list, options: ClassifyOptions, explain: bool) -> None:
-    from cxr_edge.classify import open_classifier
-    from cxr_edge.html_report import write_html
-
-    classifier = open_classifier(options.model, options.threads, options.device, options.threshold)
-    try:
-        write_html(path, results, classifier, explain_flagged=explain, progress=options.progress)
-    except OSError as exc:
-        fail(f"cannot write the HTML report {path}: {exc.strerror or exc}")
 
 
 EXIT_DATA = 4  # evaluate: the labelled folder does not fit the model

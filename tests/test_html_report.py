@@ -114,6 +114,28 @@ def test_explain_needs_html(cli, binary_model, tmp_path):
     assert result.exit_code == 2 and "--explain needs --html" in result.stderr
 
 
+def test_an_html_path_that_is_the_report_is_refused_before_any_work(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    report_csv = tmp_path / "r.csv"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv).exit_code == 1  # broken.jpg
+    before = report_csv.read_bytes()
+    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", report_csv)
+    assert result.exit_code == 2 and "is the CSV report itself" in result.stderr
+    assert report_csv.read_bytes() == before
+
+
+def test_an_existing_page_is_replaced_only_with_overwrite(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    page = tmp_path / "page.html"
+    page.write_text("yesterday's page")
+    args = ["classify", data, "--model", binary_model, "--html", page]
+    result = cli(*args, "-o", tmp_path / "a.csv")
+    assert result.exit_code == 2 and "use --overwrite" in result.stderr
+    assert page.read_text() == "yesterday's page" and not (tmp_path / "a.csv").exists()
+    assert cli(*args, "-o", tmp_path / "b.csv", "--overwrite").exit_code == 1  # broken.jpg
+    assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_headless_chromium_renders_the_page(report, tmp_path):
