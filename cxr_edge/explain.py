@@ -5,7 +5,8 @@ forward passes: hide one square of the image at a time (filled with the image's 
 grey), run the occluded copies through the interpreter in batches, and record how much
 the probability of pneumonia drops. A pixel's heat is the mean drop over the squares that
 cover it, so red marks what the model needs to call the image positive. With the default
-32-pixel window and 16-pixel stride a 224x224 model input takes 169 forward passes.
+32-pixel window and 16-pixel stride a 224x224 model input takes 170 forward passes
+(13 x 13 occluded copies and the image itself).
 
 The overlay is drawn with Pillow and a small colormap in numpy; matplotlib is not needed.
 """
@@ -57,16 +58,6 @@ class Heatmap:
     def level(self) -> np.ndarray:
         """Colour strength 0..1: the positive drops relative to :attr:`scale`."""
         return np.clip(self.drop / self.scale, 0.0, 1.0)
-
-    def hotspot(self) -> tuple[float, float]:
-        """(x, y) centre of the area with at least half the largest drop.
-
-        A centroid rather than the hottest pixel: the map is flat within each stride cell,
-        so the hottest pixel sits at a cell corner.
-        """
-        hot = np.where(self.drop >= 0.5 * self.drop.max(), self.drop, 0.0)
-        ys, xs = np.mgrid[0 : hot.shape[0], 0 : hot.shape[1]]
-        return float((xs * hot).sum() / hot.sum()), float((ys * hot).sum() / hot.sum())
 
     def caption(self, title: str) -> list[str]:
         return [

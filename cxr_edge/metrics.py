@@ -266,21 +266,6 @@ def threshold_for_sensitivity(y_true: Sequence, score: Sequence, target: float =
     return float(thresholds[np.argmax(tps >= target * tps[-1] - 1e-9)])
 
 
-def threshold_for_specificity(y_true: Sequence, score: Sequence, target: float = 0.95) -> float:
-    """The threshold with the highest sensitivity among those keeping specificity >= ``target``.
-
-    Returns ``inf`` (flag nothing) when even the highest score breaks the target.
-    """
-    if not 0.0 <= target <= 1.0:
-        raise ValueError("target specificity must lie in [0, 1]")
-    y, s = _binary_inputs(y_true, score)
-    _, fps, thresholds = _cumulative_counts(y, s)
-    if fps[-1] == 0:
-        raise ValueError("no negative samples: specificity is undefined")
-    ok = np.flatnonzero(1.0 - fps / fps[-1] >= target - 1e-9)
-    return float(thresholds[ok[-1]]) if len(ok) else float("inf")
-
-
 def brier_score(y_true: Sequence, prob: Sequence) -> float:
     """Mean squared difference between the probability and the 0/1 outcome."""
     y, p = _binary_inputs(y_true, prob)

@@ -97,12 +97,6 @@ def input_details(interpreter: Any) -> dict[str, Any]:
     return interpreter.get_input_details()[0]
 
 
-def input_size(interpreter: Any) -> tuple[int, int]:
-    """(width, height) of the model input."""
-    _, height, width = input_details(interpreter)["shape"][:3]
-    return int(width), int(height)
-
-
 def to_input_tensor(pixels: np.ndarray, details: dict[str, Any]) -> np.ndarray:
     """Turn uint8 grayscale pixels (N, H, W) or (H, W) into the model's input tensor.
 

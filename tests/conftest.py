@@ -89,6 +89,17 @@ def cli() -> Callable[..., Result]:
     return invoke
 
 
+def hotspot(heat) -> tuple[float, float]:
+    """(x, y) centre of a heatmap's area with at least half its largest drop: where it points.
+
+    A centroid rather than the hottest pixel: the map is flat within each stride cell, so
+    the hottest pixel sits at a cell corner.
+    """
+    hot = np.where(heat.drop >= 0.5 * heat.drop.max(), heat.drop, 0.0)
+    ys, xs = np.mgrid[0 : hot.shape[0], 0 : hot.shape[1]]
+    return float((xs * hot).sum() / hot.sum()), float((ys * hot).sum() / hot.sum())
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` pixels, with no real pixel data."""
 

@@ -45,7 +45,7 @@ def test_outputs_are_dequantized_to_probabilities():
 def test_the_batch_dimension_follows_the_input_and_answers_do_not_depend_on_it(name):
     bundle = load_bundle(ASSETS / f"{name}.json")
     interpreter = runtime.make_interpreter(bundle.model_path, threads=1)
-    assert runtime.input_size(interpreter) == (224, 224)
+    assert list(runtime.input_details(interpreter)["shape"][1:3]) == [224, 224]
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, size=(5, 224, 224), dtype=np.uint8)
     together = runtime.run_batch(interpreter, batch)
