@@ -5,8 +5,8 @@ automatic threading each worker also runs its own single-threaded copy of the in
 (invoke releases the GIL too), so every core decodes and infers; with ``--threads N`` or
 on an Edge TPU (one device, one interpreter) the main thread feeds the one interpreter. At
 most ``2 * workers`` decodes are in flight, so memory is the same for 10 or 100,000
-files (measured: 55 MB peak RSS for 1,000 files, 57 MB for 100,000). It knows nothing
-of CSV.
+files (``benchmarks/``: peak RSS 60-86 MiB for 100 to 10,000 files, see
+``docs/performance.md``). It knows nothing of CSV.
 """
 
 from __future__ import annotations
