@@ -123,13 +123,21 @@ class Classifier:
         """A single-threaded copy for one worker thread (interpreters are not thread-safe)."""
         return Classifier(self.bundle, threads=1)
 
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W) of prepared pixels."""
+        return self.bundle.label_probabilities(runtime.run_batch(self.interpreter, batch))
+
+    def positive_scores(self, batch: np.ndarray) -> np.ndarray:
+        """P(not the negative label) of a uint8 batch (N, H, W), by the bundle's rule."""
+        return self.bundle.positive_probability(self.probabilities(batch))
+
     def run(self, found: Found, prepared: Prepared) -> Result:
         """Classify one decoded image.
 
         One image per invoke: batches of 4 or 8 were no faster on the CPU (decoding is the
         bottleneck) and would change the model's batch size, which not every model allows.
         """
-        probs = self.bundle.label_probabilities(runtime.run_batch(self.interpreter, prepared.pixels[None]))
+        probs = self.probabilities(prepared.pixels[None])
         return Result(
             path=found.path,
             display=found.display,

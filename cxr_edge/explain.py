@@ -23,7 +23,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from cxr_edge import runtime
 from cxr_edge.discover import Found
 from cxr_edge.engine import Classifier
 from cxr_edge.preprocess import ImageReadError, load_image
@@ -75,16 +74,6 @@ def positions(size: int, window: int, stride: int) -> list[int]:
     return starts if starts[-1] == size - window else [*starts, size - window]
 
 
-def label_probabilities(classifier: Classifier, batch: np.ndarray) -> np.ndarray:
-    """Per-label probabilities (N, n_labels) for a uint8 batch (N, H, W)."""
-    return classifier.bundle.label_probabilities(runtime.run_batch(classifier.interpreter, batch))
-
-
-def positive_scores(classifier: Classifier, batch: np.ndarray) -> np.ndarray:
-    """P(not negative label) for a uint8 batch (N, H, W), by the bundle's rule."""
-    return classifier.bundle.positive_probability(label_probabilities(classifier, batch))
-
-
 def occlusion_map(
     classifier: Classifier,
     pixels: np.ndarray,
@@ -99,7 +88,7 @@ def occlusion_map(
     height, width = pixels.shape
     fill = np.uint8(round(float(pixels.mean())))
     boxes = [(y, x) for y in positions(height, window, stride) for x in positions(width, window, stride)]
-    base = float(positive_scores(classifier, pixels[None])[0])
+    base = float(classifier.positive_scores(pixels[None])[0])
     total = np.zeros(pixels.shape, np.float64)
     covered = np.zeros(pixels.shape, np.int32)
     for first in range(0, len(boxes), batch):
@@ -107,7 +96,7 @@ def occlusion_map(
         copies = np.repeat(pixels[None], len(chunk), axis=0)
         for copy, (y, x) in zip(copies, chunk):
             copy[y : y + window, x : x + window] = fill
-        for (y, x), score in zip(chunk, positive_scores(classifier, copies)):
+        for (y, x), score in zip(chunk, classifier.positive_scores(copies)):
             total[y : y + window, x : x + window] += base - float(score)
             covered[y : y + window, x : x + window] += 1
     drop = (total / np.maximum(covered, 1)).astype(np.float32)

@@ -79,8 +79,8 @@ def lesion_model(tmp_path_factory) -> tuple[keras.Model, Path]:
 
 def test_the_model_learned_the_lesion(lesion_model):
     classifier = Classifier(load_bundle(lesion_model[1]))
-    with_lesion = explain.positive_scores(classifier, np.stack([pixels(s, True) for s in TEST_SEEDS]))
-    without = explain.positive_scores(classifier, np.stack([pixels(s, False) for s in TEST_SEEDS]))
+    with_lesion = classifier.positive_scores(np.stack([pixels(s, True) for s in TEST_SEEDS]))
+    without = classifier.positive_scores(np.stack([pixels(s, False) for s in TEST_SEEDS]))
     assert with_lesion.min() > 0.5 > without.max()
 
 

@@ -26,9 +26,8 @@ if TYPE_CHECKING:
 def bundle_probabilities(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:
     """Per-label probabilities (N, n_labels) of one bundle for contract-ready uint8 images (N, H, W)."""
     from cxr_edge.engine import Classifier
-    from cxr_edge.explain import label_probabilities
 
-    return label_probabilities(Classifier(bundle, threads=None), pixels)
+    return Classifier(bundle, threads=None).probabilities(pixels)
 
 
 def load_teachers(cfg: RunConfig, val_patients: Collection[str]) -> list[Bundle]:

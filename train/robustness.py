@@ -115,10 +115,8 @@ def keras_scorer(model) -> Scorer:
 def bundle_scorer(bundle) -> Scorer:
     """The edge's own interpreter and decision rule, so a shipped bundle is checked as devices run it."""
     from cxr_edge.engine import Classifier
-    from cxr_edge.explain import positive_scores
 
-    classifier = Classifier(bundle, threads=None)
-    return lambda pixels: positive_scores(classifier, pixels)
+    return Classifier(bundle, threads=None).positive_scores
 
 
 def bundle_fullres_parity(bundle_spec: str, fullres_dir: Path, data_dir: Path) -> dict | None:
