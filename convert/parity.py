@@ -22,7 +22,7 @@ from convert.errors import ConvertError
 from convert.quiet import captured_output
 from cxr_edge import metrics, runtime
 from cxr_edge.bundle import Bundle
-from cxr_edge.evaluate import Truth, _finite_or_none
+from cxr_edge.evaluate import Truth
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 DEFAULT_MIN_AGREEMENT = 0.99
@@ -170,6 +170,6 @@ def write(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     """Write parity.md and parity.json into ``folder``."""
     md, js = folder / REPORT_MD, folder / REPORT_JSON
     md.write_text(markdown(report), encoding="utf-8")
-    js.write_text(json.dumps(_finite_or_none(report), indent=1) + "\n", encoding="utf-8")
+    js.write_text(json.dumps(metrics.finite_or_none(report), indent=1) + "\n", encoding="utf-8")
     return md, js
 

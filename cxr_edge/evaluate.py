@@ -200,7 +200,7 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         binary = self.binary
-        return _finite_or_none(
+        return metrics.finite_or_none(
             {
                 "model": self.bundle.short_id,
                 "model_manifest": str(self.bundle.manifest_path),
@@ -223,17 +223,6 @@ class Evaluation:
                 "at_prevalence": self.at_prevalences,
             }
         )
-
-
-def _finite_or_none(value: Any) -> Any:
-    """NaN/inf -> None recursively, so metrics.json is strict JSON (``null`` = undefined)."""
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def run(

@@ -12,7 +12,8 @@ check every one against scikit-learn on the same predictions. Conventions:
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import math
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -286,3 +287,14 @@ def expected_calibration_error(y_true: Sequence, prob: Sequence, n_bins: int = 1
     observed = np.bincount(bins, weights=y, minlength=n_bins)
     gap = np.abs(observed - np.bincount(bins, weights=p, minlength=n_bins))
     return float(gap.sum() / total.sum())
+
+
+def finite_or_none(value: Any) -> Any:
+    """NaN/inf -> None recursively, so a metrics file is strict JSON (``null`` = undefined)."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -26,7 +26,8 @@ class PlotsUnavailable(Exception):
     """matplotlib is not installed; the message says how to get it."""
 
 
-def _figure(size: tuple[float, float] = (4.8, 4.2)) -> Any:
+def figure(size: tuple[float, float] = (4.8, 4.2)) -> Any:
+    """A matplotlib figure without pyplot's global state, or a clear error without matplotlib."""
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
@@ -50,7 +51,7 @@ def evaluation_plots(ev: "Evaluation", out_dir: str | Path) -> list[Path]:
 
 def roc_figure(ev: "Evaluation") -> Any:
     """ROC curve with the operating point (and the target-sensitivity point) marked."""
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="0.8", linestyle="--", linewidth=1)
     binary = ev.binary
@@ -78,7 +79,7 @@ def confusion_figure(ev: "Evaluation") -> Any:
     else:
         names, rows = ev.binary_confusion()
         matrix = np.array(rows)
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
@@ -92,7 +93,7 @@ def confusion_figure(ev: "Evaluation") -> Any:
 
 def histogram_figure(ev: "Evaluation") -> Any:
     """Histogram of the pneumonia probability for each true class, with the threshold."""
-    fig = _figure((5.6, 3.8))
+    fig = figure((5.6, 3.8))
     ax = fig.add_subplot()
     names = np.array([ev.truths[i].name for i in ev.ok])
     bins = np.linspace(0, 1, 26)

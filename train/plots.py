@@ -10,7 +10,7 @@ import pandas as pd
 
 from cxr_edge import metrics
 from cxr_edge.evaluate import Evaluation
-from cxr_edge.plots import DPI, _figure, evaluation_plots
+from cxr_edge.plots import DPI, figure, evaluation_plots
 from cxr_edge.preprocess import ImageReadError, load_image
 from train import fit
 
@@ -29,7 +29,7 @@ def write_all(run_dir: Path, ev: Evaluation) -> list[Path]:
 def curves_figure(run_dir: Path):
     """Loss, AUC and accuracy per epoch, training against validation."""
     history = pd.read_csv(run_dir / fit.HISTORY_FILE)
-    fig = _figure((10.5, 3.4))
+    fig = figure((10.5, 3.4))
     epochs = history["epoch"] + 1
     for k, name in enumerate(("loss", "auc", "accuracy")):
         ax = fig.add_subplot(1, 3, k + 1)
@@ -46,7 +46,7 @@ def pr_figure(ev: Evaluation):
     fpr, tpr, _ = metrics.roc_curve(ev.y_true, ev.score)
     n_pos, n_neg = int(ev.y_true.sum()), int(len(ev.y_true) - ev.y_true.sum())
     tp, fp = tpr[1:] * n_pos, fpr[1:] * n_neg
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     ax.plot(tpr[1:], tp / np.maximum(tp + fp, 1e-12),
             label=f"AP {metrics.average_precision(ev.y_true, ev.score):.3f}")
@@ -65,7 +65,7 @@ def errors_figure(ev: Evaluation):
     fn = np.flatnonzero(~flagged & (ev.y_true == 1))
     rows = [("false positive", fp[np.argsort(-ev.score[fp])][:N_EXAMPLES]),
             ("false negative", fn[np.argsort(ev.score[fn])][:N_EXAMPLES])]
-    fig = _figure((2.0 * N_EXAMPLES, 4.6))
+    fig = figure((2.0 * N_EXAMPLES, 4.6))
     data_dir = Path(ev.data_dir)
     for r, (kind, idx) in enumerate(rows):
         for c in range(N_EXAMPLES):

@@ -16,7 +16,7 @@ import pandas as pd
 from cxr_edge import metrics
 from cxr_edge.bundle import Bundle, sha256_file
 from cxr_edge.engine import OK, Result
-from cxr_edge.evaluate import Evaluation, Truth, _finite_or_none, format_table
+from cxr_edge.evaluate import Evaluation, Truth, format_table
 from train import fit
 from train.run import MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, RunConfig, load_run
 
@@ -107,7 +107,7 @@ def build_metrics(run_dir: Path, ev: Evaluation) -> dict:
     """metrics.json: validation metrics at the chosen threshold and at 0.5, each with 95% CIs."""
     cfg, record = load_run(run_dir)
 
-    return _finite_or_none({
+    return metrics.finite_or_none({
         "split": f"patient-grouped validation carved from train ({len(ev.y_true)} images); "
                  "optimistic: the official test split differs in acquisition and class mix",
         "task": cfg.task,
