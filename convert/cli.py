@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from convert.quiet import captured_output  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+
+if TYPE_CHECKING:
+    from cxr_edge.bundle import Bundle
 
 EXIT_FLAGGED = 1
 EXIT_BAD_INPUT = 3
@@ -92,7 +96,7 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
     Exit codes: 0 done; 1 a variant flagged by parity (see --accept); 2 usage error;
     3 bad input or failed conversion.
     """
-    from convert import bundles, pipeline, source as sources
+    from convert import pipeline, source as sources
     from convert.errors import ConvertError
 
     if install_dir is not None and "int8" not in variants:
@@ -120,9 +124,21 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
              "see parity.md, or rerun with --accept to take them anyway")
         sys.exit(EXIT_FLAGGED)
     if install_dir is not None and "int8" in result.bundles:
-        installed = bundles.install(result.bundles["int8"], install_dir, src.spec.name)
-        _say(f"installed {installed.manifest_path}")
+        _install(result.bundles["int8"], install_dir, src.spec.name, out)
     _say(f"done: {len(result.bundles)} bundle(s) in {out}")
+
+
+def _install(bundle: Bundle, folder: Path, name: str, out: Path) -> None:
+    """Copy the int8 bundle into ``folder``; a failure says so in one line, the bundles in ``out`` stay."""
+    from convert.bundles import install
+    from cxr_edge.bundle import BundleError
+
+    try:
+        installed = install(bundle, folder, name)
+    except (OSError, BundleError) as exc:
+        _say(f"Error: cannot install into {folder} ({exc}); the converted bundles are in {out}")
+        sys.exit(EXIT_BAD_INPUT)
+    _say(f"installed {installed.manifest_path}")
 
 
 def _source(sources, path: Path, name, data, labels: str, threshold, contract_options: dict, version: str, calib_dir):
