@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from convert.quiet import captured_output  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 
 if TYPE_CHECKING:
+    from convert.source import Source
     from cxr_edge.bundle import Bundle
 
 EXIT_FLAGGED = 1
@@ -106,10 +107,11 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
                                "(or add --accept to install it unchecked)")
     try:
         contract_options = {"normalize": normalize, "reencode_quality": reencode_jpeg}
-        src = _source(sources, source, name, data, labels, threshold, contract_options, model_version, calib_dir)
+        src, model = _source(sources, source, name, data, labels, threshold, contract_options, model_version)
         job = pipeline.Job(
-            keras_path=src.keras_path, spec=src.spec, out=out, variants=variants, calib_samples=src.calib_samples,
-            calib_source=src.calib_source, calib_dir=calib_dir, calib_size=calib_size, seed=seed,
+            keras_path=src.keras_path, model=model, spec=src.spec, out=out, variants=variants,
+            calib_samples=src.calib_samples, calib_source=src.calib_source, calib_dir=calib_dir,
+            calib_size=calib_size, seed=seed,
             parity_samples=() if no_parity else src.parity_samples, parity_source=src.parity_source,
             parity_dir=None if no_parity else parity_dir, min_agreement=min_agreement, threads=threads,
         )
@@ -141,19 +143,23 @@ def _install(bundle: Bundle, folder: Path, name: str, out: Path) -> None:
     _say(f"installed {installed.manifest_path}")
 
 
-def _source(sources, path: Path, name, data, labels: str, threshold, contract_options: dict, version: str, calib_dir):
-    """A run folder or a bare .keras file -> :class:`convert.source.Source`."""
+def _source(sources, path: Path, name, data, labels: str, threshold, contract_options: dict,
+            version: str) -> tuple[Source, Any]:
+    """A run folder or a bare .keras file -> its :class:`convert.source.Source`, and the Keras model
+    when its input size had to be read from it (so the pipeline does not load it twice; None for a run)."""
     from convert.errors import ConvertError
     from convert.keras_model import KERAS_SUFFIX, load_keras, input_hw
     from cxr_edge.preprocess import Contract
 
     if path.is_dir():
-        return sources.from_run(path, name, data, version)
+        return sources.from_run(path, name, data, version), None
     if path.suffix != KERAS_SUFFIX or not path.exists():
         raise ConvertError(f"{path}: neither a training run folder nor an existing {KERAS_SUFFIX} file")
     if threshold is None:
         raise ConvertError("a bare .keras file needs --threshold (the operating point chosen on validation)")
-    height, width = input_hw(load_keras(path))
+    _say(f"loading {path}")
+    model = load_keras(path)
+    height, width = input_hw(model)
     contract = Contract(width=width, height=height, **contract_options)
     return sources.from_keras_file(path, tuple(v.strip() for v in labels.split(",") if v.strip()), threshold,
-                                   contract, name, version)
+                                   contract, name, version), model
