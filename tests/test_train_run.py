@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,20 @@ def test_metrics_have_bootstrap_intervals_and_the_chosen_threshold(binary_run):
         assert lo <= summary["at_threshold"][name] <= hi, name
     assert {"NORMAL", "PNEUMONIA"} == set(summary["per_class"]["per_class"])
     assert summary["loss"]["val_loss"] > 0
+
+
+def test_evaluate_without_a_pneumonia_fails_with_a_message_and_keeps_the_metrics(binary_run, tmp_path):
+    run = shutil.copytree(binary_run, tmp_path / "run")
+    predictions = run / "val_predictions.csv"
+    rows = list(csv.DictReader(predictions.open()))
+    with predictions.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**row, "target": "0"} for row in rows)
+    metrics_before = (run / "metrics.json").read_bytes()
+    result = train_cli("evaluate", str(run))
+    assert result.exit_code == 2 and "no positive samples" in result.output
+    assert (run / "metrics.json").read_bytes() == metrics_before
 
 
 def test_the_recorded_split_is_leak_free(binary_run):
