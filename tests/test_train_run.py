@@ -34,13 +34,24 @@ def train_cli(*args: str):
     return result
 
 
-@pytest.fixture(scope="module")
-def binary_run(kermany, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "binary"
-    result = train_cli("fit", "--data", str(kermany), "--out", str(out), "--smoke", "--size", "64",
-                       "--cache-dir", str(out.parent / "cache"))
+def smoke_run(kermany: Path, out: Path, *options: str) -> Path:
+    """A finished ``fit --smoke`` run in ``out``."""
+    result = train_cli("fit", "--data", str(kermany), "--out", str(out), "--smoke",
+                       "--cache-dir", str(out.parent / "cache"), *options)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def binary_run(kermany, tmp_path_factory) -> Path:
+    return smoke_run(kermany, tmp_path_factory.mktemp("runs") / "binary", "--size", "64")
+
+
+@pytest.fixture(scope="module")
+def run_224(kermany, tmp_path_factory) -> Path:
+    """A run reading films as the committed tiny bundles do (224 px, no re-encoding), to score them on."""
+    out = tmp_path_factory.mktemp("runs") / "run224"
+    return smoke_run(kermany, out, "--size", "224", "--reencode-jpeg", "0")
 
 
 def test_a_smoke_run_leaves_every_artefact(binary_run):
@@ -309,12 +320,12 @@ def test_robustness_scores_every_shift_and_the_fullres_parity(binary_run, fullre
     assert table.exit_code == 0 and "shift_min_auc" in (tmp_path / "table" / "comparison.md").read_text()
 
 
-def test_a_bundle_is_scored_under_the_shifts_at_its_own_threshold(binary_run, binary_model, fullres):
-    before = {path.name: path.stat().st_mtime_ns for path in binary_run.iterdir()}
-    result = train_cli("robustness", str(binary_run), "--bundle", str(binary_model), "--fullres", str(fullres))
+def test_a_bundle_is_scored_under_the_shifts_at_its_own_threshold(run_224, binary_model, fullres):
+    before = {path.name: path.stat().st_mtime_ns for path in run_224.iterdir()}
+    result = train_cli("robustness", str(run_224), "--bundle", str(binary_model), "--fullres", str(fullres))
     assert result.exit_code == 0, result.output
-    after = {path.name: path.stat().st_mtime_ns for path in binary_run.iterdir()}
-    [written] = binary_run.glob("robustness-tiny_binary_int8-*.json")
+    after = {path.name: path.stat().st_mtime_ns for path in run_224.iterdir()}
+    [written] = run_224.glob("robustness-tiny_binary_int8-*.json")
     assert {name for name in after if after[name] != before.get(name)} == {written.name, written.with_suffix(".md").name}
     report = json.loads(written.read_text())
     manifest = json.loads(binary_model.read_text())
@@ -323,39 +334,46 @@ def test_a_bundle_is_scored_under_the_shifts_at_its_own_threshold(binary_run, bi
     assert len(report["shifts"]) == 14 and report["fullres_parity"]["pairs"] == 4
 
 
-def test_another_operating_point_of_a_bundle_is_scored_beside_its_own(binary_run, binary_model):
-    result = train_cli("robustness", str(binary_run), "--bundle", str(binary_model), "--target-sensitivity", "1")
+def test_another_operating_point_of_a_bundle_is_scored_beside_its_own(run_224, binary_model):
+    result = train_cli("robustness", str(run_224), "--bundle", str(binary_model), "--target-sensitivity", "1")
     assert result.exit_code == 0, result.output
-    [written] = binary_run.glob("robustness-tiny_binary_int8-*-sens1.json")
+    [written] = run_224.glob("robustness-tiny_binary_int8-*-sens1.json")
     report = json.loads(written.read_text())
     assert report["shifts"][0]["sensitivity"] == 1.0 and f"threshold {report['threshold']:.4f}" in result.output
-    refused = train_cli("robustness", str(binary_run), "--target-sensitivity", "0.9")
+    refused = train_cli("robustness", str(run_224), "--target-sensitivity", "0.9")
     assert refused.exit_code == 2 and "--target-sensitivity needs --bundle" in refused.output
 
 
-def test_an_ensemble_of_bundles_gets_a_threshold_chosen_on_clean_validation(binary_run, binary_model, subtype_model):
-    result = train_cli("robustness", str(binary_run), "--bundle", str(binary_model), "--bundle", str(subtype_model))
+def test_an_ensemble_of_bundles_gets_a_threshold_chosen_on_clean_validation(run_224, binary_model, subtype_model):
+    result = train_cli("robustness", str(run_224), "--bundle", str(binary_model), "--bundle", str(subtype_model))
     assert result.exit_code == 0, result.output
-    [written] = binary_run.glob("robustness-tiny_binary_int8-*+tiny_subtype_int8-*.json")
+    [written] = run_224.glob("robustness-tiny_binary_int8-*+tiny_subtype_int8-*.json")
     report = json.loads(written.read_text())
     assert len(report["bundles"]) == 2 and report["shifts"][0]["sensitivity"] >= 0.95
 
 
-def test_bundles_with_different_contracts_are_not_averaged(binary_run, binary_model, copy_bundle, tmp_path):
+def test_bundles_with_different_contracts_are_not_averaged(run_224, binary_model, copy_bundle, tmp_path):
     other = copy_bundle(binary_model, tmp_path / "other")
     manifest = json.loads(other.read_text())
     manifest["preprocessing"]["normalize"] = "autocontrast"
     other.write_text(json.dumps(manifest))
-    result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(binary_model), "--bundle", str(other)])
+    result = CliRunner().invoke(main, ["robustness", str(run_224), "--bundle", str(binary_model), "--bundle", str(other)])
     assert result.exit_code == 2 and "different preprocessing contracts" in result.output
 
 
-def test_a_bundle_trained_on_other_patients_is_not_scored_on_this_run(binary_run, binary_model, copy_bundle, tmp_path):
+def test_a_bundle_reading_films_otherwise_than_the_run_is_refused(binary_run, binary_model):
+    result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(binary_model)])
+    assert result.exit_code == 2 and "another preprocessing contract than this run" in result.output
+    assert "cxr-gray-squash/1, 224x224; the run: cxr-gray-squash/2, 64x64, JPEG q75" in result.output
+    assert not list(binary_run.glob("robustness-*"))
+
+
+def test_a_bundle_trained_on_other_patients_is_not_scored_on_this_run(run_224, binary_model, copy_bundle, tmp_path):
     other = copy_bundle(binary_model, tmp_path / "other")
     manifest = json.loads(other.read_text())
     manifest["training_run"] = {"command": "python -m train fit --seed 7"}
     other.write_text(json.dumps(manifest))
-    result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(other)])
+    result = CliRunner().invoke(main, ["robustness", str(run_224), "--bundle", str(other)])
     assert result.exit_code == 2 and "has seen some of this run's validation patients" in result.output
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -24,6 +24,9 @@ from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_
 from train import card, data
 from train.leakage import check_split, split_patients
 from train.run import MODEL_FILE, load_run, predict, split_records
+
+if TYPE_CHECKING:
+    from cxr_edge.bundle import Bundle
 
 ROBUSTNESS_FILE = "robustness.json"
 ROBUSTNESS_MD = "robustness.md"
@@ -174,12 +177,33 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
+def decoding(contract: Contract) -> Contract:
+    """The part of a contract that decodes a film: all but the normalisation, which follows the shifts."""
+    return dataclasses.replace(contract, normalize="none")
+
+
+def check_decoding(bundle: Bundle, contract: Contract) -> None:
+    """Refuse a bundle that decodes films otherwise than the run: they are decoded once, the run's way,
+    and only normalised the bundle's way, so its scores would come from pixels it never reads."""
+    from cxr_edge.bundle import BundleError
+
+    if decoding(bundle.contract) != decoding(contract):
+        raise BundleError(f"bundle {bundle.short_id} reads films through another preprocessing contract "
+                          f"than this run ({_decoding_text(bundle.contract)}; the run: "
+                          f"{_decoding_text(contract)}): score it on a run trained through its contract")
+
+
+def _decoding_text(contract: Contract) -> str:
+    reencode = f", JPEG q{contract.reencode_quality}" if contract.reencode_quality else ""
+    return f"{contract.to_manifest()['contract']}, {contract.width}x{contract.height}{reencode}"
+
+
 def validation_images(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """A run's validation films as raw grey levels (contract size, no normalisation) and 0/1 targets."""
     cfg, _record = load_run(run_dir)
     val_records = split_records(run_dir)["val"]
-    raw_contract = dataclasses.replace(cfg.contract, normalize="none")
-    raw, _ = data.load_pixels(val_records, raw_contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    raw, _ = data.load_pixels(val_records, decoding(cfg.contract), cache_dir)
     return raw, np.array([int(r.target(cfg.task) != 0) for r in val_records])
 
 
@@ -233,6 +257,8 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
     bundles = [load_bundle(spec) for spec in specs]
     if any(b.contract != bundles[0].contract for b in bundles):
         raise BundleError("the bundles read films through different preprocessing contracts; average only like with like")
+    for bundle in bundles:
+        check_decoding(bundle, cfg.contract)
     patients = split_patients(run_dir, "val")
     unchecked = [b.short_id for b in bundles if not check_split(b, cfg, patients, require=False)]
     if unchecked:
