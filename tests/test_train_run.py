@@ -316,6 +316,8 @@ def test_robustness_scores_every_shift_and_the_fullres_parity(binary_run, fullre
     parity = report["fullres_parity"]
     assert parity["pairs"] == 4 and 0 <= parity["missed"] <= 2 and 0 <= parity["new_flags"] <= 2
     assert 0.0 <= report["calibration"]["ece"] <= 1.0
+    md = (binary_run / "robustness.md").read_text()
+    assert f"(threshold {report['threshold']:.4f}, chosen on clean validation)" in md
     table = train_cli("table", str(binary_run), "--out", str(tmp_path / "table"))
     assert table.exit_code == 0 and "shift_min_auc" in (tmp_path / "table" / "comparison.md").read_text()
 
@@ -330,6 +332,8 @@ def test_a_bundle_is_scored_under_the_shifts_at_its_own_threshold(run_224, binar
     report = json.loads(written.read_text())
     manifest = json.loads(binary_model.read_text())
     assert report["threshold"] == manifest["threshold"] and len(report["bundles"]) == 1
+    md = written.with_suffix(".md").read_text()
+    assert f"(threshold {report['threshold']:.4f}, the bundle's own, from its manifest)" in md
     assert report["split_unchecked"] == [report["bundles"][0]] and "record no training command" in result.output
     assert len(report["shifts"]) == 14 and report["fullres_parity"]["pairs"] == 4
 
@@ -340,6 +344,8 @@ def test_another_operating_point_of_a_bundle_is_scored_beside_its_own(run_224, b
     [written] = run_224.glob("robustness-tiny_binary_int8-*-sens1.json")
     report = json.loads(written.read_text())
     assert report["shifts"][0]["sensitivity"] == 1.0 and f"threshold {report['threshold']:.4f}" in result.output
+    assert (f"(threshold {report['threshold']:.4f}, chosen on clean validation for sensitivity >= 1)"
+            in written.with_suffix(".md").read_text())
     refused = train_cli("robustness", str(run_224), "--target-sensitivity", "0.9")
     assert refused.exit_code == 2 and "--target-sensitivity needs --bundle" in refused.output
 
@@ -350,6 +356,7 @@ def test_an_ensemble_of_bundles_gets_a_threshold_chosen_on_clean_validation(run_
     [written] = run_224.glob("robustness-tiny_binary_int8-*+tiny_subtype_int8-*.json")
     report = json.loads(written.read_text())
     assert len(report["bundles"]) == 2 and report["shifts"][0]["sensitivity"] >= 0.95
+    assert report["threshold_source"] == "chosen on clean validation for sensitivity >= 0.95"
 
 
 def test_bundles_with_different_contracts_are_not_averaged(run_224, binary_model, copy_bundle, tmp_path):
