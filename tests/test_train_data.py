@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -108,6 +109,27 @@ def test_pixels_come_from_the_cache_after_the_first_decode(tmp_path, monkeypatch
     np.testing.assert_array_equal(first, again)
     with pytest.raises(AssertionError, match="decoded again"):  # another contract is another cache
         data.load_pixels(records, Contract(64, 48, normalize="autocontrast"), tmp_path / "cache")
+
+
+def test_another_cxr_edge_pillow_or_decoding_code_is_another_cache(tmp_path, monkeypatch):
+    import PIL
+
+    import cxr_edge
+
+    records, _ = data.scan(make_kermany(tmp_path / "data", n_patients=1))
+    decoder = tmp_path / "decoder.py"
+    decoder.write_text("LEVELS = 256\n")
+    module = types.ModuleType("decoder")
+    module.__file__ = str(decoder)
+    monkeypatch.setattr(data, "DECODER_MODULES", (module,))
+    keys = [data.cache_key(records, Contract())]
+    decoder.write_text("LEVELS = 255\n")
+    keys.append(data.cache_key(records, Contract()))
+    monkeypatch.setattr(cxr_edge, "__version__", "99.0")
+    keys.append(data.cache_key(records, Contract()))
+    monkeypatch.setattr(PIL, "__version__", "1.0")
+    keys.append(data.cache_key(records, Contract()))
+    assert len(set(keys)) == 4
 
 
 def test_an_unreadable_image_names_the_file(tmp_path):

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import PIL
 
+import cxr_edge
+from cxr_edge import dicom, preprocess
 from cxr_edge.kermany import parse_name
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
@@ -23,6 +27,7 @@ CLASS_DIRS = ("NORMAL", "PNEUMONIA")
 SUBTYPES = ("NORMAL", "BACTERIAL", "VIRAL")
 TASK_LABELS = {"binary": ("NORMAL", "PNEUMONIA"), "subtype": SUBTYPES}
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+DECODER_MODULES = (preprocess, dicom)  # the code that turns a file into pixels
 
 class DataError(Exception):
     """The data folder is missing or unusable; the message says what to fix."""
@@ -100,9 +105,17 @@ def patient_split(records: Sequence[Record], val_fraction: float, seed: int) -> 
     return [i for i in range(len(records)) if i not in val_set], sorted(val_set)
 
 
+def decoder_fingerprint() -> dict[str, str]:
+    """What makes the pixels besides the contract: another cxr-edge, Pillow, or edited decoding code
+    (a checkout between releases) may decode the same file differently."""
+    code = hashlib.sha256(b"".join(Path(inspect.getfile(m)).read_bytes() for m in DECODER_MODULES))
+    return {"cxr_edge": cxr_edge.__version__, "pillow": PIL.__version__, "code": code.hexdigest()[:16]}
+
+
 def cache_key(records: Iterable[Record], contract: Contract) -> str:
-    """Hash of the contract and the file list (names, sizes, mtimes): a stale cache never matches."""
-    digest = hashlib.sha256(json.dumps(contract.to_manifest(), sort_keys=True).encode())
+    """Hash of the contract, the decoder and the files (names, sizes, mtimes): a stale cache never matches."""
+    header = {"contract": contract.to_manifest(), "decoder": decoder_fingerprint()}
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     for rec in records:
         stat = rec.path.stat()
         digest.update(f"{rec.path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
