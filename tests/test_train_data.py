@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cxr_edge.preprocess import Contract
 from train import data
@@ -51,6 +52,15 @@ def test_scan_counts_unparsed_files_and_gives_each_its_own_patient(tmp_path):
     assert len(records) == 9  # 4 films (patient 3 has two) x 2 classes + the odd one; notes.txt skipped
     odd = next(r for r in records if r.path.name == "odd name.jpeg")
     assert odd.patient == "file:odd name.jpeg" and odd.subtype == "UNKNOWN"
+
+
+def test_scan_takes_the_image_formats_the_edge_tool_reads(tmp_path):
+    root = make_kermany(tmp_path, n_patients=1)
+    film = Image.open(root / "train" / "NORMAL" / "IM-0001-0001.jpeg")
+    for name in ("IM-0002-0001.png", "IM-0003-0001.bmp", "IM-0004-0001.tif"):
+        film.save(root / "train" / "NORMAL" / name)
+    records, _ = data.scan(root)
+    assert sorted(r.path.suffix for r in records if r.label == "NORMAL") == [".bmp", ".jpeg", ".png", ".tif"]
 
 
 def test_scan_of_a_missing_or_empty_folder_says_what_to_fix(tmp_path):

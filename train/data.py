@@ -20,14 +20,15 @@ import PIL
 
 import cxr_edge
 from cxr_edge import dicom, preprocess
+from cxr_edge.discover import IMAGE_SUFFIXES
 from cxr_edge.kermany import parse_name
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 CLASS_DIRS = ("NORMAL", "PNEUMONIA")
 SUBTYPES = ("NORMAL", "BACTERIAL", "VIRAL")
 TASK_LABELS = {"binary": ("NORMAL", "PNEUMONIA"), "subtype": SUBTYPES}
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 DECODER_MODULES = (preprocess, dicom)  # the code that turns a file into pixels
+
 
 class DataError(Exception):
     """The data folder is missing or unusable; the message says what to fix."""
@@ -50,7 +51,10 @@ class Record:
 
 
 def scan(root: Path, splits: Sequence[str] = ("train", "val")) -> tuple[list[Record], list[Path]]:
-    """List ``root/{split}/{NORMAL,PNEUMONIA}/*``; return records and the unparsed names."""
+    """List ``root/{split}/{NORMAL,PNEUMONIA}/*``; return records and the unparsed names.
+
+    A file counts by the edge tool's extension rule: a model learns from every film it could be shown.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist (give --data or set $CXR_DATA)")
