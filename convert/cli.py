@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from convert.quiet import captured_output  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+from convert.bundles import DEFAULT_VERSION
+from cxr_edge.preprocess import NORMALIZE_CHOICES
 
 if TYPE_CHECKING:
     from convert.source import Source
@@ -71,11 +73,11 @@ def _variants(_ctx, _param, value: str) -> tuple[str, ...]:
 @click.option("--labels", default="NORMAL,PNEUMONIA", show_default=True,
               help="Bare .keras file only: labels in output order, negative first.")
 @click.option("--threshold", type=float, default=None, help="Bare .keras file only: the decision threshold (required).")
-@click.option("--normalize", type=click.Choice(["none", "autocontrast"]), default="none", show_default=True,
+@click.option("--normalize", type=click.Choice(NORMALIZE_CHOICES), default="none", show_default=True,
               help="Bare .keras file only: the contract's intensity normalisation the model was trained with.")
 @click.option("--reencode-jpeg", type=click.IntRange(1, 95), default=None,
               help="Bare .keras file only: the contract's JPEG quality after a resize (contract 2), if trained with it.")
-@click.option("--model-version", default="1.0.0", show_default=True, help="Version recorded in the manifests.")
+@click.option("--model-version", default=DEFAULT_VERSION, show_default=True, help="Version recorded in the manifests.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Interpreter threads for the parity run.")
 def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], data: Path | None,
          calib_dir: Path | None, calib_size: int, seed: int, parity_dir: Path | None, no_parity: bool,

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import click
 
+from cxr_edge.preprocess import NORMALIZE_CHOICES
 from train.run import make_config
 
 
@@ -34,7 +35,7 @@ def fit_options(func):
         click.option("--freeze-backbone", is_flag=True,
                      help="transfer:<name> only: train the new head on frozen pretrained features."),
         click.option("--size", type=click.IntRange(32, 1024), default=224, show_default=True, help="Input side in pixels."),
-        click.option("--normalize", type=click.Choice(["none", "autocontrast"]), default="none", show_default=True,
+        click.option("--normalize", type=click.Choice(NORMALIZE_CHOICES), default="none", show_default=True,
                      help="Intensity normalisation of the shared preprocessing contract."),
         click.option("--epochs", type=click.IntRange(1), default=None, help="Maximum epochs [arch default]."),
         click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),

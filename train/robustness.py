@@ -23,7 +23,7 @@ from cxr_edge import metrics
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray
 from train import card, data
 from train.leakage import check_split, split_patients
-from train.run import MODEL_FILE, load_run, predict, split_records
+from train.run import METRICS_FILE, MODEL_FILE, load_run, predict, split_records
 
 if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
@@ -233,7 +233,7 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     import keras
 
     cfg, _record = load_run(run_dir)
-    threshold = json.loads((run_dir / "metrics.json").read_text())["threshold"]["value"]
+    threshold = json.loads((run_dir / METRICS_FILE).read_text())["threshold"]["value"]
     raw, y = validation_images(run_dir)
     model = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
     log(f"robustness of {run_dir.name} on {len(y)} validation images at threshold {threshold:.4f}")
