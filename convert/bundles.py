@@ -16,7 +16,7 @@ from typing import Any
 
 import cxr_edge
 from convert import ops
-from cxr_edge.bundle import MANIFEST_SUFFIX, Bundle, load_bundle, write_bundle
+from cxr_edge.bundle import Bundle, load_bundle, write_bundle
 from cxr_edge.preprocess import Contract
 
 DEFAULT_VERSION = "1.0.0"
@@ -101,10 +101,6 @@ def install(bundle: Bundle, folder: Path, name: str) -> Bundle:
         shutil.copyfile(bundle.edgetpu_model_path, edgetpu)
         manifest["edgetpu_model_file"] = edgetpu.name
     return load_bundle(write_bundle(model_path, manifest))
-
-
-def manifest_path(folder: Path, name: str, variant: str) -> Path:
-    return folder / f"{stem(name, variant)}{MANIFEST_SUFFIX}"
 
 
 def amend(bundle: Bundle, **fields: Any) -> Bundle:

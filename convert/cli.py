@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from convert.quiet import captured_output  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+from convert.bundles import DEFAULT_VERSION
+from cxr_edge.preprocess import NORMALIZE_CHOICES
+
+if TYPE_CHECKING:
+    from convert.source import Source
+    from cxr_edge.bundle import Bundle
 
 EXIT_FLAGGED = 1
 EXIT_BAD_INPUT = 3
@@ -66,11 +73,11 @@ def _variants(_ctx, _param, value: str) -> tuple[str, ...]:
 @click.option("--labels", default="NORMAL,PNEUMONIA", show_default=True,
               help="Bare .keras file only: labels in output order, negative first.")
 @click.option("--threshold", type=float, default=None, help="Bare .keras file only: the decision threshold (required).")
-@click.option("--normalize", type=click.Choice(["none", "autocontrast"]), default="none", show_default=True,
+@click.option("--normalize", type=click.Choice(NORMALIZE_CHOICES), default="none", show_default=True,
               help="Bare .keras file only: the contract's intensity normalisation the model was trained with.")
 @click.option("--reencode-jpeg", type=click.IntRange(1, 95), default=None,
               help="Bare .keras file only: the contract's JPEG quality after a resize (contract 2), if trained with it.")
-@click.option("--model-version", default="1.0.0", show_default=True, help="Version recorded in the manifests.")
+@click.option("--model-version", default=DEFAULT_VERSION, show_default=True, help="Version recorded in the manifests.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Interpreter threads for the parity run.")
 def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], data: Path | None,
          calib_dir: Path | None, calib_size: int, seed: int, parity_dir: Path | None, no_parity: bool,
@@ -92,7 +99,7 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
     Exit codes: 0 done; 1 a variant flagged by parity (see --accept); 2 usage error;
     3 bad input or failed conversion.
     """
-    from convert import bundles, pipeline, source as sources
+    from convert import pipeline, source as sources
     from convert.errors import ConvertError
 
     if install_dir is not None and "int8" not in variants:
@@ -102,10 +109,11 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
                                "(or add --accept to install it unchecked)")
     try:
         contract_options = {"normalize": normalize, "reencode_quality": reencode_jpeg}
-        src = _source(sources, source, name, data, labels, threshold, contract_options, model_version, calib_dir)
+        src, model = _source(sources, source, name, data, labels, threshold, contract_options, model_version)
         job = pipeline.Job(
-            keras_path=src.keras_path, spec=src.spec, out=out, variants=variants, calib_samples=src.calib_samples,
-            calib_source=src.calib_source, calib_dir=calib_dir, calib_size=calib_size, seed=seed,
+            keras_path=src.keras_path, model=model, spec=src.spec, out=out, variants=variants,
+            calib_samples=src.calib_samples, calib_source=src.calib_source, calib_dir=calib_dir,
+            calib_size=calib_size, seed=seed,
             parity_samples=() if no_parity else src.parity_samples, parity_source=src.parity_source,
             parity_dir=None if no_parity else parity_dir, min_agreement=min_agreement, threads=threads,
         )
@@ -120,24 +128,40 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
              "see parity.md, or rerun with --accept to take them anyway")
         sys.exit(EXIT_FLAGGED)
     if install_dir is not None and "int8" in result.bundles:
-        installed = bundles.install(result.bundles["int8"], install_dir, src.spec.name)
-        _say(f"installed {installed.manifest_path}")
+        _install(result.bundles["int8"], install_dir, src.spec.name, out)
     _say(f"done: {len(result.bundles)} bundle(s) in {out}")
 
 
-def _source(sources, path: Path, name, data, labels: str, threshold, contract_options: dict, version: str, calib_dir):
-    """A run folder or a bare .keras file -> :class:`convert.source.Source`."""
+def _install(bundle: Bundle, folder: Path, name: str, out: Path) -> None:
+    """Copy the int8 bundle into ``folder``; a failure says so in one line, the bundles in ``out`` stay."""
+    from convert.bundles import install
+    from cxr_edge.bundle import BundleError
+
+    try:
+        installed = install(bundle, folder, name)
+    except (OSError, BundleError) as exc:
+        _say(f"Error: cannot install into {folder} ({exc}); the converted bundles are in {out}")
+        sys.exit(EXIT_BAD_INPUT)
+    _say(f"installed {installed.manifest_path}")
+
+
+def _source(sources, path: Path, name, data, labels: str, threshold, contract_options: dict,
+            version: str) -> tuple[Source, Any]:
+    """A run folder or a bare .keras file -> its :class:`convert.source.Source`, and the Keras model
+    when its input size had to be read from it (so the pipeline does not load it twice; None for a run)."""
     from convert.errors import ConvertError
     from convert.keras_model import KERAS_SUFFIX, load_keras, input_hw
     from cxr_edge.preprocess import Contract
 
     if path.is_dir():
-        return sources.from_run(path, name, data, version)
+        return sources.from_run(path, name, data, version), None
     if path.suffix != KERAS_SUFFIX or not path.exists():
         raise ConvertError(f"{path}: neither a training run folder nor an existing {KERAS_SUFFIX} file")
     if threshold is None:
         raise ConvertError("a bare .keras file needs --threshold (the operating point chosen on validation)")
-    height, width = input_hw(load_keras(path))
+    _say(f"loading {path}")
+    model = load_keras(path)
+    height, width = input_hw(model)
     contract = Contract(width=width, height=height, **contract_options)
     return sources.from_keras_file(path, tuple(v.strip() for v in labels.split(",") if v.strip()), threshold,
-                                   contract, name, version)
+                                   contract, name, version), model

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from convert.errors import ConvertError
-from convert.quiet import captured_output, import_tf
+from convert.quiet import captured_output, import_tensorflow
 
 KERAS_SUFFIX = ".keras"
 
@@ -23,7 +23,7 @@ def load_keras(path: Path) -> Any:
         raise ConvertError(f"{path}: no such file")
     if path.is_dir() or path.suffix != KERAS_SUFFIX:
         raise ConvertError(f"{path}: not a Keras model file (expected a {KERAS_SUFFIX} file saved by model.save)")
-    import_tf()
+    import_tensorflow()
     import keras
 
     try:

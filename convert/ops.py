@@ -31,9 +31,9 @@ def _plain_interpreter(model_path: Path) -> Any:
     try:
         from ai_edge_litert import interpreter as litert
     except ImportError:  # a training box with TensorFlow only
-        from convert.quiet import import_tf
+        from convert.quiet import import_tensorflow
 
-        litert = import_tf().lite
+        litert = import_tensorflow().lite
     interpreter = litert.Interpreter(
         model_path=str(model_path),
         experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,

@@ -40,6 +40,7 @@ class Job:
     parity_dir: Path | None = None  # overrides parity_samples: class folders as ``cxr-edge evaluate`` reads them
     min_agreement: float = parity.DEFAULT_MIN_AGREEMENT
     threads: int | None = None
+    model: Any = None  # the Keras model at keras_path when the caller has loaded it already
 
 
 @dataclasses.dataclass
@@ -70,8 +71,10 @@ def run(job: Job, log: Callable[[str], None] = print, progress: Callable = iter)
     unknown = [v for v in job.variants if v not in quantize.VARIANTS]
     if unknown or not job.variants:
         raise ConvertError(f"unknown variant(s) {unknown or '(none given)'}: choose from {', '.join(quantize.VARIANTS)}")
-    log(f"loading {job.keras_path}")
-    model = keras_model.load_keras(job.keras_path)
+    model = job.model
+    if model is None:
+        log(f"loading {job.keras_path}")
+        model = keras_model.load_keras(job.keras_path)
     check_spec(model, job.spec, job.keras_path)
     job.out.mkdir(parents=True, exist_ok=True)
     log_path = job.out / LOG_FILE

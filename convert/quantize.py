@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from convert.errors import ConvertError
-from convert.quiet import captured_output, import_tf
+from convert.quiet import captured_output, import_tensorflow
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
 Representative = Callable[[], Iterator[list[Any]]]
@@ -38,7 +38,7 @@ def convert_model(model: Any, variants: Sequence[str], representative: Represent
 def convert(saved_model: Path, variant: str, representative: Representative | None = None,
             log_path: Path | None = None) -> bytes:
     """TFLite bytes of one ``variant`` of a SavedModel."""
-    tf = import_tf()
+    tf = import_tensorflow()
     if variant not in VARIANTS:
         raise ConvertError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))

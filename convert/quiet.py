@@ -36,9 +36,6 @@ def import_tensorflow() -> Any:
     return tf
 
 
-import_tf = import_tensorflow
-
-
 @contextlib.contextmanager
 def captured_output(what: str = "TensorFlow", log_path: Path | None = None, tail_lines: int = 15) -> Iterator[None]:
     """Silence fds 1 and 2 inside the block, appending what was printed to ``log_path`` if given;

@@ -16,14 +16,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from convert.bundles import ModelSpec
+from convert.bundles import DEFAULT_VERSION, ModelSpec
 from convert.errors import ConvertError
 from cxr_edge.evaluate import Truth
 from cxr_edge.preprocess import Contract
 from train.leakage import fingerprint
-from train.run import MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE
+from train.run import METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE
 
-METRICS_FILE = "metrics.json"
 DEFAULT_NAMES = {"binary": "pneumonia", "multiclass": "subtype"}
 
 
@@ -66,7 +65,8 @@ def data_root(record: dict[str, Any], given: str | Path | None) -> Path:
                        "give it with --data or $CXR_DATA")
 
 
-def from_run(run_dir: Path, name: str | None = None, data: str | Path | None = None, version: str = "1.0.0") -> Source:
+def from_run(run_dir: Path, name: str | None = None, data: str | Path | None = None,
+             version: str = DEFAULT_VERSION) -> Source:
     """Everything a conversion needs from a training run folder."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -99,7 +99,7 @@ def from_run(run_dir: Path, name: str | None = None, data: str | Path | None = N
 
 
 def from_keras_file(path: Path, labels: tuple[str, ...], threshold: float, contract: Contract,
-                    name: str | None = None, version: str = "1.0.0") -> Source:
+                    name: str | None = None, version: str = DEFAULT_VERSION) -> Source:
     """A bare ``.keras`` file: its meaning from the command line, images from --calib-dir/--parity-dir."""
     if len(labels) < 2:
         raise ConvertError(f"--labels needs at least two labels (negative first), got {list(labels)}")

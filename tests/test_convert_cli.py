@@ -157,10 +157,30 @@ def test_install_ships_only_a_parity_checked_int8_bundle(tmp_path, args, message
     assert not (tmp_path / "o").exists() and not (tmp_path / "m").exists()
 
 
-def test_a_bare_keras_file_records_the_contract_it_was_trained_with(tmp_path):
+def test_a_bare_keras_file_records_the_contract_it_was_trained_with_and_is_loaded_once(tmp_path, monkeypatch):
+    from convert import keras_model
+
+    real_load, loaded = keras_model.load_keras, []
+
+    def counting_load(path):
+        loaded.append(path)
+        return real_load(path)
+
+    monkeypatch.setattr(keras_model, "load_keras", counting_load)
     lesion_model().save(tmp_path / "m.keras")
     result = convert(tmp_path / "m.keras", "--threshold", "0.5", "--reencode-jpeg", "75", "--variants", "float32",
                      "--no-parity", "--out", tmp_path / "o")
     assert result.exit_code == 0, result.stderr
     (manifest,) = (tmp_path / "o").glob("*_float32.json")
     assert load_bundle(manifest).contract == Contract(SIZE, SIZE, reencode_quality=75)
+    assert loaded == [tmp_path / "m.keras"]
+
+
+def test_an_install_that_fails_says_so_and_keeps_the_converted_bundles(tmp_path):
+    run = write_run(tmp_path / "run", tmp_path / "data", lesion_model())
+    (tmp_path / "a_file").write_text("not a folder")
+    result = convert(run, "--out", tmp_path / "out", "--variants", "int8", "--calib-size", "8", "--no-parity",
+                     "--accept", "--install", tmp_path / "a_file" / "models")
+    assert result.exit_code == EXIT_BAD_INPUT and "Traceback" not in result.stderr
+    assert f"cannot install into {tmp_path / 'a_file' / 'models'}" in result.stderr
+    assert load_bundle(tmp_path / "out" / "pneumonia_int8.json").quantization == "int8"

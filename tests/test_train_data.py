@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import types
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cxr_edge.preprocess import Contract
 from train import data
@@ -50,6 +52,15 @@ def test_scan_counts_unparsed_files_and_gives_each_its_own_patient(tmp_path):
     assert len(records) == 9  # 4 films (patient 3 has two) x 2 classes + the odd one; notes.txt skipped
     odd = next(r for r in records if r.path.name == "odd name.jpeg")
     assert odd.patient == "file:odd name.jpeg" and odd.subtype == "UNKNOWN"
+
+
+def test_scan_takes_the_image_formats_the_edge_tool_reads(tmp_path):
+    root = make_kermany(tmp_path, n_patients=1)
+    film = Image.open(root / "train" / "NORMAL" / "IM-0001-0001.jpeg")
+    for name in ("IM-0002-0001.png", "IM-0003-0001.bmp", "IM-0004-0001.tif"):
+        film.save(root / "train" / "NORMAL" / name)
+    records, _ = data.scan(root)
+    assert sorted(r.path.suffix for r in records if r.label == "NORMAL") == [".bmp", ".jpeg", ".png", ".tif"]
 
 
 def test_scan_of_a_missing_or_empty_folder_says_what_to_fix(tmp_path):
@@ -108,6 +119,27 @@ def test_pixels_come_from_the_cache_after_the_first_decode(tmp_path, monkeypatch
     np.testing.assert_array_equal(first, again)
     with pytest.raises(AssertionError, match="decoded again"):  # another contract is another cache
         data.load_pixels(records, Contract(64, 48, normalize="autocontrast"), tmp_path / "cache")
+
+
+def test_another_cxr_edge_pillow_or_decoding_code_is_another_cache(tmp_path, monkeypatch):
+    import PIL
+
+    import cxr_edge
+
+    records, _ = data.scan(make_kermany(tmp_path / "data", n_patients=1))
+    decoder = tmp_path / "decoder.py"
+    decoder.write_text("LEVELS = 256\n")
+    module = types.ModuleType("decoder")
+    module.__file__ = str(decoder)
+    monkeypatch.setattr(data, "DECODER_MODULES", (module,))
+    keys = [data.cache_key(records, Contract())]
+    decoder.write_text("LEVELS = 255\n")
+    keys.append(data.cache_key(records, Contract()))
+    monkeypatch.setattr(cxr_edge, "__version__", "99.0")
+    keys.append(data.cache_key(records, Contract()))
+    monkeypatch.setattr(PIL, "__version__", "1.0")
+    keys.append(data.cache_key(records, Contract()))
+    assert len(set(keys)) == 4
 
 
 def test_an_unreadable_image_names_the_file(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,13 +34,24 @@ def train_cli(*args: str):
     return result
 
 
-@pytest.fixture(scope="module")
-def binary_run(kermany, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "binary"
-    result = train_cli("fit", "--data", str(kermany), "--out", str(out), "--smoke", "--size", "64",
-                       "--cache-dir", str(out.parent / "cache"))
+def smoke_run(kermany: Path, out: Path, *options: str) -> Path:
+    """A finished ``fit --smoke`` run in ``out``."""
+    result = train_cli("fit", "--data", str(kermany), "--out", str(out), "--smoke",
+                       "--cache-dir", str(out.parent / "cache"), *options)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def binary_run(kermany, tmp_path_factory) -> Path:
+    return smoke_run(kermany, tmp_path_factory.mktemp("runs") / "binary", "--size", "64")
+
+
+@pytest.fixture(scope="module")
+def run_224(kermany, tmp_path_factory) -> Path:
+    """A run reading films as the committed tiny bundles do (224 px, no re-encoding), to score them on."""
+    out = tmp_path_factory.mktemp("runs") / "run224"
+    return smoke_run(kermany, out, "--size", "224", "--reencode-jpeg", "0")
 
 
 def test_a_smoke_run_leaves_every_artefact(binary_run):
@@ -56,6 +68,20 @@ def test_metrics_have_bootstrap_intervals_and_the_chosen_threshold(binary_run):
         assert lo <= summary["at_threshold"][name] <= hi, name
     assert {"NORMAL", "PNEUMONIA"} == set(summary["per_class"]["per_class"])
     assert summary["loss"]["val_loss"] > 0
+
+
+def test_evaluate_without_a_pneumonia_fails_with_a_message_and_keeps_the_metrics(binary_run, tmp_path):
+    run = shutil.copytree(binary_run, tmp_path / "run")
+    predictions = run / "val_predictions.csv"
+    rows = list(csv.DictReader(predictions.open()))
+    with predictions.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**row, "target": "0"} for row in rows)
+    metrics_before = (run / "metrics.json").read_bytes()
+    result = train_cli("evaluate", str(run))
+    assert result.exit_code == 2 and "no positive samples" in result.output
+    assert (run / "metrics.json").read_bytes() == metrics_before
 
 
 def test_the_recorded_split_is_leak_free(binary_run):
@@ -290,57 +316,71 @@ def test_robustness_scores_every_shift_and_the_fullres_parity(binary_run, fullre
     parity = report["fullres_parity"]
     assert parity["pairs"] == 4 and 0 <= parity["missed"] <= 2 and 0 <= parity["new_flags"] <= 2
     assert 0.0 <= report["calibration"]["ece"] <= 1.0
+    md = (binary_run / "robustness.md").read_text()
+    assert f"(threshold {report['threshold']:.4f}, chosen on clean validation)" in md
     table = train_cli("table", str(binary_run), "--out", str(tmp_path / "table"))
     assert table.exit_code == 0 and "shift_min_auc" in (tmp_path / "table" / "comparison.md").read_text()
 
 
-def test_a_bundle_is_scored_under_the_shifts_at_its_own_threshold(binary_run, binary_model, fullres):
-    before = {path.name: path.stat().st_mtime_ns for path in binary_run.iterdir()}
-    result = train_cli("robustness", str(binary_run), "--bundle", str(binary_model), "--fullres", str(fullres))
+def test_a_bundle_is_scored_under_the_shifts_at_its_own_threshold(run_224, binary_model, fullres):
+    before = {path.name: path.stat().st_mtime_ns for path in run_224.iterdir()}
+    result = train_cli("robustness", str(run_224), "--bundle", str(binary_model), "--fullres", str(fullres))
     assert result.exit_code == 0, result.output
-    after = {path.name: path.stat().st_mtime_ns for path in binary_run.iterdir()}
-    [written] = binary_run.glob("robustness-tiny_binary_int8-*.json")
+    after = {path.name: path.stat().st_mtime_ns for path in run_224.iterdir()}
+    [written] = run_224.glob("robustness-tiny_binary_int8-*.json")
     assert {name for name in after if after[name] != before.get(name)} == {written.name, written.with_suffix(".md").name}
     report = json.loads(written.read_text())
     manifest = json.loads(binary_model.read_text())
     assert report["threshold"] == manifest["threshold"] and len(report["bundles"]) == 1
+    md = written.with_suffix(".md").read_text()
+    assert f"(threshold {report['threshold']:.4f}, the bundle's own, from its manifest)" in md
     assert report["split_unchecked"] == [report["bundles"][0]] and "record no training command" in result.output
     assert len(report["shifts"]) == 14 and report["fullres_parity"]["pairs"] == 4
 
 
-def test_another_operating_point_of_a_bundle_is_scored_beside_its_own(binary_run, binary_model):
-    result = train_cli("robustness", str(binary_run), "--bundle", str(binary_model), "--target-sensitivity", "1")
+def test_another_operating_point_of_a_bundle_is_scored_beside_its_own(run_224, binary_model):
+    result = train_cli("robustness", str(run_224), "--bundle", str(binary_model), "--target-sensitivity", "1")
     assert result.exit_code == 0, result.output
-    [written] = binary_run.glob("robustness-tiny_binary_int8-*-sens1.json")
+    [written] = run_224.glob("robustness-tiny_binary_int8-*-sens1.json")
     report = json.loads(written.read_text())
     assert report["shifts"][0]["sensitivity"] == 1.0 and f"threshold {report['threshold']:.4f}" in result.output
-    refused = train_cli("robustness", str(binary_run), "--target-sensitivity", "0.9")
+    assert (f"(threshold {report['threshold']:.4f}, chosen on clean validation for sensitivity >= 1)"
+            in written.with_suffix(".md").read_text())
+    refused = train_cli("robustness", str(run_224), "--target-sensitivity", "0.9")
     assert refused.exit_code == 2 and "--target-sensitivity needs --bundle" in refused.output
 
 
-def test_an_ensemble_of_bundles_gets_a_threshold_chosen_on_clean_validation(binary_run, binary_model, subtype_model):
-    result = train_cli("robustness", str(binary_run), "--bundle", str(binary_model), "--bundle", str(subtype_model))
+def test_an_ensemble_of_bundles_gets_a_threshold_chosen_on_clean_validation(run_224, binary_model, subtype_model):
+    result = train_cli("robustness", str(run_224), "--bundle", str(binary_model), "--bundle", str(subtype_model))
     assert result.exit_code == 0, result.output
-    [written] = binary_run.glob("robustness-tiny_binary_int8-*+tiny_subtype_int8-*.json")
+    [written] = run_224.glob("robustness-tiny_binary_int8-*+tiny_subtype_int8-*.json")
     report = json.loads(written.read_text())
     assert len(report["bundles"]) == 2 and report["shifts"][0]["sensitivity"] >= 0.95
+    assert report["threshold_source"] == "chosen on clean validation for sensitivity >= 0.95"
 
 
-def test_bundles_with_different_contracts_are_not_averaged(binary_run, binary_model, copy_bundle, tmp_path):
+def test_bundles_with_different_contracts_are_not_averaged(run_224, binary_model, copy_bundle, tmp_path):
     other = copy_bundle(binary_model, tmp_path / "other")
     manifest = json.loads(other.read_text())
     manifest["preprocessing"]["normalize"] = "autocontrast"
     other.write_text(json.dumps(manifest))
-    result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(binary_model), "--bundle", str(other)])
+    result = CliRunner().invoke(main, ["robustness", str(run_224), "--bundle", str(binary_model), "--bundle", str(other)])
     assert result.exit_code == 2 and "different preprocessing contracts" in result.output
 
 
-def test_a_bundle_trained_on_other_patients_is_not_scored_on_this_run(binary_run, binary_model, copy_bundle, tmp_path):
+def test_a_bundle_reading_films_otherwise_than_the_run_is_refused(binary_run, binary_model):
+    result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(binary_model)])
+    assert result.exit_code == 2 and "another preprocessing contract than this run" in result.output
+    assert "cxr-gray-squash/1, 224x224; the run: cxr-gray-squash/2, 64x64, JPEG q75" in result.output
+    assert not list(binary_run.glob("robustness-*"))
+
+
+def test_a_bundle_trained_on_other_patients_is_not_scored_on_this_run(run_224, binary_model, copy_bundle, tmp_path):
     other = copy_bundle(binary_model, tmp_path / "other")
     manifest = json.loads(other.read_text())
     manifest["training_run"] = {"command": "python -m train fit --seed 7"}
     other.write_text(json.dumps(manifest))
-    result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(other)])
+    result = CliRunner().invoke(main, ["robustness", str(run_224), "--bundle", str(other)])
     assert result.exit_code == 2 and "has seen some of this run's validation patients" in result.output
 
 

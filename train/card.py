@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from cxr_edge.metrics import CI_METRICS
-from train.run import SUMMARY_FILE, load_run
+from train.run import METRICS_FILE, SUMMARY_FILE, load_run
 
 CARD_FILE = "model_card.md"
 CITATION = (
@@ -58,7 +58,7 @@ def data_lines(data: dict) -> list[str]:
 
 def render(run_dir: Path) -> str:
     cfg, record = load_run(run_dir)
-    summary = json.loads((run_dir / "metrics.json").read_text())
+    summary = json.loads((run_dir / METRICS_FILE).read_text())
     data = json.loads((run_dir / SUMMARY_FILE).read_text())
     threshold = summary["threshold"]
     loss = summary["loss"]

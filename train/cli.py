@@ -10,6 +10,7 @@ from typing import Iterator
 
 import click
 
+from cxr_edge.preprocess import NORMALIZE_CHOICES
 from train.run import make_config
 
 
@@ -34,7 +35,7 @@ def fit_options(func):
         click.option("--freeze-backbone", is_flag=True,
                      help="transfer:<name> only: train the new head on frozen pretrained features."),
         click.option("--size", type=click.IntRange(32, 1024), default=224, show_default=True, help="Input side in pixels."),
-        click.option("--normalize", type=click.Choice(["none", "autocontrast"]), default="none", show_default=True,
+        click.option("--normalize", type=click.Choice(NORMALIZE_CHOICES), default="none", show_default=True,
                      help="Intensity normalisation of the shared preprocessing contract."),
         click.option("--epochs", type=click.IntRange(1), default=None, help="Maximum epochs [arch default]."),
         click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
@@ -90,17 +91,34 @@ def _fail(message: str) -> None:
 
 
 @contextlib.contextmanager
-def _run_errors(run_dir: str) -> Iterator[None]:
-    """Exit 2 with a message when a command on ``run_dir`` meets a missing file or bad input."""
+def _input_errors(*more: type[Exception]) -> Iterator[None]:
+    """Exit 2 with the message of bad input (data, bundle, value, or ``more``) instead of a traceback."""
     from cxr_edge.bundle import BundleError
     from train.data import DataError
 
     try:
         yield
+    except (BundleError, DataError, ValueError, *more) as exc:
+        _fail(str(exc))
+
+
+@contextlib.contextmanager
+def _fit_errors() -> Iterator[None]:
+    """:func:`_input_errors` and an architecture that cannot be built (only training loads Keras)."""
+    from train.models import ModelError
+
+    with _input_errors(ModelError):
+        yield
+
+
+@contextlib.contextmanager
+def _run_errors(run_dir: str) -> Iterator[None]:
+    """:func:`_input_errors`, and a missing file of ``run_dir`` said to be an unfinished run."""
+    try:
+        with _input_errors():
+            yield
     except FileNotFoundError as exc:
         _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
-    except (BundleError, DataError, ValueError) as exc:
-        _fail(str(exc))
 
 
 @main.command("fit")
@@ -111,15 +129,10 @@ def _run_errors(run_dir: str) -> Iterator[None]:
 @fit_options
 def fit_command(arch: str, out: str, resume: bool, **kw) -> None:
     """Train one model and write everything about it into --out."""
-    from cxr_edge.bundle import BundleError
     from train import run
-    from train.data import DataError
-    from train.models import ModelError
 
-    try:
+    with _fit_errors():
         run.train(make_config(arch, out, **kw), resume=resume, log=lambda m: click.echo(m, err=True))
-    except (BundleError, DataError, ModelError, ValueError) as exc:
-        _fail(str(exc))
 
 
 @main.command("evaluate")
@@ -128,10 +141,8 @@ def evaluate_command(run_dir: str) -> None:
     """(Re)write metrics, plots and the model card of a finished run."""
     from train import report
 
-    try:
+    with _run_errors(run_dir):
         report.write_report(run_dir, log=click.echo)
-    except FileNotFoundError as exc:
-        _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
 
 
 @main.command("robustness")
@@ -195,14 +206,10 @@ def fullres_parity_command(bundle: str, data: str, fullres: str) -> None:
     """A TFLite BUNDLE (name or manifest) on full-size originals against their copies, as devices run it."""
     import json
 
-    from cxr_edge.bundle import BundleError
     from train import robustness
-    from train.data import DataError
 
-    try:
+    with _input_errors():
         result = robustness.bundle_fullres_parity(bundle, Path(fullres), Path(data))
-    except (BundleError, DataError) as exc:
-        _fail(str(exc))
     if result is None:
         _fail(f"no file in {fullres} has a copy under {data}/train")
     click.echo(json.dumps(result, indent=1))
@@ -217,16 +224,11 @@ def fullres_parity_command(bundle: str, data: str, fullres: str) -> None:
 @fit_options
 def compare_command(archs: tuple[str, ...], out: str, fullres: str | None, **kw) -> None:
     """Train several architectures the same way (resuming any already there) and write one table."""
-    from cxr_edge.bundle import BundleError
     from train import compare
-    from train.data import DataError
-    from train.models import ModelError
 
-    try:
+    with _fit_errors():
         table = compare.compare(Path(out), list(archs), Path(fullres) if fullres else None,
                                 log=lambda m: click.echo(m, err=True), **kw)
-    except (BundleError, DataError, ModelError, ValueError) as exc:
-        _fail(str(exc))
     click.echo(table)
 
 

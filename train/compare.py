@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from train.robustness import ROBUSTNESS_FILE
-from train.run import load_run, make_config
+from train.run import METRICS_FILE, load_run, make_config
 
 TABLE_MD = "comparison.md"
 TABLE_CSV = "comparison.csv"
@@ -29,7 +29,7 @@ def run_name(arch: str) -> str:
 def row(run_dir: Path) -> dict:
     """One table row from a finished run folder (robustness columns empty if not measured)."""
     cfg, record = load_run(run_dir)
-    m = json.loads((run_dir / "metrics.json").read_text())
+    m = json.loads((run_dir / METRICS_FILE).read_text())
     at, ci = m["at_threshold"], m["ci95_at_threshold"]
     out = {
         "run": run_dir.name, "arch": cfg.arch, "task": cfg.task, "normalize": cfg.normalize, "size": cfg.size,

@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import PIL
 
+import cxr_edge
+from cxr_edge import dicom, preprocess
+from cxr_edge.discover import IMAGE_SUFFIXES
 from cxr_edge.kermany import parse_name
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 CLASS_DIRS = ("NORMAL", "PNEUMONIA")
 SUBTYPES = ("NORMAL", "BACTERIAL", "VIRAL")
 TASK_LABELS = {"binary": ("NORMAL", "PNEUMONIA"), "subtype": SUBTYPES}
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+DECODER_MODULES = (preprocess, dicom)  # the code that turns a file into pixels
+
 
 class DataError(Exception):
     """The data folder is missing or unusable; the message says what to fix."""
@@ -45,7 +51,10 @@ class Record:
 
 
 def scan(root: Path, splits: Sequence[str] = ("train", "val")) -> tuple[list[Record], list[Path]]:
-    """List ``root/{split}/{NORMAL,PNEUMONIA}/*``; return records and the unparsed names."""
+    """List ``root/{split}/{NORMAL,PNEUMONIA}/*``; return records and the unparsed names.
+
+    A file counts by the edge tool's extension rule: a model learns from every film it could be shown.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist (give --data or set $CXR_DATA)")
@@ -100,9 +109,17 @@ def patient_split(records: Sequence[Record], val_fraction: float, seed: int) -> 
     return [i for i in range(len(records)) if i not in val_set], sorted(val_set)
 
 
+def decoder_fingerprint() -> dict[str, str]:
+    """What makes the pixels besides the contract: another cxr-edge, Pillow, or edited decoding code
+    (a checkout between releases) may decode the same file differently."""
+    code = hashlib.sha256(b"".join(Path(inspect.getfile(m)).read_bytes() for m in DECODER_MODULES))
+    return {"cxr_edge": cxr_edge.__version__, "pillow": PIL.__version__, "code": code.hexdigest()[:16]}
+
+
 def cache_key(records: Iterable[Record], contract: Contract) -> str:
-    """Hash of the contract and the file list (names, sizes, mtimes): a stale cache never matches."""
-    digest = hashlib.sha256(json.dumps(contract.to_manifest(), sort_keys=True).encode())
+    """Hash of the contract, the decoder and the files (names, sizes, mtimes): a stale cache never matches."""
+    header = {"contract": contract.to_manifest(), "decoder": decoder_fingerprint()}
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     for rec in records:
         stat = rec.path.stat()
         digest.update(f"{rec.path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())

@@ -18,9 +18,8 @@ from cxr_edge.bundle import Bundle, sha256_file
 from cxr_edge.engine import OK, Result
 from cxr_edge.evaluate import Evaluation, Truth, format_table
 from train import fit
-from train.run import MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, RunConfig, load_run
+from train.run import METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, RunConfig, load_run
 
-METRICS_FILE = "metrics.json"
 REPORT_FILE = "classification_report.txt"
 N_BOOT = 1000
 

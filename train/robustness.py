@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -23,10 +23,14 @@ from cxr_edge import metrics
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray
 from train import card, data
 from train.leakage import check_split, split_patients
-from train.run import MODEL_FILE, load_run, predict, split_records
+from train.run import METRICS_FILE, MODEL_FILE, load_run, predict, split_records
+
+if TYPE_CHECKING:
+    from cxr_edge.bundle import Bundle
 
 ROBUSTNESS_FILE = "robustness.json"
 ROBUSTNESS_MD = "robustness.md"
+ON_VALIDATION = "chosen on clean validation"
 
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 Scorer = Callable[[np.ndarray], np.ndarray]  # uint8 (N, H, W) -> P(not the negative label)
@@ -172,25 +176,49 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
+def decoding(contract: Contract) -> Contract:
+    """The part of a contract that decodes a film: all but the normalisation, which follows the shifts."""
+    return dataclasses.replace(contract, normalize="none")
+
+
+def check_decoding(bundle: Bundle, contract: Contract) -> None:
+    """Refuse a bundle that decodes films otherwise than the run: they are decoded once, the run's way,
+    and only normalised the bundle's way, so its scores would come from pixels it never reads."""
+    from cxr_edge.bundle import BundleError
+
+    if decoding(bundle.contract) != decoding(contract):
+        raise BundleError(f"bundle {bundle.short_id} reads films through another preprocessing contract "
+                          f"than this run ({_decoding_text(bundle.contract)}; the run: "
+                          f"{_decoding_text(contract)}): score it on a run trained through its contract")
+
+
+def _decoding_text(contract: Contract) -> str:
+    reencode = f", JPEG q{contract.reencode_quality}" if contract.reencode_quality else ""
+    return f"{contract.to_manifest()['contract']}, {contract.width}x{contract.height}{reencode}"
+
+
 def validation_images(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """A run's validation films as raw grey levels (contract size, no normalisation) and 0/1 targets."""
     cfg, _record = load_run(run_dir)
     val_records = split_records(run_dir)["val"]
-    raw_contract = dataclasses.replace(cfg.contract, normalize="none")
-    raw, _ = data.load_pixels(val_records, raw_contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else None
+    raw, _ = data.load_pixels(val_records, decoding(cfg.contract), cache_dir)
     return raw, np.array([int(r.target(cfg.task) != 0) for r in val_records])
 
 
 def score_shifts(score: Scorer, raw: np.ndarray, y: np.ndarray, threshold: float, contract: Contract,
-                 fullres_dir: Path | None, data_dir: Path, log=print, clean: np.ndarray | None = None) -> dict:
+                 fullres_dir: Path | None, data_dir: Path, log=print, clean: np.ndarray | None = None,
+                 threshold_source: str = ON_VALIDATION) -> dict:
     """Shift table, calibration and full-resolution parity of one scorer at one threshold.
 
-    ``clean``: the scores of the unshifted images, when the caller already has them.
+    ``clean``: the scores of the unshifted images, when the caller already has them;
+    ``threshold_source``: where the threshold came from, for the report to say.
     """
     clean = score(clean_inputs(raw, contract)) if clean is None else clean
     rows = shift_table(score, clean, raw, y, threshold, contract, log)
     return {
         "threshold": threshold,
+        "threshold_source": threshold_source,
         "summary": summarize(rows),
         "shifts": rows,
         "calibration": {"brier": metrics.brier_score(y, clean), "ece": metrics.expected_calibration_error(y, clean)},
@@ -203,7 +231,7 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     import keras
 
     cfg, _record = load_run(run_dir)
-    threshold = json.loads((run_dir / "metrics.json").read_text())["threshold"]["value"]
+    threshold = json.loads((run_dir / METRICS_FILE).read_text())["threshold"]["value"]
     raw, y = validation_images(run_dir)
     model = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
     log(f"robustness of {run_dir.name} on {len(y)} validation images at threshold {threshold:.4f}")
@@ -213,6 +241,18 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     card.write_card(run_dir)
     log(markdown(result))
     return result
+
+
+def bundle_threshold(bundles: Sequence[Bundle], y: np.ndarray, clean: np.ndarray, target_sensitivity: float | None,
+                     run_target: float) -> tuple[float, str]:
+    """The threshold to score ``bundles`` at, and where it came from, for the report to say: one
+    bundle's own, else (an ensemble, or another operating point) the one reaching
+    ``target_sensitivity`` (else the run's) on the clean validation scores ``clean``."""
+    if target_sensitivity is None and len(bundles) == 1:
+        return bundles[0].threshold, "the bundle's own, from its manifest"
+    sensitivity = target_sensitivity or run_target
+    threshold = metrics.threshold_for_sensitivity(y, clean, sensitivity)
+    return threshold, f"{ON_VALIDATION} for sensitivity >= {sensitivity:g}"
 
 
 def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | None = None, log=print,
@@ -231,6 +271,8 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
     bundles = [load_bundle(spec) for spec in specs]
     if any(b.contract != bundles[0].contract for b in bundles):
         raise BundleError("the bundles read films through different preprocessing contracts; average only like with like")
+    for bundle in bundles:
+        check_decoding(bundle, cfg.contract)
     patients = split_patients(run_dir, "val")
     unchecked = [b.short_id for b in bundles if not check_split(b, cfg, patients, require=False)]
     if unchecked:
@@ -245,15 +287,14 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
     raw, y = validation_images(run_dir)
     clean = score(clean_inputs(raw, contract))
     tag = "+".join(b.short_id.replace("@", "-") for b in bundles)
-    if target_sensitivity is None and len(bundles) == 1:
-        threshold = bundles[0].threshold
-    else:
-        threshold = metrics.threshold_for_sensitivity(y, clean, target_sensitivity or cfg.target_sensitivity)
+    threshold, source = bundle_threshold(bundles, y, clean, target_sensitivity, cfg.target_sensitivity)
     if target_sensitivity is not None:
         tag = f"{tag}-sens{target_sensitivity:g}"
-    log(f"robustness of {tag} on {len(y)} validation images of {run_dir.name} at threshold {threshold:.4f}")
-    result = {"bundles": [b.short_id for b in bundles], "split_unchecked": unchecked,
-              **score_shifts(score, raw, y, threshold, contract, fullres_dir, Path(cfg.data), log, clean)}
+    log(f"robustness of {tag} on {len(y)} validation images of {run_dir.name} at threshold {threshold:.4f} "
+        f"({source})")
+    scored = score_shifts(score, raw, y, threshold, contract, fullres_dir, Path(cfg.data), log, clean=clean,
+                          threshold_source=source)
+    result = {"bundles": [b.short_id for b in bundles], "split_unchecked": unchecked, **scored}
     (run_dir / f"robustness-{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
     (run_dir / f"robustness-{tag}.md").write_text(markdown(result))
     log(markdown(result))
@@ -261,7 +302,8 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Validation split under acquisition shifts (threshold {result['threshold']:.4f} chosen on clean validation).",
+    lines = [f"Validation split under acquisition shifts (threshold {result['threshold']:.4f}, "
+             f"{result['threshold_source']}).",
              "", "| shift | AUC | sensitivity | specificity | mean abs change of p |", "| --- | --- | --- | --- | --- |"]
     for r in result["shifts"]:
         lines.append(f"| {r['shift']} | {r['auc']:.4f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} | {r['mean_abs_dp']:.3f} |")

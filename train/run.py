@@ -33,6 +33,7 @@ MODEL_FILE = "model.keras"
 PREDICTIONS_FILE = "val_predictions.csv"
 SPLIT_FILE = "split.csv"
 SUMMARY_FILE = "data_summary.json"
+METRICS_FILE = "metrics.json"
 SMOKE_PER_CLASS = 24
 
 

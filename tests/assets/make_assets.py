@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from convert import bundles, pipeline  # noqa: E402
-from convert.quiet import import_tf  # noqa: E402
+from convert.quiet import import_tensorflow  # noqa: E402
 from cxr_edge import metrics  # noqa: E402
 from cxr_edge.evaluate import Truth  # noqa: E402
 from cxr_edge.preprocess import Contract, load_image  # noqa: E402
@@ -139,7 +139,7 @@ def make(name: str, labels: tuple[str, ...], blobs: tuple[int, ...], variants: t
 
 
 def main() -> None:
-    import_tf()
+    import_tensorflow()
     for name, task in TASKS.items():
         with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
             make(name, task["labels"], task["blobs"], task["variants"], task["epochs"], Path(tmp))
