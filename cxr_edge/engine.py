@@ -102,7 +102,10 @@ class Classifier:
             model_path = bundle.edgetpu_model_path
             if model_path is None or not model_path.is_file():
                 raise runtime.RuntimeUnavailable(
-                    f"{bundle.manifest_path}: this bundle has no Edge-TPU-compiled model; {runtime.EDGETPU_HINT}"
+                    f"{bundle.manifest_path}: this bundle has no Edge-TPU-compiled model (the runtime is not "
+                    f"the problem): compile {bundle.model_path.name} with edgetpu_compiler on an x86-64 Linux "
+                    "machine and name the result in the manifest's edgetpu_model_file (docs/conversion.md, "
+                    "'Edge TPU'), or run on the CPU with --device cpu"
                 )
             verify_edgetpu_file(bundle)
         with _without_native_info_lines():

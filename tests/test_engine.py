@@ -103,8 +103,8 @@ def test_a_model_whose_input_differs_from_its_manifest_is_refused(tmp_path, bina
         Classifier(load_bundle(manifest_path))
 
 
-def test_edgetpu_without_a_compiled_model_says_so(binary_model) -> None:
-    with pytest.raises(runtime.RuntimeUnavailable, match="no Edge-TPU-compiled model"):
+def test_edgetpu_without_a_compiled_model_says_how_to_compile_it(binary_model) -> None:
+    with pytest.raises(runtime.RuntimeUnavailable, match="no Edge-TPU-compiled model .*edgetpu_compiler.*--device cpu"):
         Classifier(load_bundle(binary_model), edgetpu=True)
 
 
