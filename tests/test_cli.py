@@ -289,9 +289,24 @@ def test_no_recursive_and_several_paths(cli, folder, binary_model, report_rows, 
     assert [r["path"] for r in report_rows(out)] == [f"scans/img_{i}.png" for i in range(4)] + ["scans/sub/deep.jpg"]
 
 
-def test_edgetpu_without_the_runtime_is_fatal_with_an_install_hint(cli, folder, binary_model, tmp_path) -> None:
+def test_edgetpu_without_the_runtime_is_fatal_with_an_install_hint(
+    cli, folder, binary_model, tmp_path, copy_bundle
+) -> None:
+    manifest_path = copy_bundle(binary_model, tmp_path / "m")
+    compiled = manifest_path.with_name("compiled_edgetpu.tflite")
+    compiled.write_bytes(manifest_path.with_suffix(".tflite").read_bytes())
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "edgetpu_model_file": compiled.name}))
+    result = cli("classify", folder, "--out", tmp_path / "r.csv", "--model", manifest_path, "--device", "edgetpu")
+    assert result.exit_code == 3 and "libedgetpu1-std" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_edgetpu_with_a_bundle_not_compiled_for_it_is_fatal_with_how_to_compile(
+    cli, folder, binary_model, tmp_path
+) -> None:
     result = cli("classify", folder, "--out", tmp_path / "r.csv", "--model", binary_model, "--device", "edgetpu")
-    assert result.exit_code == 3 and "Edge" in result.stderr and "install" in result.stderr
+    assert result.exit_code == 3 and "edgetpu_compiler" in result.stderr and "install" not in result.stderr
+    assert not (tmp_path / "r.csv").exists()
 
 
 def test_unreadable_file_gets_an_error_row(folder, binary_model, tmp_path, report_rows) -> None:
