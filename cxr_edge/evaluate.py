@@ -213,7 +213,12 @@ class Evaluation:
                 "classes": self.class_counts(),
                 "binary": binary,
                 "ci95": {k: list(v) for k, v in self.intervals.items()},
-                "bootstrap": {"n_boot": self.n_boot, "level": 0.95, "resampled": "images"},
+                "bootstrap": {
+                    "n_boot": self.n_boot,
+                    "level": 0.95,
+                    "resampled": "images",
+                    "proportions": "widened to contain the exact Clopper-Pearson interval",
+                },
                 "calibration": {
                     "brier": metrics.brier_score(self.y_true, self.score),
                     "ece": metrics.expected_calibration_error(self.y_true, np.clip(self.score, 0, 1)),

@@ -173,6 +173,12 @@ def test_target_sensitivity_reports_the_threshold_that_reaches_it():
     assert (target["sensitivity"], target["specificity"]) == (1.0, 0.75)
 
 
+def test_a_metric_without_errors_in_the_folder_gets_its_exact_interval_in_table_and_json():
+    ev = evaluation([0] * 20 + [1] * 20, [0.1] * 20 + [0.9] * 20)
+    assert re.search(r"^sensitivity +1\.000 +0\.832-1\.000$", evaluate.format_table(ev), re.M)
+    assert ev.to_json()["ci95"]["sensitivity"] == pytest.approx([0.025 ** (1 / 20), 1.0])
+
+
 def test_one_class_data_gives_null_metrics_in_strict_json():
     ev = evaluation([1, 1, 1], [0.9, 0.4, 0.8])
     data = json.loads(json.dumps(ev.to_json(), allow_nan=False))
