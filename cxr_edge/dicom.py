@@ -18,12 +18,12 @@ Stored pixels become 8-bit grey the way a radiologist's viewer shows them (docs/
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 
-from cxr_edge.preprocess import MAX_PIXELS, ImageReadError, scale_to_uint8, to_gray8
+from cxr_edge.preprocess import MAX_PIXELS, ImageReadError, map_blocks, scale_to_uint8, to_gray8
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 #: Optional report columns filled from the DICOM header (empty for other files).
@@ -174,17 +174,29 @@ def _display_gray8(pydicom: Any, frame: np.ndarray, ds: Any) -> tuple[np.ndarray
         if frame.dtype != np.uint8:
             raise ImageReadError(f"{photometric} DICOM with {ds.BitsStored}-bit samples is not supported")
         return np.asarray(to_gray8(Image.fromarray(frame))), ""  # the contract's luma, as for colour JPEGs
-    values = pydicom.pixels.apply_modality_lut(frame, ds)
-    gray, note = _apply_voi(pydicom, values, ds)
+
+    def modality(stored: np.ndarray) -> np.ndarray:  # elementwise, so it can run a block at a time
+        return pydicom.pixels.apply_modality_lut(stored, ds)
+
+    gray, note = _apply_voi(pydicom, frame, modality, ds)
     if gray is None:
-        gray = values.astype(np.uint8) if _is_display_ready(values, ds) else _robust_stretch(values)
+        gray = _as_displayed(frame, modality, ds)
+    if gray is None:
+        gray = _robust_stretch(frame, modality)
     if photometric == "MONOCHROME1":
         gray = 255 - gray
     return gray, note
 
 
-def _apply_voi(pydicom: Any, values: np.ndarray, ds: Any) -> tuple[np.ndarray | None, str]:
-    """The first VOI LUT or window mapped to 0..255; None when absent or invalid (noted)."""
+Mapping = Callable[[np.ndarray], np.ndarray]
+
+
+def _apply_voi(pydicom: Any, frame: np.ndarray, modality: Mapping, ds: Any) -> tuple[np.ndarray | None, str]:
+    """The first VOI LUT or window mapped to 0..255; None when absent or invalid (noted).
+
+    Modality and VOI run a block of pixels at a time (:func:`map_blocks`): on the whole
+    frame their float64 temporaries took over 30 bytes per pixel.
+    """
     processing = pydicom.pixels.processing
     try:
         if ds.get("VOILUTSequence"):
@@ -192,33 +204,34 @@ def _apply_voi(pydicom: Any, values: np.ndarray, ds: Any) -> tuple[np.ndarray | 
             first, entries = int(item.LUTDescriptor[1]), int(item.LUTDescriptor[0]) or 2**16
             # The LUT's own entries bound its output (some descriptors overstate their bit depth).
             table = processing.apply_voi(np.arange(first, first + entries), ds)
-            mapped = processing.apply_voi(np.rint(values).astype(np.int64), ds)
-            return scale_to_uint8(mapped, float(table.min()), float(table.max())), ""
-        if "WindowCenter" in ds and "WindowWidth" in ds:
+            lo, hi = float(table.min()), float(table.max())
+            voi = lambda values: processing.apply_voi(np.rint(values).astype(np.int64), ds)  # noqa: E731
+        elif "WindowCenter" in ds and "WindowWidth" in ds:
             # pydicom maps the window onto the stored range; probing with -inf/+inf gives that range.
-            lo, hi = processing.apply_windowing(np.array([-np.inf, np.inf]), ds)
-            return scale_to_uint8(processing.apply_windowing(values, ds), float(lo), float(hi)), ""
+            lo, hi = map(float, processing.apply_windowing(np.array([-np.inf, np.inf]), ds))
+            voi = lambda values: processing.apply_windowing(values, ds)  # noqa: E731
+        else:
+            return None, ""
+        return map_blocks(frame, lambda stored: scale_to_uint8(voi(modality(stored)), lo, hi)), ""
     except (ValueError, TypeError, IndexError, AttributeError, NotImplementedError) as exc:
         return None, f"VOI LUT/window ignored ({exc})"
-    return None, ""
 
 
-def _is_display_ready(values: np.ndarray, ds: Any) -> bool:
-    """8-bit unsigned values untouched by the Modality LUT are shown as they are."""
-    return (
-        int(ds.get("BitsStored", 16)) <= 8
-        and int(ds.get("PixelRepresentation", 0)) == 0
-        and values.min() >= 0
-        and values.max() <= 255
-        and bool(np.all(values == np.rint(values)))
-    )
+def _as_displayed(frame: np.ndarray, modality: Mapping, ds: Any) -> np.ndarray | None:
+    """8-bit unsigned values untouched by the Modality LUT are shown as they are; else None."""
+    if int(ds.get("BitsStored", 16)) > 8 or int(ds.get("PixelRepresentation", 0)) != 0:
+        return None
+    values = modality(frame)  # whole: 8-bit stored values come from small films
+    if values.min() >= 0 and values.max() <= 255 and np.all(values == np.rint(values)):
+        return values.astype(np.uint8)
+    return None
 
 
-def _robust_stretch(values: np.ndarray) -> np.ndarray:
+def _robust_stretch(frame: np.ndarray, modality: Mapping) -> np.ndarray:
     """Stretch the 0.5th..99.5th percentile to 0..255, measured on a regular subsample."""
-    step = max(1, int(np.sqrt(values.size / _PERCENTILE_SAMPLES)))
-    lo, hi = np.percentile(values[::step, ::step], ROBUST_PERCENTILES)
-    return scale_to_uint8(values, float(lo), float(hi))
+    step = max(1, int(np.sqrt(frame.size / _PERCENTILE_SAMPLES)))
+    lo, hi = np.percentile(modality(frame[::step, ::step]), ROBUST_PERCENTILES)
+    return map_blocks(frame, lambda stored: scale_to_uint8(modality(stored), float(lo), float(hi)))
 
 
 def header_info(ds: Any) -> dict[str, str]:

@@ -33,6 +33,8 @@ KERMANY_POSITIVE = "PNEUMONIA"
 #: File-name word -> the label names it may have in a model, for a Kermany ``PNEUMONIA/`` folder.
 FILENAME_SUBTYPES = {"BACTERIAL": ("BACTERIAL", "BACTERIA"), "VIRAL": ("VIRAL", "VIRUS")}
 N_BOOT = 1000
+#: Below this many positives a threshold tuned to a sensitivity is a rough estimate.
+FEW_POSITIVES = 50
 PREDICTIONS_CSV = "predictions.csv"
 METRICS_JSON = "metrics.json"
 TRUTH_COLUMN = "truth"
@@ -180,7 +182,10 @@ class Evaluation:
             return None
         t = metrics.threshold_for_sensitivity(self.y_true, self.score, self.target_sensitivity)
         found = metrics.binary_metrics(self.y_true, self.score, t)
-        return {"target_sensitivity": self.target_sensitivity, **found}
+        positives = int(self.y_true.sum())
+        rough = positives < FEW_POSITIVES  # each positive moves the sensitivity by over 2%
+        note = f"rough estimate: only {positives} positives (fewer than {FEW_POSITIVES})" if rough else ""
+        return {"target_sensitivity": self.target_sensitivity, "note": note, **found}
 
     @functools.cached_property
     def at_prevalences(self) -> list[dict[str, Any]]:
@@ -213,7 +218,12 @@ class Evaluation:
                 "classes": self.class_counts(),
                 "binary": binary,
                 "ci95": {k: list(v) for k, v in self.intervals.items()},
-                "bootstrap": {"n_boot": self.n_boot, "level": 0.95, "resampled": "images"},
+                "bootstrap": {
+                    "n_boot": self.n_boot,
+                    "level": 0.95,
+                    "resampled": "images",
+                    "proportions": "widened to contain the exact Clopper-Pearson interval",
+                },
                 "calibration": {
                     "brier": metrics.brier_score(self.y_true, self.score),
                     "ece": metrics.expected_calibration_error(self.y_true, np.clip(self.score, 0, 1)),
@@ -291,7 +301,8 @@ def format_table(ev: Evaluation) -> str:
             "",
             f"threshold for sensitivity >= {target['target_sensitivity']:g} on this data: "
             f"{report.threshold_cell(target['threshold'])} "
-            f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})",
+            f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})"
+            + (f"; {target['note']}" if target["note"] else ""),
         ]
     lines += _prevalence_lines(ev)
     return "\n".join(lines)

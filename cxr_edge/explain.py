@@ -33,6 +33,10 @@ BATCH = 16
 #: Full colour means this drop in probability, unless the largest drop is bigger.
 MIN_SCALE = 0.05
 OVERLAY_ALPHA = 0.6
+#: A largest drop below this leaves the overlay blank (about 2.5 steps of a uint8 output).
+FLAT_DROP = 0.01
+SATURATED = "score saturated: no single region lowers it; the evidence is spread or redundant"
+NOTHING_TO_LOWER = "no single region lowers the score: it is already low"
 #: Anchor colours of the heat colormap, cold to hot (black-purple-red-yellow, like "inferno").
 _ANCHORS = np.array(
     [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
@@ -58,12 +62,24 @@ class Heatmap:
         """Colour strength 0..1: the positive drops relative to :attr:`scale`."""
         return np.clip(self.drop / self.scale, 0.0, 1.0)
 
+    @property
+    def flat_note(self) -> str:
+        """Why the overlay is blank, or "" when it is not.
+
+        A confident positive (P near the top of a uint8 output) often keeps its score
+        whichever square is hidden; a grey overlay must not read as "nothing found".
+        """
+        if float(self.drop.max()) >= FLAT_DROP:
+            return ""
+        return SATURATED if self.probability >= 0.5 else NOTHING_TO_LOWER
+
     def caption(self, title: str) -> list[str]:
-        return [
+        lines = [
             title,
             f"P(pneumonia) {self.probability:.3f}; colour = drop in probability when the area is hidden "
             f"(full colour = {self.scale:.2f})",
         ]
+        return lines + [self.flat_note] if self.flat_note else lines
 
 
 def positions(size: int, window: int, stride: int) -> list[int]:

@@ -75,6 +75,7 @@ def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
             heatmap = explain.occlusion_map(classifier, pixels)
             picture = explain.overlay(pixels, heatmap.level).resize((THUMBNAIL, THUMBNAIL))
             heat = _img(_data_uri(picture, "PNG"), f"heatmap of {result.display}")
+            note = heatmap.flat_note  # a grey overlay would otherwise read as "nothing found"
     probability = result.probability or 0.0
     bar = f'<span class="bar" style="width:{probability * 80:.0f}px"></span>'
     return (

@@ -20,6 +20,15 @@ import numpy as np
 NAN = float("nan")
 #: The metrics that :func:`bootstrap_ci` gives intervals for, in display order.
 CI_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy", "auc")
+#: Metrics that are a count out of a count, as (successes, trials) from the confusion counts:
+#: :func:`bootstrap_ci` never reports them narrower than the exact binomial interval.
+PROPORTIONS: dict[str, Callable[[dict], tuple[int, int]]] = {
+    "accuracy": lambda m: (m["tp"] + m["tn"], m["n"]),
+    "sensitivity": lambda m: (m["tp"], m["tp"] + m["fn"]),
+    "specificity": lambda m: (m["tn"], m["tn"] + m["fp"]),
+    "precision": lambda m: (m["tp"], m["tp"] + m["fp"]),
+    "npv": lambda m: (m["tn"], m["tn"] + m["fn"]),
+}
 #: What :func:`at_prevalence` carries to another class mix, in display order.
 PREVALENCE_METRICS = ("accuracy", "ppv", "npv")
 
@@ -224,6 +233,10 @@ def bootstrap_ci(
 
     With ``prevalence``, of :func:`at_prevalence` instead (default :data:`PREVALENCE_METRICS`):
     the uncertainty of the sensitivity and specificity measured here, carried to that mix.
+
+    Each interval is widened to contain the exact one of :func:`_exact_intervals` where
+    there is one: a percentile bootstrap of 20 positives all found is "1.000-1.000", which
+    reads as certainty, while 20 of 20 is compatible with a sensitivity of 0.83.
     """
     y, s = _binary_inputs(y_true, score)
     names = metrics or (CI_METRICS if prevalence is None else PREVALENCE_METRICS)
@@ -234,7 +247,54 @@ def bootstrap_ci(
             values = at_prevalence(values["sensitivity"], values["specificity"], prevalence)
         return {m: values[m] for m in names}
 
-    return bootstrap(statistic, len(y), n_boot=n_boot, seed=seed, level=level, groups=groups)
+    intervals = bootstrap(statistic, len(y), n_boot=n_boot, seed=seed, level=level, groups=groups)
+    exact = _exact_intervals(binary_metrics(y, s, threshold), prevalence, level)
+    for name in set(names) & set(exact):
+        (lo, hi), (exact_lo, exact_hi) = intervals[name], exact[name]
+        intervals[name] = (float(np.fmin(lo, exact_lo)), float(np.fmax(hi, exact_hi)))
+    return intervals
+
+
+def _exact_intervals(counts: dict, prevalence: float | None, level: float) -> dict[str, tuple[float, float]]:
+    """Clopper-Pearson intervals of the :data:`PROPORTIONS`; with ``prevalence``, the bounds of
+    sensitivity and specificity carried to that mix (accuracy, PPV and NPV rise with both)."""
+    exact = {name: clopper_pearson(*count(counts), level=level) for name, count in PROPORTIONS.items()}
+    if prevalence is None:
+        return exact
+    (sens_lo, sens_hi), (spec_lo, spec_hi) = exact["sensitivity"], exact["specificity"]
+    low, high = at_prevalence(sens_lo, spec_lo, prevalence), at_prevalence(sens_hi, spec_hi, prevalence)
+    return {name: (low[name], high[name]) for name in PREVALENCE_METRICS}
+
+
+def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact binomial interval of ``successes / trials`` (``nan`` without trials).
+
+    Each bound is where the binomial tail beyond the observed count is ``(1 - level) / 2``;
+    it never collapses to a point, which a bootstrap does when the sample has no errors.
+    """
+    if trials == 0:
+        return NAN, NAN
+    tail = (1.0 - level) / 2.0
+    lower = 0.0 if successes == 0 else _binomial_root(successes - 1, trials, 1.0 - tail)
+    upper = 1.0 if successes == trials else _binomial_root(successes, trials, tail)
+    return lower, upper
+
+
+def _binomial_root(k: int, n: int, target: float) -> float:
+    """The ``p`` where P(X <= k) = ``target`` for X ~ Binomial(n, p), by bisection (it falls with p)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if _binomial_cdf(k, n, mid) > target else (lo, mid)
+    return (lo + hi) / 2.0
+
+
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), 0 < p < 1, summed in log space (no overflow for large n)."""
+    i = np.arange(1, k + 1)
+    log_choose = np.r_[0.0, np.cumsum(np.log(n - i + 1) - np.log(i))]
+    j = np.arange(k + 1)
+    return float(np.sum(np.exp(log_choose + j * math.log(p) + (n - j) * math.log1p(-p))))
 
 
 def at_prevalence(sensitivity: float, specificity: float, prevalence: float) -> dict[str, float]:

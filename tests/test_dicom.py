@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_edge import dicom
+from cxr_edge import dicom, preprocess
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 pydicom = pytest.importorskip("pydicom", minversion="3")
@@ -132,6 +132,35 @@ def test_voi_lut_sequence_is_applied_before_any_window(tmp_path: Path) -> None:
     out, _ = read(path)
     assert out[0, 0] == 255 and out[0, -1] == 0
     assert np.all(np.diff(out[0].astype(int)) <= 0)
+
+
+def old_display(path: Path) -> np.ndarray:
+    """Modality, window or robust stretch on the whole frame in float64, as first written: the spec."""
+    ds = pydicom.dcmread(path)
+    processing = pydicom.pixels.processing
+    values = processing.apply_modality_lut(ds.pixel_array, ds)
+    if "WindowCenter" in ds:
+        lo, hi = processing.apply_windowing(np.array([-np.inf, np.inf]), ds)
+        values = processing.apply_windowing(values, ds)
+    else:
+        step = max(1, int(np.sqrt(values.size / 1_000_000)))
+        lo, hi = np.percentile(values[::step, ::step], dicom.ROBUST_PERCENTILES)
+    scaled = (values - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [{}, {"RescaleSlope": 0.7, "RescaleIntercept": -1024}, {"WindowCenter": 1900, "WindowWidth": 801}],
+    ids=["stretch", "rescale", "window"],
+)
+def test_pixels_mapped_a_block_at_a_time_equal_the_whole_frame_formula(
+    tmp_path: Path, header: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(preprocess, "BLOCK_SIZE", 97)
+    pixels = np.random.default_rng(3).integers(0, 4096, SIZE[::-1]).astype(np.uint16)
+    path = write12(tmp_path / "a.dcm", pixels, **header)
+    assert np.array_equal(read(path)[0], old_display(path))
 
 
 def test_invalid_window_falls_back_to_the_stretch_with_a_note(tmp_path: Path) -> None:

@@ -173,6 +173,21 @@ def test_target_sensitivity_reports_the_threshold_that_reaches_it():
     assert (target["sensitivity"], target["specificity"]) == (1.0, 0.75)
 
 
+def test_a_target_threshold_from_few_positives_is_called_rough_in_table_and_json():
+    few = evaluation([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.8], target_sensitivity=1.0)
+    rough = r"; rough estimate: only 2 positives \(fewer than 50\)$"
+    assert re.search(r"^threshold for sensitivity >= 1 .*" + rough, evaluate.format_table(few), re.M)
+    assert few.to_json()["at_target_sensitivity"]["note"] == few.at_target["note"]
+    y = np.r_[np.zeros(60), np.ones(evaluate.FEW_POSITIVES)]
+    assert evaluation(y, np.linspace(0, 1, len(y)), target_sensitivity=0.9).at_target["note"] == ""
+
+
+def test_a_metric_without_errors_in_the_folder_gets_its_exact_interval_in_table_and_json():
+    ev = evaluation([0] * 20 + [1] * 20, [0.1] * 20 + [0.9] * 20)
+    assert re.search(r"^sensitivity +1\.000 +0\.832-1\.000$", evaluate.format_table(ev), re.M)
+    assert ev.to_json()["ci95"]["sensitivity"] == pytest.approx([0.025 ** (1 / 20), 1.0])
+
+
 def test_one_class_data_gives_null_metrics_in_strict_json():
     ev = evaluation([1, 1, 1], [0.9, 0.4, 0.8])
     data = json.loads(json.dumps(ev.to_json(), allow_nan=False))

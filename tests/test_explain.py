@@ -48,8 +48,8 @@ def test_overlay_keeps_the_xray_where_nothing_matters():
     assert rgb[2, 2].tolist() != [100, 100, 100]
 
 
-def heatmap(drop: np.ndarray) -> explain.Heatmap:
-    return explain.Heatmap(np.zeros(drop.shape, np.uint8), 0.9, drop.astype(np.float32), 0.1, 10)
+def heatmap(drop: np.ndarray, probability: float = 0.9) -> explain.Heatmap:
+    return explain.Heatmap(np.zeros(drop.shape, np.uint8), probability, drop.astype(np.float32), 0.1, 10)
 
 
 def test_the_largest_drop_is_full_colour_and_small_drops_stay_pale():
@@ -58,6 +58,21 @@ def test_the_largest_drop_is_full_colour_and_small_drops_stay_pale():
     heat = heatmap(drop)
     assert heat.level.max() == 1.0
     assert heatmap(drop / 100).level.max() == pytest.approx(0.004 / explain.MIN_SCALE)
+
+
+def test_a_saturated_positive_says_why_its_overlay_is_blank():
+    drop = np.full((40, 40), -0.002)  # P = 0.996: hiding any one square leaves the top uint8 score
+    drop[5:9, 5:9] = 0.004  # one output step: not evidence
+    caption = heatmap(drop, probability=0.996).caption("film.png")
+    assert caption[-1] == explain.SATURATED
+    assert heatmap(drop, probability=0.02).caption("film.png")[-1] == explain.NOTHING_TO_LOWER
+
+
+def test_a_map_with_a_real_drop_has_no_blank_overlay_note():
+    drop = np.zeros((40, 40))
+    drop[10:20, 24:32] = 0.2
+    assert heatmap(drop).flat_note == ""
+    assert len(heatmap(drop).caption("film.png")) == 2
 
 
 def test_output_names_are_short_unless_they_would_collide():

@@ -10,13 +10,16 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cxr_edge import explain, html_report
 from cxr_edge.engine import ERROR, OK, Result
 from cxr_edge.html_report import order
+from cxr_edge.preprocess import Contract
 from cxr_edge.synthetic import synthetic_xray
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -73,6 +76,18 @@ def test_order_is_highest_probability_first_then_unreadable():
         Result("d", "d.png", OK, prediction="PNEUMONIA", probability=0.9),
     ]
     assert [r.display for r in order(results)] == ["c.png", "d.png", "a.png", "b.png"]
+
+
+def test_a_blank_heatmap_of_a_saturated_positive_says_why(tmp_path, monkeypatch):
+    synthetic_xray(0, (32, 32), lesion=True).save(tmp_path / "film.png")
+    flat = np.zeros((32, 32), np.float32)  # P = 0.996: no occluded square lowers the score
+    monkeypatch.setattr(
+        explain, "occlusion_map", lambda classifier, pixels: explain.Heatmap(pixels, 0.996, flat, 0.1, 10)
+    )
+    bundle = SimpleNamespace(negative_label="NORMAL", contract=Contract(width=32, height=32))
+    result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=0.996)
+    row = Page(html_report._row(result, SimpleNamespace(bundle=bundle), explain_flagged=True)).rows[0][1]
+    assert row[4] == explain.SATURATED
 
 
 @pytest.fixture

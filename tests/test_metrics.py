@@ -152,6 +152,49 @@ def test_bootstrap_by_group_resamples_whole_groups():
         metrics.bootstrap_ci(y, score, 0.5, groups=[1, 2, 3])
 
 
+def test_twenty_of_twenty_is_not_reported_as_certainty():
+    y, score = np.r_[np.ones(20), np.zeros(20)], np.r_[np.full(20, 0.9), np.full(20, 0.1)]
+    ci = metrics.bootstrap_ci(y, score, 0.5, n_boot=200)
+    assert ci["sensitivity"][0] == pytest.approx(0.025 ** (1 / 20))  # 0.832: Clopper-Pearson
+    assert ci["sensitivity"][1] == 1.0 and ci["accuracy"][0] == pytest.approx(0.025 ** (1 / 40))
+
+
+def test_at_a_prevalence_the_exact_bounds_of_sensitivity_and_specificity_carry_over():
+    y, score = np.r_[np.ones(20), np.zeros(20)], np.r_[np.full(20, 0.9), np.full(20, 0.1)]
+    ci = metrics.bootstrap_ci(y, score, 0.5, n_boot=200, prevalence=0.1)
+    worst = metrics.at_prevalence(0.025 ** (1 / 20), 0.025 ** (1 / 20), 0.1)
+    assert ci["ppv"] == pytest.approx((worst["ppv"], 1.0)) and ci["npv"][0] == pytest.approx(worst["npv"])
+
+
+@pytest.mark.parametrize(
+    "k, n, lower, upper",  # scipy.stats.beta.ppf(0.025, k, n - k + 1), beta.ppf(0.975, k + 1, n - k)
+    [
+        (20, 20, 0.831567, 1.0),
+        (0, 20, 0.0, 0.168433),
+        (16, 20, 0.563386, 0.942666),
+        (800, 1000, 0.773841, 0.824379),
+    ],
+)
+def test_clopper_pearson_matches_the_beta_quantiles(k, n, lower, upper):
+    assert metrics.clopper_pearson(k, n) == pytest.approx((lower, upper), abs=1e-6)
+
+
+def test_ordinary_intervals_keep_the_bootstrap_and_only_widen_to_the_exact_one():
+    y, score = random_case(11, n=400)
+    def statistic(idx):
+        return {m: metrics.binary_metrics(y[idx], score[idx], 0.5)[m] for m in metrics.CI_METRICS}
+
+    plain = metrics.bootstrap(statistic, len(y), n_boot=300, seed=1)
+    ci = metrics.bootstrap_ci(y, score, 0.5, n_boot=300, seed=1)
+    for name in ("f1", "balanced_accuracy", "auc"):  # no binomial count: the bootstrap alone
+        assert ci[name] == plain[name]
+    point = metrics.binary_metrics(y, score, 0.5)
+    for name in ("accuracy", "sensitivity", "specificity", "precision"):
+        exact = metrics.clopper_pearson(*metrics.PROPORTIONS[name](point))
+        assert ci[name] == (min(plain[name][0], exact[0]), max(plain[name][1], exact[1]))
+        assert abs(ci[name][0] - plain[name][0]) < 0.015 and abs(ci[name][1] - plain[name][1]) < 0.015
+
+
 def test_bootstrap_skips_one_class_resamples_for_auc():
     y, score = np.array([1, 1, 1, 1, 1, 1, 1, 0]), np.linspace(0.2, 0.9, 8)[::-1]
     ci = metrics.bootstrap_ci(y, score, 0.5, n_boot=200)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageOps, JpegImagePlugin
 
 from conftest import png_header_only
-from cxr_edge import runtime
+from cxr_edge import preprocess, runtime
 from cxr_edge.bundle import load_bundle
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image
 from cxr_edge.synthetic import synthetic_xray
@@ -73,6 +73,57 @@ def test_deep_modes_are_stretched_from_their_own_range(tmp_path: Path, values: n
     pixels = load_image(path, Contract(width=60, height=40)).pixels
     assert pixels.min() <= 1 and pixels.max() >= 254
     assert np.all(np.diff(pixels.astype(int).ravel()) >= 0)  # monotone ramp stays monotone
+
+
+def old_scale(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The contract's linear map as first written, the whole array in float64: the spec."""
+    arr = np.asarray(values, dtype=np.float64)
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    scaled = (np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def old_stretch(values: np.ndarray) -> np.ndarray:
+    """The min-max stretch as first written, on :func:`old_scale`."""
+    finite = np.asarray(values, dtype=np.float64)[np.isfinite(values)]
+    if finite.size == 0:
+        return np.zeros(values.shape, np.uint8)
+    return old_scale(values, float(finite.min()), float(finite.max()))
+
+
+def deep_arrays() -> list[np.ndarray]:
+    """Every value of 8 and 16 bits, signed and unsigned, plus wider ints and floats with NaN/inf."""
+    rng = np.random.default_rng(7)
+    floats = rng.normal(0, 1000, (53, 61))
+    floats.flat[:4] = [np.nan, np.inf, -np.inf, 0.5]
+    return [
+        np.arange(2**16, dtype=np.uint16).reshape(256, 256),
+        np.arange(-(2**15), 2**15, dtype=np.int16).reshape(256, 256),
+        np.arange(2**16, dtype=np.uint16).reshape(256, 256)[::-1].astype(">u2"),  # Pillow's I;16B
+        rng.integers(1000, 4096, (53, 61)).astype(np.uint16),  # 12-bit film: half-way ties in the table
+        np.arange(256, dtype=np.uint8),
+        rng.integers(-70000, 90000, (53, 61)).astype(np.int32),
+        floats,
+        floats.astype(np.float32),
+    ]
+
+
+@pytest.mark.parametrize("values", deep_arrays(), ids=lambda a: a.dtype.str)
+def test_deep_stretch_gives_the_pixels_of_the_whole_array_float64_formula(
+    values: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(preprocess, "BLOCK_SIZE", 1000)  # several blocks, a ragged last one
+    assert np.array_equal(preprocess.stretch_to_uint8(values), old_stretch(values))
+
+
+@pytest.mark.parametrize("lo, hi", [(-1000.0, 3000.5), (100.0, 101.0), (7.0, 7.0)])
+def test_header_windows_map_and_clip_as_the_float64_formula(
+    lo: float, hi: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(preprocess, "BLOCK_SIZE", 999)
+    for values in deep_arrays():
+        assert np.array_equal(preprocess.scale_to_uint8(values, lo, hi), old_scale(values, lo, hi))
 
 
 def test_a_constant_deep_image_becomes_black(tmp_path: Path) -> None:
