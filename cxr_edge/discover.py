@@ -25,7 +25,7 @@ class Found(NamedTuple):
     """One input: where it is, and how the report names it (a small tuple: 100,000 fit in a Pi)."""
 
     path: str
-    display: str  # the report's ``path`` column: relative to its root, ``/`` separators
+    display: str  # the report's ``path`` column: the path as given + the part below it, ``/`` separators
 
 
 def printable(name: str) -> str:
@@ -51,21 +51,19 @@ def looks_like_image(path: Path) -> bool:
 def discover(paths: Iterable[str | Path], recursive: bool = True) -> Iterator[Found]:
     """Yield the inputs under ``paths`` in order (the paths in the order given, each sorted).
 
-    With one folder, ``display`` is relative to it; with several paths (or a file), it is
-    the path as given joined with the relative part, so inputs from different roots stay
-    distinct in the report.
+    ``display`` is the path as given joined with the file's part below it
+    (``day1/IM-0001.jpeg``), never the relative part alone: ``--resume`` matches rows by
+    it, so files of the same name under two folders must not look like one.
     """
-    paths = [Path(p) for p in paths]
-    single_root = len(paths) == 1 and paths[0].is_dir()
-    for root in paths:
-        prefix = "" if single_root else root.as_posix().rstrip("/") + "/"
+    for root in map(Path, paths):
         if root.is_dir():
-            yield from _walk(root, prefix, recursive)
+            yield from walk(root, root.as_posix().rstrip("/") + "/", recursive)
         else:
             yield Found(str(root), printable(root.as_posix()))
 
 
-def _walk(root: Path, prefix: str, recursive: bool) -> Iterator[Found]:
+def walk(root: Path, prefix: str, recursive: bool = True) -> Iterator[Found]:
+    """The inputs under the folder ``root``, each displayed as ``prefix`` + its path below ``root``."""
     seen: set[tuple[int, int]] = set()
 
     def visit(folder: Path, rel: str) -> Iterator[Found]:

@@ -48,12 +48,17 @@ def folder(tmp_path: Path, make_image) -> Path:
     return root
 
 
+def under(folder: Path, *names: str) -> list[str]:
+    """The report's ``path`` cells: the folder as given on the command line, then the file below it."""
+    return [f"{folder.as_posix()}/{name}" for name in names]
+
+
 def test_classify_writes_one_ok_row_per_image_and_a_summary(cli, folder, binary_model, report_rows) -> None:
     out = folder.parent / "report.csv"
     result = cli("classify", folder, "--out", out, "--model", binary_model)
     assert result.exit_code == 0, result.stderr
     rows = report_rows(out)
-    assert [r["path"] for r in rows] == ["img_0.png", "img_1.png", "img_2.png", "img_3.png", "sub/deep.jpg"]
+    assert [r["path"] for r in rows] == under(folder, "img_0.png", "img_1.png", "img_2.png", "img_3.png", "sub/deep.jpg")
     model = bundle.load_bundle(binary_model)
     for row in rows:
         assert row["status"] == "ok" and row["error"] == ""
@@ -75,7 +80,7 @@ def test_bad_inputs_get_error_rows_and_exit_code_1(cli, folder, binary_model, ba
     rows = {r["path"]: r for r in report_rows(out)}
     assert len(rows) == 5 + len(expected)
     for name, message in expected.items():
-        row = rows[f"bad/{name}"]
+        [row] = (rows[path] for path in under(folder, f"bad/{name}"))
         assert row["status"] == "error" and row["prediction"] == "" and row["probability"] == ""
         assert re.search(message, row["error"]), row["error"]
     assert f"{len(expected)} errors" in result.stderr
@@ -91,17 +96,19 @@ def test_awkward_file_names_round_trip_through_csv_and_pandas(cli, tmp_path, mak
     out = tmp_path / "report.csv"
     assert cli("classify", tmp_path / "in", "--out", out, "--model", binary_model).exit_code == 0
     with open(out, newline="", encoding="utf-8") as fh:
-        assert sorted(r["path"] for r in csv.DictReader(fh)) == sorted(NASTY_NAMES)
+        assert sorted(r["path"] for r in csv.DictReader(fh)) == sorted(under(tmp_path / "in", *NASTY_NAMES))
     frame = pd.read_csv(out, encoding="utf-8", keep_default_na=False)
-    assert sorted(frame["path"]) == sorted(NASTY_NAMES)
+    assert sorted(frame["path"]) == sorted(under(tmp_path / "in", *NASTY_NAMES))
     assert set(frame["status"]) == {"ok"}
 
 
 @pytest.mark.parametrize("name", ["=cmd.png", "+1.png", "-2.png", "@SUM.png"])
-def test_file_names_that_look_like_formulas_are_neutralised(cli, tmp_path, make_image, binary_model, name) -> None:
-    make_image(tmp_path / "in" / name)
+def test_file_names_that_look_like_formulas_are_neutralised(cli, tmp_path, make_image, binary_model, name,
+                                                          monkeypatch) -> None:
+    make_image(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "report.csv"
-    assert cli("classify", tmp_path / "in", "--out", out, "--model", binary_model).exit_code == 0
+    assert cli("classify", "--out", out, "--model", binary_model, "--", name).exit_code == 0
     frame = pd.read_csv(out, keep_default_na=False)
     assert list(frame["path"]) == ["'" + name]
 
@@ -134,11 +141,22 @@ def test_resume_after_a_crash_mid_row_reports_every_image_once(cli, folder, bina
     result = cli("classify", folder, "--out", out, "--model", binary_model, "--resume")
     assert result.exit_code == 0, result.stderr
     rows = report_rows(out)
-    assert sorted(r["path"] for r in rows) == sorted(
-        ["img_0.png", "img_1.png", "img_2.png", "img_3.png", "later.png", "sub/deep.jpg"]
+    assert sorted(r["path"] for r in rows) == under(
+        folder, "img_0.png", "img_1.png", "img_2.png", "img_3.png", "later.png", "sub/deep.jpg"
     )
     assert {r["status"] for r in rows} == {"ok"}
     assert "already in the report" in result.stderr
+
+
+def test_resume_with_another_folder_classifies_its_files_of_the_same_name(cli, tmp_path, make_image, binary_model,
+                                                                         report_rows, monkeypatch) -> None:
+    make_image(tmp_path / "day1" / "IM-0001.jpeg", seed=1)
+    make_image(tmp_path / "day2" / "IM-0001.jpeg", seed=2)
+    monkeypatch.chdir(tmp_path)
+    assert cli("classify", "day1", "--out", "d.csv", "--model", binary_model).exit_code == 0
+    result = cli("classify", "day2", "--out", "d.csv", "--model", binary_model, "--resume")
+    assert result.exit_code == 0 and "1 classified" in result.stderr
+    assert [r["path"] for r in report_rows(tmp_path / "d.csv")] == ["day1/IM-0001.jpeg", "day2/IM-0001.jpeg"]
 
 
 @pytest.mark.parametrize("flag", ["--resume", "--overwrite"])
@@ -200,7 +218,7 @@ def test_kill_9_mid_run_then_resume_reports_every_image_exactly_once(tmp_path, b
     resumed = subprocess.run([*args[:-1], "--resume"], cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     paths = [r["path"] for r in report_rows(out)]
-    assert sorted(paths) == [f"img_{i:04d}.png" for i in range(count)]  # each exactly once
+    assert sorted(paths) == under(folder, *(f"img_{i:04d}.png" for i in range(count)))  # each exactly once
 
 
 def test_a_second_process_on_the_same_report_is_refused(cli, folder, binary_model) -> None:
@@ -309,7 +327,8 @@ def test_unreadable_file_gets_an_error_row(folder, binary_model, tmp_path, repor
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 1, result.stderr
     rows = {r["path"]: r for r in report_rows(out)}
-    assert rows["locked.png"]["status"] == "error" and "permission denied" in rows["locked.png"]["error"]
+    [locked_row] = (rows[path] for path in under(folder, "locked.png"))
+    assert locked_row["status"] == "error" and "permission denied" in locked_row["error"]
     assert sum(r["status"] == "ok" for r in rows.values()) == 5
 
 
