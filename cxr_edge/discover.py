@@ -7,7 +7,8 @@ folders (name starting with ``.``) are skipped; symlinked folders are followed o
 loop cannot hang the walk; entries are sorted by name at every level. A file named
 explicitly is always taken, whatever its extension. A folder whose *name* looks like an
 image (``x.jpg``) is listed too, so the report says why it was not read, and is still
-walked.
+walked; a folder that cannot be listed is an input carrying its error, so it gets an
+error row instead of vanishing from the report.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Found(NamedTuple):
 
     path: str
     display: str  # the report's ``path`` column: the path as given + the part below it, ``/`` separators
+    error: str = ""  # a folder that could not be listed: reported as an error row, never skipped silently
 
 
 def printable(name: str) -> str:
@@ -75,8 +77,9 @@ def walk(root: Path, prefix: str, recursive: bool = True) -> Iterator[Found]:
             with os.scandir(folder) as listing:
                 # Names and kinds only: a folder of 100,000 files costs a few MB while walked.
                 entries = sorted((e.name, _is_dir(e)) for e in listing if not is_hidden(e.name))
-        except OSError:
-            return  # vanished or unreadable folder: nothing to list
+        except OSError as exc:  # unreadable or vanished: its files would be missing from the report unsaid
+            yield Found(str(folder), printable(f"{prefix}{rel}"), f"cannot list this folder: {exc.strerror or exc}")
+            return
         for name, is_dir in entries:
             path = folder / name
             if looks_like_image(path):

@@ -188,9 +188,16 @@ def _check_input(bundle: Bundle, model_path: Path, details: dict[str, Any]) -> N
         )
 
 
+def read(found: Found, bundle: Bundle) -> Prepared:
+    """Decode one input; a folder discovery could not list fails like an unreadable file."""
+    if found.error:
+        raise ImageReadError(found.error)
+    return load_image(found.path, bundle.contract)
+
+
 def _decode(found: Found, bundle: Bundle) -> Prepared | Result:
     try:
-        return load_image(found.path, bundle.contract)
+        return read(found, bundle)
     except ImageReadError as exc:
         return Result(found.path, found.display, ERROR, error=str(exc))
     except MemoryError:

@@ -332,6 +332,18 @@ def test_unreadable_file_gets_an_error_row(folder, binary_model, tmp_path, repor
     assert sum(r["status"] == "ok" for r in rows.values()) == 5
 
 
+def test_a_folder_that_cannot_be_listed_gets_an_error_row_and_exit_code_1(cli, folder, binary_model, report_rows,
+                                                                          unlistable) -> None:
+    unlistable(folder / "sub")
+    out = folder.parent / "report.csv"
+    result = cli("classify", folder, "--out", out, "--model", binary_model)
+    assert result.exit_code == 1 and "1 errors" in result.stderr
+    rows = {r["path"]: r for r in report_rows(out)}
+    [locked] = (rows[path] for path in under(folder, "sub/"))
+    assert locked["status"] == "error" and locked["error"] == "cannot list this folder: Permission denied"
+    assert sum(r["status"] == "ok" for r in rows.values()) == 4
+
+
 def test_progress_bar_only_on_a_terminal(folder, binary_model, tmp_path) -> None:
     """Not a terminal (pipes): no bar. A pseudo-terminal: a bar with images/s."""
     piped = cxr_edge("classify", folder, "--out", tmp_path / "a.csv", "--model", binary_model)

@@ -109,6 +109,17 @@ def test_undecodable_file_names_become_valid_utf8(tmp_path: Path) -> None:
     display.encode("utf-8")
 
 
+def test_a_folder_that_cannot_be_listed_is_an_input_with_its_error(unlistable) -> None:
+    touch(SCANS, "a.png", "locked/b.png", "z.png")
+    unlistable(SCANS / "locked")
+    found = list(discover([SCANS]))
+    assert [(f.display, f.error) for f in found] == [
+        ("scans/a.png", ""),
+        ("scans/locked/", "cannot list this folder: Permission denied"),
+        ("scans/z.png", ""),
+    ]
+
+
 def test_discovery_is_lazy(tmp_path: Path) -> None:
     touch(SCANS, "a.png", "b.png")
     found = discover([SCANS])
