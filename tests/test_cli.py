@@ -184,6 +184,14 @@ def test_threshold_option_flags_at_that_probability_and_every_row_records_it(cli
         assert sum(r["prediction"] == "PNEUMONIA" for r in rows) == flagged, [r["probability"] for r in rows]
 
 
+@pytest.mark.parametrize("nan", ["nan", "NaN", "-nan"])
+def test_a_nan_threshold_is_a_usage_error_and_writes_nothing(cli, folder, binary_model, nan) -> None:
+    out = folder.parent / "report.csv"
+    result = cli("classify", folder, "--out", out, "--model", binary_model, "--threshold", nan)
+    assert result.exit_code == 2 and "--threshold" in result.stderr and "not a number" in result.stderr
+    assert not out.exists()
+
+
 def test_resume_at_another_threshold_is_refused_and_keeps_the_results(cli, folder, binary_model) -> None:
     out = folder.parent / "report.csv"
     assert cli("classify", folder, "--out", out, "--model", binary_model, "--threshold", "0.25").exit_code == 0
