@@ -34,7 +34,7 @@ EXIT_FATAL = 3  # model missing/damaged, report not writable, no interpreter or 
 EXIT_CODES_HELP = (
     "\b\nExit codes:\n"
     "  0  every image was classified\n"
-    "  1  some inputs could not be read (each still has a row with status=error)\n"
+    "  1  some inputs could not be read (each still has a row with status=error), or no image files found\n"
     "  2  usage error (bad option, missing path, report exists without --resume/--overwrite)\n"
     "  3  fatal: model missing or damaged, report not writable or locked, no interpreter or Edge TPU\n"
     "  130  interrupted (Ctrl-C); continue with --resume"
@@ -153,8 +153,8 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
         tally = classify_to_report(options)
     if not quiet:
         click.echo(tally.summary(), err=True)
-        if tally.classified + tally.errors + tally.skipped == 0:
-            click.echo("cxr-edge: warning: no image files found", err=True)
+    if tally.inputs == 0:  # even with --quiet: an unmounted share must not look like a quiet day
+        fail(f"no image files found in {', '.join(map(str, paths))}", EXIT_UNREADABLE)
     sys.exit(EXIT_UNREADABLE if tally.errors else EXIT_OK)
 
 

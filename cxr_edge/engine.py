@@ -79,6 +79,11 @@ class Tally:
     def classified(self) -> int:
         return sum(self.labels.values())
 
+    @property
+    def inputs(self) -> int:
+        """Every input discovered: classified, unreadable or already in the report."""
+        return self.classified + self.errors + self.skipped
+
     def summary(self) -> str:
         elapsed = time.monotonic() - self.started
         done = self.classified + self.errors

@@ -381,6 +381,18 @@ def test_quiet_prints_nothing_not_even_the_runtime_info_lines(folder, binary_mod
     assert result.returncode == 0 and result.stderr == ""
 
 
+@pytest.mark.parametrize("files", [[], ["notes.txt", ".hidden.png"]], ids=["empty", "no-images"])
+def test_no_image_files_is_an_error_even_with_quiet(cli, tmp_path, binary_model, report_rows, files) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    for name in files:
+        (share / name).write_text("x")
+    out = tmp_path / "report.csv"
+    result = cli("classify", share, "--out", out, "--model", binary_model, "--quiet")
+    assert result.exit_code == 1 and f"no image files found in {share}" in result.stderr
+    assert out.exists() and report_rows(out) == []
+
+
 def test_help_documents_the_exit_codes(cli) -> None:
     result = cli("classify", "--help")
     assert result.exit_code == 0
