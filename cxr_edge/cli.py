@@ -35,7 +35,8 @@ EXIT_CODES_HELP = (
     "\b\nExit codes:\n"
     "  0  every image was classified\n"
     "  1  some inputs could not be read (each still has a row with status=error), or no image files found\n"
-    "  2  usage error (bad option, missing path, report exists without --resume/--overwrite)\n"
+    "  2  usage error (bad option, missing path, report exists without --resume/--overwrite,\n"
+    "     --out that is a folder, device or pipe)\n"
     "  3  fatal: model missing or damaged, report not writable or locked, no interpreter or Edge TPU\n"
     "  130  interrupted (Ctrl-C); continue with --resume"
 )
@@ -62,11 +63,11 @@ def fatal_errors() -> Iterator[None]:
     """Turn the library's known failures into a message and an exit code."""
     from cxr_edge import runtime
     from cxr_edge.bundle import BundleError
-    from cxr_edge.report import ReportError, ReportExists
+    from cxr_edge.report import NotAFile, ReportError, ReportExists
 
     try:
         yield
-    except ReportExists as exc:
+    except (ReportExists, NotAFile) as exc:
         raise click.UsageError(str(exc)) from exc
     except (BundleError, runtime.RuntimeUnavailable, ReportError) as exc:
         fail(str(exc))

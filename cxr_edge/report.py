@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -50,6 +51,10 @@ class ReportError(Exception):
 
 class ReportExists(ReportError):
     """The report holds results this run would drop; the user must say what to do with them."""
+
+
+class NotAFile(ReportError):
+    """The path given for the report (or the page) cannot hold one; the user must give another."""
 
 
 def columns(labels: Sequence[str], multiclass: bool, phi: bool = True) -> list[str]:
@@ -128,6 +133,7 @@ class ReportWriter:
             self._write(format_row(self.header))
             return
         self.path = Path(out)
+        _check_regular(self.path)
         self._fd = _open_locked(self.path)
         try:
             self._start(overwrite, resume)
@@ -233,12 +239,25 @@ def _sync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+def _check_regular(path: Path) -> None:
+    """Refuse an existing folder, device, pipe or socket before opening it: the old report is
+    read whole (``/dev/full`` never ends), and a pipe cannot be cut or seeked."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # a new file, or one the open will fail on with its own message
+    if stat.S_ISDIR(mode):
+        raise NotAFile(f"{path} is a folder; give a file name for the report")
+    if not stat.S_ISREG(mode):
+        raise NotAFile(
+            f"{path} is not a regular file (a device, pipe or socket); give a file name, or --out - for stdout"
+        )
+
+
 def _open_locked(path: Path) -> int:
     """Open ``path`` for read/write without truncating it, and take an exclusive lock."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except IsADirectoryError as exc:
-        raise ReportError(f"{path} is a folder; give a file name for the report") from exc
     except OSError as exc:
         raise ReportError(f"cannot write the report {path}: {exc.strerror}") from exc
     if fcntl is not None:

@@ -285,6 +285,18 @@ def test_a_damaged_or_missing_model_is_fatal_and_named(cli, folder, binary_model
     assert result.exit_code == 3 and "nothing.json" in result.stderr
 
 
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_out_that_is_not_a_regular_file_is_a_usage_error(cli, folder, binary_model, tmp_path, kind) -> None:
+    out = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out.mkdir()
+    result = cli("classify", folder, "--out", out, "--model", binary_model, "--resume")
+    assert result.exit_code == 2 and str(out) in result.stderr and "Traceback" not in result.stderr
+    assert ("is a folder" if kind == "folder" else "--out - for stdout") in result.stderr
+
+
 def test_an_unwritable_report_is_fatal(cli, folder, binary_model, tmp_path) -> None:
     result = cli("classify", folder, "--out", tmp_path / "missing" / "r.csv", "--model", binary_model)
     assert result.exit_code == 3 and "cannot write the report" in result.stderr
