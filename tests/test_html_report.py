@@ -125,6 +125,14 @@ def test_an_html_path_that_is_the_report_is_refused_before_any_work(cli, binary_
     assert report_csv.read_bytes() == before
 
 
+def test_a_page_in_a_missing_folder_is_refused_before_any_work(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    page = tmp_path / "missing" / "page.html"
+    result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv", "--html", page)
+    assert result.exit_code == 2 and f"folder {page.parent} does not exist" in result.stderr
+    assert not (tmp_path / "r.csv").exists()
+
+
 def test_an_existing_page_is_replaced_only_with_overwrite(cli, binary_model, tmp_path):
     data = folder_of_images(tmp_path / "data")
     page = tmp_path / "page.html"
