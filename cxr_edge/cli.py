@@ -159,7 +159,15 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     sys.exit(EXIT_UNREADABLE if tally.errors else EXIT_OK)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+INFO_EXIT_HELP = (
+    "\b\nExit codes:\n"
+    "  0  the versions and the model's manifest were printed\n"
+    "  2  usage error (bad option)\n"
+    "  3  fatal: model missing or damaged, no interpreter"
+)
+
+
+@main.command(epilog=INFO_EXIT_HELP)
 @model_option
 def info(model: str | None) -> None:
     """Print the interpreter backend, library versions and the model's manifest."""

@@ -430,6 +430,12 @@ def test_info_prints_backend_versions_and_manifest(cli, binary_model) -> None:
     assert '"labels"' in result.stdout and bundle.load_bundle(binary_model).short_id in result.stdout
 
 
+def test_info_help_documents_its_own_exit_codes(cli) -> None:
+    result = cli("info", "--help")
+    assert result.exit_code == 0 and "  3  fatal: model missing or damaged" in result.stdout
+    assert "inputs could not be read" not in result.stdout and "--resume" not in result.stdout
+
+
 def test_info_with_a_missing_model_is_fatal(cli, tmp_path) -> None:
     result = cli("info", "--model", tmp_path / "gone.json")
     assert result.exit_code == 3 and "gone.json" in result.stderr
