@@ -72,7 +72,8 @@ def classify_to_report(options: ClassifyOptions) -> Tally:
     """Classify every input into the report (and the HTML page, if asked); return the counts.
 
     Inputs stream from discovery to the report: nothing grows with the number of files
-    except, with ``resume``, the set of paths already done, and with ``html`` the results.
+    except discovery's set of resolved paths (one row per file), with ``resume`` the set of
+    paths already done, and with ``html`` the results.
     """
     _check_html_target(options)
     classifier = open_classifier(options.model, options.threads, options.device, options.threshold)

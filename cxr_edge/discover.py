@@ -55,8 +55,19 @@ def discover(paths: Iterable[str | Path], recursive: bool = True) -> Iterator[Fo
 
     ``display`` is the path as given joined with the file's part below it
     (``day1/IM-0001.jpeg``), never the relative part alone: ``--resume`` matches rows by
-    it, so files of the same name under two folders must not look like one.
+    it, so files of the same name under two folders must not look like one. A file reached
+    again (``day2 day2/IM-0001.jpeg``, a symlink) is yielded once, where first met, so it
+    gets one row. The set of resolved paths costs about 150 bytes per file.
     """
+    seen: set[str] = set()
+    for found in _listed(paths, recursive):
+        resolved = os.path.realpath(found.path)
+        if resolved not in seen:
+            seen.add(resolved)
+            yield found
+
+
+def _listed(paths: Iterable[str | Path], recursive: bool) -> Iterator[Found]:
     for root in map(Path, paths):
         if root.is_dir():
             yield from walk(root, root.as_posix().rstrip("/") + "/", recursive)

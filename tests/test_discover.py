@@ -81,6 +81,14 @@ def test_one_folder_alone_is_named_as_given_so_two_folders_never_share_a_name(tm
     assert displays(Path("day2")) == ["day2/IM-0001.jpeg"]
 
 
+def test_a_file_reached_through_overlapping_paths_is_listed_once_where_first_met(tmp_path: Path) -> None:
+    touch(tmp_path, "day2/IM-0001.jpeg", "day2/IM-0002.jpeg")
+    assert displays(Path("day2"), Path("day2/IM-0001.jpeg"), Path("./day2")) == [
+        "day2/IM-0001.jpeg", "day2/IM-0002.jpeg"
+    ]
+    assert displays(Path("day2/IM-0002.jpeg"), Path("day2")) == ["day2/IM-0002.jpeg", "day2/IM-0001.jpeg"]
+
+
 def test_a_folder_named_like_an_image_is_listed_and_walked(tmp_path: Path) -> None:
     touch(SCANS, "x.jpg/inner.png")
     assert displays(SCANS) == ["scans/x.jpg", "scans/x.jpg/inner.png"]
