@@ -17,6 +17,7 @@ It knows nothing of models: it is given column names and rows of strings.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -143,14 +144,15 @@ class ReportWriter:
 
     def _start(self, overwrite: bool, resume: bool) -> None:
         existing = _read_all(self._fd)
+        body = existing.removeprefix(codecs.BOM_UTF8)  # a report re-saved by Excel as "CSV UTF-8"
         if existing and not (overwrite or resume):
             raise ReportExists(
                 f"{self.path} already exists: add --resume to continue it or --overwrite to replace it"
             )
         blob = bytearray(format_row(self.header))
-        if resume and not _looks_like_report(existing):
+        if resume and not _looks_like_report(body):
             raise ReportError(f"{self.path} is not a cxr-edge report; refusing to resume into it")
-        for row in _rows_to_keep(existing, self.model_id, self.threshold, self.path) if resume else ():
+        for row in _rows_to_keep(body, self.model_id, self.threshold, self.path) if resume else ():
             self.done.add(row["path"])
             blob += format_row(row.get(c, "") for c in self.header)
         with _disk_errors(self.path):

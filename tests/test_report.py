@@ -245,6 +245,15 @@ def test_a_pipe_or_a_device_is_refused_before_it_is_read(tmp_path: Path, resume:
             ReportWriter(target, HEADER, MODEL, resume=resume)
 
 
+def test_resume_accepts_a_report_re_saved_with_a_bom_and_writes_it_back_without(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, row("a.png"), row("b.png", status=ERROR))
+    out.write_bytes(b"\xef\xbb\xbf" + out.read_bytes())  # Excel's "CSV UTF-8"
+    writer = write_report(out, row("b.png"), resume=True)
+    assert writer.is_done("a.png") and not writer.is_done("b.png")
+    assert out.read_bytes().startswith(b"path,") and paths_in(out) == ["a.png", "b.png"]
+
+
 def test_resume_refuses_a_file_that_is_not_a_report(tmp_path: Path) -> None:
     out = tmp_path / "notes.csv"
     out.write_bytes(b"name,phone\r\nAda,123\r\n")
