@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 from tqdm import tqdm
 
 from cxr_edge import report
-from cxr_edge.report import ReportError, ReportExists
+from cxr_edge.report import NotAFile, ReportError, ReportExists
 from cxr_edge.bundle import DEFAULT_MODEL, Bundle, BundleError, list_bundled, load_bundle
 from cxr_edge.discover import Found, discover
 from cxr_edge.engine import Classifier, Result, Tally, classify
@@ -72,7 +72,8 @@ def classify_to_report(options: ClassifyOptions) -> Tally:
     """Classify every input into the report (and the HTML page, if asked); return the counts.
 
     Inputs stream from discovery to the report: nothing grows with the number of files
-    except, with ``resume``, the set of paths already done, and with ``html`` the results.
+    except discovery's set of resolved paths (one row per file), with ``resume`` the set of
+    paths already done, and with ``html`` the results.
     """
     _check_html_target(options)
     classifier = open_classifier(options.model, options.threads, options.device, options.threshold)
@@ -111,10 +112,13 @@ def classify_to_report(options: ClassifyOptions) -> Tally:
 
 
 def _check_html_target(options: ClassifyOptions) -> None:
-    """Refuse, before any work, an HTML path that would destroy the report or an older page."""
+    """Refuse, before any work, an HTML path that would destroy the report or an older page,
+    or that could only be written after the whole run to fail (its folder is missing)."""
     page = options.html
     if page is None:
         return
+    if not page.parent.is_dir():
+        raise NotAFile(f"--html {page}: the folder {page.parent} does not exist; create it or give another path")
     if options.out != "-" and page.resolve() == Path(options.out).resolve():
         raise ReportExists(f"--html {page} is the CSV report itself; give the page another name")
     if page.exists() and not (options.overwrite or options.resume):

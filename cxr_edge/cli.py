@@ -12,6 +12,7 @@ without numpy, Pillow, tqdm or the interpreter (see docs/performance.md, cold st
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -33,11 +34,23 @@ EXIT_FATAL = 3  # model missing/damaged, report not writable, no interpreter or 
 EXIT_CODES_HELP = (
     "\b\nExit codes:\n"
     "  0  every image was classified\n"
-    "  1  some inputs could not be read (each still has a row with status=error)\n"
-    "  2  usage error (bad option, missing path, report exists without --resume/--overwrite)\n"
+    "  1  some inputs could not be read (each still has a row with status=error), or no image files found\n"
+    "  2  usage error (bad option, missing path, report exists without --resume/--overwrite,\n"
+    "     --out that is a folder, device or pipe)\n"
     "  3  fatal: model missing or damaged, report not writable or locked, no interpreter or Edge TPU\n"
     "  130  interrupted (Ctrl-C); continue with --resume"
 )
+
+
+class FloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN, which passes every bound check (all comparisons
+    with NaN are false) and would silently turn a threshold into "never flag"."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
 
 
 def fail(message: str, code: int = EXIT_FATAL) -> None:
@@ -50,11 +63,11 @@ def fatal_errors() -> Iterator[None]:
     """Turn the library's known failures into a message and an exit code."""
     from cxr_edge import runtime
     from cxr_edge.bundle import BundleError
-    from cxr_edge.report import ReportError, ReportExists
+    from cxr_edge.report import NotAFile, ReportError, ReportExists
 
     try:
         yield
-    except ReportExists as exc:
+    except (ReportExists, NotAFile) as exc:
         raise click.UsageError(str(exc)) from exc
     except (BundleError, runtime.RuntimeUnavailable, ReportError) as exc:
         fail(str(exc))
@@ -112,7 +125,7 @@ def main() -> None:
 @click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a self-contained HTML page, most suspicious image first (images of this run).")
 @click.option("--explain", is_flag=True, help="With --html: add an occlusion heatmap for each flagged image.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=FloatRange(0, 1), default=None,
               help="Flag at this probability instead of the model's threshold (one chosen on your own labelled "
                    "films with 'cxr-edge evaluate --target-sensitivity'); every row records the threshold used.")
 @model_run_options
@@ -141,12 +154,20 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
         tally = classify_to_report(options)
     if not quiet:
         click.echo(tally.summary(), err=True)
-        if tally.classified + tally.errors + tally.skipped == 0:
-            click.echo("cxr-edge: warning: no image files found", err=True)
+    if tally.inputs == 0:  # even with --quiet: an unmounted share must not look like a quiet day
+        fail(f"no image files found in {', '.join(map(str, paths))}", EXIT_UNREADABLE)
     sys.exit(EXIT_UNREADABLE if tally.errors else EXIT_OK)
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+INFO_EXIT_HELP = (
+    "\b\nExit codes:\n"
+    "  0  the versions and the model's manifest were printed\n"
+    "  2  usage error (bad option)\n"
+    "  3  fatal: model missing or damaged, no interpreter"
+)
+
+
+@main.command(epilog=INFO_EXIT_HELP)
 @model_option
 def info(model: str | None) -> None:
     """Print the interpreter backend, library versions and the model's manifest."""
@@ -186,11 +207,11 @@ EVALUATE_EXIT_HELP = (
 @click.argument("data_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write metrics.json, predictions.csv and PNG plots (ROC, confusion, histogram) here.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=FloatRange(0, 1), default=None,
               help="Evaluate this operating point instead of the model's threshold.")
-@click.option("--target-sensitivity", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="S",
+@click.option("--target-sensitivity", type=FloatRange(0, 1, min_open=True), default=None, metavar="S",
               help="Also report the threshold that reaches sensitivity S on DIR, and its specificity.")
-@click.option("--prevalence", "prevalences", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--prevalence", "prevalences", type=FloatRange(0, 1, min_open=True, max_open=True),
               multiple=True, metavar="P",
               help="Also report the accuracy, PPV and NPV to expect where a fraction P of the films are "
                    "positive (your clinic's mix rather than DIR's); repeatable.")

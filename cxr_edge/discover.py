@@ -7,7 +7,8 @@ folders (name starting with ``.``) are skipped; symlinked folders are followed o
 loop cannot hang the walk; entries are sorted by name at every level. A file named
 explicitly is always taken, whatever its extension. A folder whose *name* looks like an
 image (``x.jpg``) is listed too, so the report says why it was not read, and is still
-walked.
+walked; a folder that cannot be listed is an input carrying its error, so it gets an
+error row instead of vanishing from the report.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class Found(NamedTuple):
     """One input: where it is, and how the report names it (a small tuple: 100,000 fit in a Pi)."""
 
     path: str
-    display: str  # the report's ``path`` column: relative to its root, ``/`` separators
+    display: str  # the report's ``path`` column: the path as given + the part below it, ``/`` separators
+    error: str = ""  # a folder that could not be listed: reported as an error row, never skipped silently
 
 
 def printable(name: str) -> str:
@@ -51,21 +53,30 @@ def looks_like_image(path: Path) -> bool:
 def discover(paths: Iterable[str | Path], recursive: bool = True) -> Iterator[Found]:
     """Yield the inputs under ``paths`` in order (the paths in the order given, each sorted).
 
-    With one folder, ``display`` is relative to it; with several paths (or a file), it is
-    the path as given joined with the relative part, so inputs from different roots stay
-    distinct in the report.
+    ``display`` is the path as given joined with the file's part below it
+    (``day1/IM-0001.jpeg``), never the relative part alone: ``--resume`` matches rows by
+    it, so files of the same name under two folders must not look like one. A file reached
+    again (``day2 day2/IM-0001.jpeg``, a symlink) is yielded once, where first met, so it
+    gets one row. The set of resolved paths costs about 150 bytes per file.
     """
-    paths = [Path(p) for p in paths]
-    single_root = len(paths) == 1 and paths[0].is_dir()
-    for root in paths:
-        prefix = "" if single_root else root.as_posix().rstrip("/") + "/"
+    seen: set[str] = set()
+    for found in _listed(paths, recursive):
+        resolved = os.path.realpath(found.path)
+        if resolved not in seen:
+            seen.add(resolved)
+            yield found
+
+
+def _listed(paths: Iterable[str | Path], recursive: bool) -> Iterator[Found]:
+    for root in map(Path, paths):
         if root.is_dir():
-            yield from _walk(root, prefix, recursive)
+            yield from walk(root, root.as_posix().rstrip("/") + "/", recursive)
         else:
             yield Found(str(root), printable(root.as_posix()))
 
 
-def _walk(root: Path, prefix: str, recursive: bool) -> Iterator[Found]:
+def walk(root: Path, prefix: str, recursive: bool = True) -> Iterator[Found]:
+    """The inputs under the folder ``root``, each displayed as ``prefix`` + its path below ``root``."""
     seen: set[tuple[int, int]] = set()
 
     def visit(folder: Path, rel: str) -> Iterator[Found]:
@@ -77,8 +88,9 @@ def _walk(root: Path, prefix: str, recursive: bool) -> Iterator[Found]:
             with os.scandir(folder) as listing:
                 # Names and kinds only: a folder of 100,000 files costs a few MB while walked.
                 entries = sorted((e.name, _is_dir(e)) for e in listing if not is_hidden(e.name))
-        except OSError:
-            return  # vanished or unreadable folder: nothing to list
+        except OSError as exc:  # unreadable or vanished: its files would be missing from the report unsaid
+            yield Found(str(folder), printable(f"{prefix}{rel}"), f"cannot list this folder: {exc.strerror or exc}")
+            return
         for name, is_dir in entries:
             path = folder / name
             if looks_like_image(path):

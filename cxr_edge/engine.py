@@ -79,6 +79,11 @@ class Tally:
     def classified(self) -> int:
         return sum(self.labels.values())
 
+    @property
+    def inputs(self) -> int:
+        """Every input discovered: classified, unreadable or already in the report."""
+        return self.classified + self.errors + self.skipped
+
     def summary(self) -> str:
         elapsed = time.monotonic() - self.started
         done = self.classified + self.errors
@@ -191,9 +196,16 @@ def _check_input(bundle: Bundle, model_path: Path, details: dict[str, Any]) -> N
         )
 
 
+def read(found: Found, bundle: Bundle) -> Prepared:
+    """Decode one input; a folder discovery could not list fails like an unreadable file."""
+    if found.error:
+        raise ImageReadError(found.error)
+    return load_image(found.path, bundle.contract)
+
+
 def _decode(found: Found, bundle: Bundle) -> Prepared | Result:
     try:
-        return load_image(found.path, bundle.contract)
+        return read(found, bundle)
     except ImageReadError as exc:
         return Result(found.path, found.display, ERROR, error=str(exc))
     except MemoryError:

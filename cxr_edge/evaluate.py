@@ -25,7 +25,7 @@ from tqdm import tqdm
 from cxr_edge import metrics, report
 from cxr_edge.bundle import Bundle
 from cxr_edge.classify import CPU, EDGETPU, open_classifier
-from cxr_edge.discover import Found, discover, is_hidden, printable
+from cxr_edge.discover import Found, is_hidden, walk
 from cxr_edge.engine import OK, Result, classify
 from cxr_edge.kermany import parse_name
 
@@ -100,9 +100,8 @@ def labelled_inputs(root: str | Path, bundle: Bundle, recursive: bool = True) ->
     root = Path(root)
     items = []
     for folder, label in class_folders(root, bundle).items():
-        for found in discover([root / folder], recursive=recursive):
-            display = f"{printable(folder)}/{found.display}"
-            items.append((Found(found.path, display), truth_of(label, Path(found.path).name, bundle)))
+        for found in walk(root / folder, f"{folder}/", recursive):  # named below DIR: NORMAL/a.jpeg
+            items.append((found, truth_of(label, Path(found.path).name, bundle)))
     if not items:
         raise DataLayoutError(f"no image files in the class folders of {root}")
     return items

@@ -24,8 +24,8 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from cxr_edge.discover import Found
-from cxr_edge.engine import Classifier
-from cxr_edge.preprocess import ImageReadError, load_image
+from cxr_edge.engine import Classifier, read
+from cxr_edge.preprocess import ImageReadError
 
 WINDOW = 32
 STRIDE = 16
@@ -202,7 +202,7 @@ def explain_to_dir(
     bar = tqdm(inputs, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     for found, name in zip(bar, names):
         try:
-            pixels = load_image(found.path, classifier.bundle.contract).pixels
+            pixels = read(found, classifier.bundle).pixels
         except ImageReadError as exc:
             yield Explained(found.display, error=str(exc))
             continue

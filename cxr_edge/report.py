@@ -17,9 +17,11 @@ It knows nothing of models: it is given column names and rows of strings.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -50,6 +52,10 @@ class ReportError(Exception):
 
 class ReportExists(ReportError):
     """The report holds results this run would drop; the user must say what to do with them."""
+
+
+class NotAFile(ReportError):
+    """The path given for the report (or the page) cannot hold one; the user must give another."""
 
 
 def columns(labels: Sequence[str], multiclass: bool, phi: bool = True) -> list[str]:
@@ -128,6 +134,7 @@ class ReportWriter:
             self._write(format_row(self.header))
             return
         self.path = Path(out)
+        _check_regular(self.path)
         self._fd = _open_locked(self.path)
         try:
             self._start(overwrite, resume)
@@ -137,14 +144,15 @@ class ReportWriter:
 
     def _start(self, overwrite: bool, resume: bool) -> None:
         existing = _read_all(self._fd)
+        body = existing.removeprefix(codecs.BOM_UTF8)  # a report re-saved by Excel as "CSV UTF-8"
         if existing and not (overwrite or resume):
             raise ReportExists(
                 f"{self.path} already exists: add --resume to continue it or --overwrite to replace it"
             )
         blob = bytearray(format_row(self.header))
-        if resume and not _looks_like_report(existing):
+        if resume and not _looks_like_report(body):
             raise ReportError(f"{self.path} is not a cxr-edge report; refusing to resume into it")
-        for row in _rows_to_keep(existing, self.model_id, self.threshold, self.path) if resume else ():
+        for row in _rows_to_keep(body, self.model_id, self.threshold, self.path) if resume else ():
             self.done.add(row["path"])
             blob += format_row(row.get(c, "") for c in self.header)
         with _disk_errors(self.path):
@@ -233,12 +241,25 @@ def _sync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+def _check_regular(path: Path) -> None:
+    """Refuse an existing folder, device, pipe or socket before opening it: the old report is
+    read whole (``/dev/full`` never ends), and a pipe cannot be cut or seeked."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # a new file, or one the open will fail on with its own message
+    if stat.S_ISDIR(mode):
+        raise NotAFile(f"{path} is a folder; give a file name for the report")
+    if not stat.S_ISREG(mode):
+        raise NotAFile(
+            f"{path} is not a regular file (a device, pipe or socket); give a file name, or --out - for stdout"
+        )
+
+
 def _open_locked(path: Path) -> int:
     """Open ``path`` for read/write without truncating it, and take an exclusive lock."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except IsADirectoryError as exc:
-        raise ReportError(f"{path} is a folder; give a file name for the report") from exc
     except OSError as exc:
         raise ReportError(f"cannot write the report {path}: {exc.strerror}") from exc
     if fcntl is not None:

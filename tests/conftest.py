@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import struct
 import zlib
@@ -87,6 +88,22 @@ def cli() -> Callable[..., Result]:
         return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def unlistable(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """Make ``os.scandir`` of a folder fail as an unreadable folder does (chmod 000 does not stop root)."""
+    scandir = os.scandir
+
+    def refuse(folder: Path) -> None:
+        def guarded(path: object = ".") -> object:
+            if Path(path).resolve() == folder.resolve():
+                raise PermissionError(13, "Permission denied", str(path))
+            return scandir(path)
+
+        monkeypatch.setattr(os, "scandir", guarded)
+
+    return refuse
 
 
 def hotspot(heat) -> tuple[float, float]:

@@ -48,12 +48,17 @@ def folder(tmp_path: Path, make_image) -> Path:
     return root
 
 
+def under(folder: Path, *names: str) -> list[str]:
+    """The report's ``path`` cells: the folder as given on the command line, then the file below it."""
+    return [f"{folder.as_posix()}/{name}" for name in names]
+
+
 def test_classify_writes_one_ok_row_per_image_and_a_summary(cli, folder, binary_model, report_rows) -> None:
     out = folder.parent / "report.csv"
     result = cli("classify", folder, "--out", out, "--model", binary_model)
     assert result.exit_code == 0, result.stderr
     rows = report_rows(out)
-    assert [r["path"] for r in rows] == ["img_0.png", "img_1.png", "img_2.png", "img_3.png", "sub/deep.jpg"]
+    assert [r["path"] for r in rows] == under(folder, "img_0.png", "img_1.png", "img_2.png", "img_3.png", "sub/deep.jpg")
     model = bundle.load_bundle(binary_model)
     for row in rows:
         assert row["status"] == "ok" and row["error"] == ""
@@ -75,7 +80,7 @@ def test_bad_inputs_get_error_rows_and_exit_code_1(cli, folder, binary_model, ba
     rows = {r["path"]: r for r in report_rows(out)}
     assert len(rows) == 5 + len(expected)
     for name, message in expected.items():
-        row = rows[f"bad/{name}"]
+        [row] = (rows[path] for path in under(folder, f"bad/{name}"))
         assert row["status"] == "error" and row["prediction"] == "" and row["probability"] == ""
         assert re.search(message, row["error"]), row["error"]
     assert f"{len(expected)} errors" in result.stderr
@@ -91,17 +96,19 @@ def test_awkward_file_names_round_trip_through_csv_and_pandas(cli, tmp_path, mak
     out = tmp_path / "report.csv"
     assert cli("classify", tmp_path / "in", "--out", out, "--model", binary_model).exit_code == 0
     with open(out, newline="", encoding="utf-8") as fh:
-        assert sorted(r["path"] for r in csv.DictReader(fh)) == sorted(NASTY_NAMES)
+        assert sorted(r["path"] for r in csv.DictReader(fh)) == sorted(under(tmp_path / "in", *NASTY_NAMES))
     frame = pd.read_csv(out, encoding="utf-8", keep_default_na=False)
-    assert sorted(frame["path"]) == sorted(NASTY_NAMES)
+    assert sorted(frame["path"]) == sorted(under(tmp_path / "in", *NASTY_NAMES))
     assert set(frame["status"]) == {"ok"}
 
 
 @pytest.mark.parametrize("name", ["=cmd.png", "+1.png", "-2.png", "@SUM.png"])
-def test_file_names_that_look_like_formulas_are_neutralised(cli, tmp_path, make_image, binary_model, name) -> None:
-    make_image(tmp_path / "in" / name)
+def test_file_names_that_look_like_formulas_are_neutralised(cli, tmp_path, make_image, binary_model, name,
+                                                          monkeypatch) -> None:
+    make_image(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "report.csv"
-    assert cli("classify", tmp_path / "in", "--out", out, "--model", binary_model).exit_code == 0
+    assert cli("classify", "--out", out, "--model", binary_model, "--", name).exit_code == 0
     frame = pd.read_csv(out, keep_default_na=False)
     assert list(frame["path"]) == ["'" + name]
 
@@ -134,11 +141,22 @@ def test_resume_after_a_crash_mid_row_reports_every_image_once(cli, folder, bina
     result = cli("classify", folder, "--out", out, "--model", binary_model, "--resume")
     assert result.exit_code == 0, result.stderr
     rows = report_rows(out)
-    assert sorted(r["path"] for r in rows) == sorted(
-        ["img_0.png", "img_1.png", "img_2.png", "img_3.png", "later.png", "sub/deep.jpg"]
+    assert sorted(r["path"] for r in rows) == under(
+        folder, "img_0.png", "img_1.png", "img_2.png", "img_3.png", "later.png", "sub/deep.jpg"
     )
     assert {r["status"] for r in rows} == {"ok"}
     assert "already in the report" in result.stderr
+
+
+def test_resume_with_another_folder_classifies_its_files_of_the_same_name(cli, tmp_path, make_image, binary_model,
+                                                                         report_rows, monkeypatch) -> None:
+    make_image(tmp_path / "day1" / "IM-0001.jpeg", seed=1)
+    make_image(tmp_path / "day2" / "IM-0001.jpeg", seed=2)
+    monkeypatch.chdir(tmp_path)
+    assert cli("classify", "day1", "--out", "d.csv", "--model", binary_model).exit_code == 0
+    result = cli("classify", "day2", "--out", "d.csv", "--model", binary_model, "--resume")
+    assert result.exit_code == 0 and "1 classified" in result.stderr
+    assert [r["path"] for r in report_rows(tmp_path / "d.csv")] == ["day1/IM-0001.jpeg", "day2/IM-0001.jpeg"]
 
 
 @pytest.mark.parametrize("flag", ["--resume", "--overwrite"])
@@ -164,6 +182,14 @@ def test_threshold_option_flags_at_that_probability_and_every_row_records_it(cli
         rows = report_rows(out)
         assert {r["threshold"] for r in rows} == {threshold}
         assert sum(r["prediction"] == "PNEUMONIA" for r in rows) == flagged, [r["probability"] for r in rows]
+
+
+@pytest.mark.parametrize("nan", ["nan", "NaN", "-nan"])
+def test_a_nan_threshold_is_a_usage_error_and_writes_nothing(cli, folder, binary_model, nan) -> None:
+    out = folder.parent / "report.csv"
+    result = cli("classify", folder, "--out", out, "--model", binary_model, "--threshold", nan)
+    assert result.exit_code == 2 and "--threshold" in result.stderr and "not a number" in result.stderr
+    assert not out.exists()
 
 
 def test_resume_at_another_threshold_is_refused_and_keeps_the_results(cli, folder, binary_model) -> None:
@@ -200,7 +226,7 @@ def test_kill_9_mid_run_then_resume_reports_every_image_exactly_once(tmp_path, b
     resumed = subprocess.run([*args[:-1], "--resume"], cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     paths = [r["path"] for r in report_rows(out)]
-    assert sorted(paths) == [f"img_{i:04d}.png" for i in range(count)]  # each exactly once
+    assert sorted(paths) == under(folder, *(f"img_{i:04d}.png" for i in range(count)))  # each exactly once
 
 
 def test_a_second_process_on_the_same_report_is_refused(cli, folder, binary_model) -> None:
@@ -257,6 +283,18 @@ def test_a_damaged_or_missing_model_is_fatal_and_named(cli, folder, binary_model
     assert not (tmp_path / "r.csv").exists()
     result = cli("classify", folder, "--out", tmp_path / "r.csv", "--model", tmp_path / "nothing.json")
     assert result.exit_code == 3 and "nothing.json" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_out_that_is_not_a_regular_file_is_a_usage_error(cli, folder, binary_model, tmp_path, kind) -> None:
+    out = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out.mkdir()
+    result = cli("classify", folder, "--out", out, "--model", binary_model, "--resume")
+    assert result.exit_code == 2 and str(out) in result.stderr and "Traceback" not in result.stderr
+    assert ("is a folder" if kind == "folder" else "--out - for stdout") in result.stderr
 
 
 def test_an_unwritable_report_is_fatal(cli, folder, binary_model, tmp_path) -> None:
@@ -324,8 +362,21 @@ def test_unreadable_file_gets_an_error_row(folder, binary_model, tmp_path, repor
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 1, result.stderr
     rows = {r["path"]: r for r in report_rows(out)}
-    assert rows["locked.png"]["status"] == "error" and "permission denied" in rows["locked.png"]["error"]
+    [locked_row] = (rows[path] for path in under(folder, "locked.png"))
+    assert locked_row["status"] == "error" and "permission denied" in locked_row["error"]
     assert sum(r["status"] == "ok" for r in rows.values()) == 5
+
+
+def test_a_folder_that_cannot_be_listed_gets_an_error_row_and_exit_code_1(cli, folder, binary_model, report_rows,
+                                                                          unlistable) -> None:
+    unlistable(folder / "sub")
+    out = folder.parent / "report.csv"
+    result = cli("classify", folder, "--out", out, "--model", binary_model)
+    assert result.exit_code == 1 and "1 errors" in result.stderr
+    rows = {r["path"]: r for r in report_rows(out)}
+    [locked] = (rows[path] for path in under(folder, "sub/"))
+    assert locked["status"] == "error" and locked["error"] == "cannot list this folder: Permission denied"
+    assert sum(r["status"] == "ok" for r in rows.values()) == 4
 
 
 def test_progress_bar_only_on_a_terminal(folder, binary_model, tmp_path) -> None:
@@ -357,6 +408,18 @@ def test_quiet_prints_nothing_not_even_the_runtime_info_lines(folder, binary_mod
     assert result.returncode == 0 and result.stderr == ""
 
 
+@pytest.mark.parametrize("files", [[], ["notes.txt", ".hidden.png"]], ids=["empty", "no-images"])
+def test_no_image_files_is_an_error_even_with_quiet(cli, tmp_path, binary_model, report_rows, files) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    for name in files:
+        (share / name).write_text("x")
+    out = tmp_path / "report.csv"
+    result = cli("classify", share, "--out", out, "--model", binary_model, "--quiet")
+    assert result.exit_code == 1 and f"no image files found in {share}" in result.stderr
+    assert out.exists() and report_rows(out) == []
+
+
 def test_help_documents_the_exit_codes(cli) -> None:
     result = cli("classify", "--help")
     assert result.exit_code == 0
@@ -380,6 +443,12 @@ def test_info_prints_backend_versions_and_manifest(cli, binary_model) -> None:
     assert result.exit_code == 0
     assert "interpreter: " in result.stdout and "numpy" in result.stdout and "pillow" in result.stdout
     assert '"labels"' in result.stdout and bundle.load_bundle(binary_model).short_id in result.stdout
+
+
+def test_info_help_documents_its_own_exit_codes(cli) -> None:
+    result = cli("info", "--help")
+    assert result.exit_code == 0 and "  3  fatal: model missing or damaged" in result.stdout
+    assert "inputs could not be read" not in result.stdout and "--resume" not in result.stdout
 
 
 def test_info_with_a_missing_model_is_fatal(cli, tmp_path) -> None:

@@ -112,7 +112,7 @@ def test_every_variant_is_a_bundle_the_edge_tool_loads_and_classifies(converted)
         assert bundle.contract == CONTRACT and bundle.manifest["dataset"] == {"name": "synthetic"}
         results = list(classify(discover([val_folder]), Classifier(bundle, threads=1)))
         assert len(results) == 40 and {r.status for r in results} == {OK}
-        truth = ["PNEUMONIA" if "pneumonia_" in r.display else "NORMAL" for r in results]
+        truth = ["PNEUMONIA" if "pneumonia_" in Path(r.path).name else "NORMAL" for r in results]
         assert np.mean([r.prediction == t for r, t in zip(results, truth)]) >= 0.9, variant
 
 

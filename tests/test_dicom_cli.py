@@ -45,7 +45,7 @@ def test_a_folder_mixing_jpeg_png_and_dicom_is_classified_whole(
     code, out = classify(cli, binary_model, folder)
     rows = report_rows(out)
     assert code == 0
-    assert [r["path"] for r in rows] == ["IM000001", "a.jpg", "b.png", "c.dcm"]
+    assert [r["path"] for r in rows] == [f"{folder.as_posix()}/{n}" for n in ("IM000001", "a.jpg", "b.png", "c.dcm")]
     assert {r["status"] for r in rows} == {"ok"}
     assert all(r["prediction"] in ("NORMAL", "PNEUMONIA") for r in rows)
     assert (rows[3]["width"], rows[3]["height"]) == ("110", "90")
@@ -116,7 +116,7 @@ def test_unreadable_dicoms_are_error_rows_beside_classified_images(
     cut = write_dicom(folder / "cut.dcm", np.zeros((64, 64), np.uint16), bits_stored=12)
     cut.write_bytes(cut.read_bytes()[:-1000])
     code, out = classify(cli, binary_model, folder)
-    rows = {r["path"]: r for r in report_rows(out)}
+    rows = {Path(r["path"]).name: r for r in report_rows(out)}
     assert code == 1
     assert rows["a.png"]["status"] == "ok"
     assert rows["report.dcm"]["status"] == rows["cut.dcm"]["status"] == "error"

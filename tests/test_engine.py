@@ -36,7 +36,7 @@ def test_results_match_single_image_runs_in_input_order(tmp_path, make_image, re
     (tmp_path / "img_004b.png").write_text("not an image")  # an error among good images
     classifier = Classifier(load_bundle(request.getfixturevalue(model)), threads=threads)
     results = list(classify(discover([tmp_path]), classifier, workers=workers))
-    assert [r.display for r in results] == sorted(p.name for p in tmp_path.iterdir())
+    assert [r.display for r in results] == sorted(p.as_posix() for p in tmp_path.iterdir())
     ok = [r for r in results if r.status == OK]
     assert [r.status for r in results].count(ERROR) == 1 and len(ok) == 11
     expected = one_by_one(Classifier(load_bundle(request.getfixturevalue(model)), threads=1), paths)
@@ -76,7 +76,7 @@ def test_a_file_deleted_between_listing_and_reading_gets_an_error_row(tmp_path, 
 def test_every_bad_input_gets_an_error_row_and_the_rest_is_classified(tmp_path, make_image, binary_model, bad_inputs):
     expected = bad_inputs(tmp_path)
     make_image(tmp_path / "good.png")
-    results = {r.display: r for r in classify(discover([tmp_path]), Classifier(load_bundle(binary_model)))}
+    results = {Path(r.path).name: r for r in classify(discover([tmp_path]), Classifier(load_bundle(binary_model)))}
     assert results.pop("good.png").status == OK
     assert sorted(results) == sorted(expected)
     for name, result in results.items():

@@ -290,6 +290,14 @@ def test_a_prevalence_of_0_or_1_is_a_usage_error(cli, binary_model, tmp_path):
     assert result.exit_code == 2 and "--prevalence" in result.stderr
 
 
+@pytest.mark.parametrize("option", ["--threshold", "--target-sensitivity", "--prevalence"])
+@pytest.mark.parametrize("nan", ["nan", "NaN", "-nan"])
+def test_nan_is_a_usage_error_before_any_scoring(cli, binary_model, tmp_path, option, nan):
+    result = cli("evaluate", labelled_folder(tmp_path / "data", 1, 1), "--model", binary_model, option, nan)
+    assert result.exit_code == 2 and option in result.stderr and "not a number" in result.stderr
+    assert result.stdout == ""
+
+
 def test_subtype_model_reads_subtypes_from_kermany_names(cli, subtype_model, tmp_path):
     data = labelled_folder(tmp_path / "data", 3, 4)
     result = cli("evaluate", data, "--model", subtype_model, "--out-dir", tmp_path / "o", "--no-plots")

@@ -101,14 +101,15 @@ def report(cli, binary_model, tmp_path, report_rows):
     return page, report_rows(tmp_path / "r.csv")
 
 
-def test_page_is_self_contained_sorted_and_complete(report):
+def test_page_is_self_contained_sorted_and_complete(report, tmp_path):
     page, rows = report
     parsed = Page(page.read_text(encoding="utf-8"))
     assert parsed.external == []  # no network, no script
     ok_rows = [r for r in rows if r["status"] == "ok"]
     by_probability = sorted(ok_rows, key=lambda r: (-float(r["probability"]), r["path"]))
     shown = [cells for cls, cells in parsed.rows]
-    assert [cells[1] for cells in shown] == [r["path"] for r in by_probability] + ["broken.jpg"]
+    broken_path = f"{(tmp_path / 'data').as_posix()}/broken.jpg"
+    assert [cells[1] for cells in shown] == [r["path"] for r in by_probability] + [broken_path]
     expected = [f"{float(r['probability']):.3f}" for r in by_probability]
     assert [cells[3][:5] for cells in shown[:-1]] == expected
     assert [cells[2] for cells in shown[:-1]] == [r["prediction"] for r in by_probability]
@@ -137,6 +138,14 @@ def test_an_html_path_that_is_the_report_is_refused_before_any_work(cli, binary_
     result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", report_csv)
     assert result.exit_code == 2 and "is the CSV report itself" in result.stderr
     assert report_csv.read_bytes() == before
+
+
+def test_a_page_in_a_missing_folder_is_refused_before_any_work(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    page = tmp_path / "missing" / "page.html"
+    result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv", "--html", page)
+    assert result.exit_code == 2 and f"folder {page.parent} does not exist" in result.stderr
+    assert not (tmp_path / "r.csv").exists()
 
 
 def test_an_existing_page_is_replaced_only_with_overwrite(cli, binary_model, tmp_path):

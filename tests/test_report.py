@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from cxr_edge import report
 from cxr_edge.dicom import HEADER_COLUMNS, PHI_COLUMNS
 from cxr_edge.engine import ERROR, OK, Result
-from cxr_edge.report import ReportError, ReportExists, ReportWriter
+from cxr_edge.report import NotAFile, ReportError, ReportExists, ReportWriter
 
 HEADER = report.columns(["NORMAL", "PNEUMONIA"], multiclass=False)
 MODEL = "tiny@0123456789ab"
@@ -229,10 +230,28 @@ def test_a_second_writer_of_the_same_report_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_folder_or_a_missing_folder_is_not_a_writable_report(tmp_path: Path) -> None:
-    with pytest.raises(ReportError, match="is a folder"):
+    with pytest.raises(NotAFile, match="is a folder"):
         ReportWriter(tmp_path, HEADER, MODEL)
     with pytest.raises(ReportError, match="cannot write the report"):
         ReportWriter(tmp_path / "missing" / "r.csv", HEADER, MODEL)
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_pipe_or_a_device_is_refused_before_it_is_read(tmp_path: Path, resume: bool) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in (fifo, Path("/dev/full")):
+        with pytest.raises(NotAFile, match="not a regular file.*--out -"):
+            ReportWriter(target, HEADER, MODEL, resume=resume)
+
+
+def test_resume_accepts_a_report_re_saved_with_a_bom_and_writes_it_back_without(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, row("a.png"), row("b.png", status=ERROR))
+    out.write_bytes(b"\xef\xbb\xbf" + out.read_bytes())  # Excel's "CSV UTF-8"
+    writer = write_report(out, row("b.png"), resume=True)
+    assert writer.is_done("a.png") and not writer.is_done("b.png")
+    assert out.read_bytes().startswith(b"path,") and paths_in(out) == ["a.png", "b.png"]
 
 
 def test_resume_refuses_a_file_that_is_not_a_report(tmp_path: Path) -> None:

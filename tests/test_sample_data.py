@@ -40,6 +40,6 @@ def test_the_readme_command_classifies_every_sample(cli, tmp_path: Path, report_
     result = cli("classify", SAMPLES, "--out", out)
     assert result.exit_code == 0, result.stderr
     rows = report_rows(out)
-    assert sorted(r["path"] for r in rows) == sorted(p.name for p in SAMPLES.glob("synthetic_*"))
+    assert sorted(r["path"] for r in rows) == sorted(p.as_posix() for p in SAMPLES.glob("synthetic_*"))
     assert {r["status"] for r in rows} == {"ok"}
     assert "classified" in result.stderr
