@@ -55,15 +55,17 @@ def discover(paths: Iterable[str | Path], recursive: bool = True) -> Iterator[Fo
 
     ``display`` is the path as given joined with the file's part below it
     (``day1/IM-0001.jpeg``), never the relative part alone: ``--resume`` matches rows by
-    it, so files of the same name under two folders must not look like one. A file reached
-    again (``day2 day2/IM-0001.jpeg``, a symlink) is yielded once, where first met, so it
-    gets one row. The set of resolved paths costs about 150 bytes per file.
+    it, so files of the same name under two folders must not look like one. A file named
+    again by overlapping paths (``day2 day2/IM-0001.jpeg``) is yielded once, where first
+    met, so it gets one row. Symlinks are not resolved: a link is an input of its own (the
+    benchmarks build their workloads from links). The set of absolute paths costs about
+    150 bytes per file.
     """
     seen: set[str] = set()
     for found in _listed(paths, recursive):
-        resolved = os.path.realpath(found.path)
-        if resolved not in seen:
-            seen.add(resolved)
+        absolute = os.path.abspath(found.path)
+        if absolute not in seen:
+            seen.add(absolute)
             yield found
 
 
