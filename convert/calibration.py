@@ -46,8 +46,12 @@ def folder_samples(root: Path) -> list[tuple[str, str]]:
     if not root.is_dir():
         raise ConvertError(f"calibration folder {root} does not exist or is not a folder")
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
-    samples = [(found.path, cls) for cls in classes for found in discover([root / cls])]
-    samples += [(found.path, "(no class folder)") for found in discover([root], recursive=False)]
+    found_by_class = [(found, cls) for cls in classes for found in discover([root / cls])]
+    found_by_class += [(found, "(no class folder)") for found in discover([root], recursive=False)]
+    unlisted = [found for found, _ in found_by_class if found.error]
+    if unlisted:
+        raise ConvertError(f"calibration folder {unlisted[0].display}: {unlisted[0].error}")
+    samples = [(found.path, cls) for found, cls in found_by_class]
     if not samples:
         raise ConvertError(f"calibration folder {root} holds no image files")
     return samples

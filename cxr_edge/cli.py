@@ -248,6 +248,7 @@ def evaluate(data_dir: Path, out_dir: Path | None, threshold: float | None, targ
 def _evaluation_files(ev: Evaluation, out_dir: Path, plots: bool, quiet: bool) -> None:
     from cxr_edge import evaluate as evaluation
     from cxr_edge import plots as plotting
+    from cxr_edge.report import NotAFile
 
     try:
         written = evaluation.write_outputs(ev, out_dir)
@@ -255,8 +256,8 @@ def _evaluation_files(ev: Evaluation, out_dir: Path, plots: bool, quiet: bool) -
             written += plotting.evaluation_plots(ev, out_dir)
     except plotting.PlotsUnavailable as exc:
         click.echo(f"cxr-edge: warning: {exc}", err=True)
-    except OSError as exc:
-        fail(f"cannot write into {out_dir}: {exc.strerror or exc}")
+    except (OSError, NotAFile) as exc:
+        fail(f"cannot write into {out_dir}: {getattr(exc, 'strerror', None) or exc}")
     else:
         if not quiet:
             click.echo(f"wrote {', '.join(p.name for p in written)} to {out_dir}", err=True)

@@ -35,8 +35,9 @@ MIN_SCALE = 0.05
 OVERLAY_ALPHA = 0.6
 #: A largest drop below this leaves the overlay blank (about 2.5 steps of a uint8 output).
 FLAT_DROP = 0.01
-SATURATED = "score saturated: no single region lowers it; the evidence is spread or redundant"
-NOTHING_TO_LOWER = "no single region lowers the score: it is already low"
+#: Why an overlay is blank; true at any probability and any threshold.
+FLAT = ("no hidden region lowers the score by 0.01 or more: the evidence is spread out or "
+        "redundant, or the score is already at its limit")
 #: Anchor colours of the heat colormap, cold to hot (black-purple-red-yellow, like "inferno").
 _ANCHORS = np.array(
     [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
@@ -69,9 +70,7 @@ class Heatmap:
         A confident positive (P near the top of a uint8 output) often keeps its score
         whichever square is hidden; a grey overlay must not read as "nothing found".
         """
-        if float(self.drop.max()) >= FLAT_DROP:
-            return ""
-        return SATURATED if self.probability >= 0.5 else NOTHING_TO_LOWER
+        return "" if float(self.drop.max()) >= FLAT_DROP else FLAT
 
     def caption(self, title: str) -> list[str]:
         lines = [

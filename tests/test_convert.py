@@ -280,6 +280,21 @@ def test_calibration_that_cannot_be_read_is_refused(tmp_path) -> None:
         calibration.build(calibration.folder_samples(tmp_path), CONTRACT)
 
 
+def test_a_calibration_folder_that_cannot_be_listed_is_refused_with_the_reason(tmp_path, monkeypatch) -> None:
+    (tmp_path / "NORMAL" / "locked").mkdir(parents=True)
+    (tmp_path / "NORMAL" / "a.png").write_bytes(b"")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(ConvertError, match="locked/: cannot list this folder: Permission denied"):
+        calibration.folder_samples(tmp_path)
+
+
 def test_unknown_variants_are_refused(converted) -> None:
     job = pipeline.Job(keras_path=Path(converted["out"]).parent / "tiny.keras", spec=converted["spec"],
                        out=converted["out"].parent / "x", variants=("int4",))

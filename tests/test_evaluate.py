@@ -363,3 +363,12 @@ def test_evaluate_on_the_real_validation_split(cli, tmp_path):
     result = cli("evaluate", val, "--out-dir", tmp_path / "o")
     assert result.exit_code == 0, result.stderr
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["n_images"] == 16
+
+
+def test_an_out_dir_that_cannot_take_the_predictions_is_fatal_after_printing_the_metrics(
+    cli, binary_model, tmp_path
+):
+    data = labelled_folder(tmp_path / "data", 2, 2)
+    (tmp_path / "out" / "predictions.csv").mkdir(parents=True)
+    result = cli("evaluate", data, "--model", binary_model, "--out-dir", tmp_path / "out", "--no-plots")
+    assert result.exit_code == 3 and "cannot write into" in result.stderr and "95% CI" in result.stdout

@@ -60,12 +60,12 @@ def test_the_largest_drop_is_full_colour_and_small_drops_stay_pale():
     assert heatmap(drop / 100).level.max() == pytest.approx(0.004 / explain.MIN_SCALE)
 
 
-def test_a_saturated_positive_says_why_its_overlay_is_blank():
+def test_a_blank_overlay_says_why_at_any_probability():
     drop = np.full((40, 40), -0.002)  # P = 0.996: hiding any one square leaves the top uint8 score
     drop[5:9, 5:9] = 0.004  # one output step: not evidence
     caption = heatmap(drop, probability=0.996).caption("film.png")
-    assert caption[-1] == explain.SATURATED
-    assert heatmap(drop, probability=0.02).caption("film.png")[-1] == explain.NOTHING_TO_LOWER
+    assert caption[-1] == explain.FLAT
+    assert heatmap(drop, probability=0.02).caption("film.png")[-1] == explain.FLAT
 
 
 def test_a_map_with_a_real_drop_has_no_blank_overlay_note():

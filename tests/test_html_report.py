@@ -87,7 +87,7 @@ def test_a_blank_heatmap_of_a_saturated_positive_says_why(tmp_path, monkeypatch)
     bundle = SimpleNamespace(negative_label="NORMAL", contract=Contract(width=32, height=32))
     result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=0.996)
     row = Page(html_report._row(result, SimpleNamespace(bundle=bundle), explain_flagged=True)).rows[0][1]
-    assert row[4] == explain.SATURATED
+    assert row[4] == explain.FLAT
 
 
 @pytest.fixture
@@ -146,6 +146,16 @@ def test_a_page_in_a_missing_folder_is_refused_before_any_work(cli, binary_model
     result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv", "--html", page)
     assert result.exit_code == 2 and f"folder {page.parent} does not exist" in result.stderr
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_resumed_run_never_replaces_the_page_of_the_run_before(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv, "--html", page).exit_code == 1
+    before = page.read_bytes()
+    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", page)
+    assert result.exit_code == 2 and "give this page another name" in result.stderr
+    assert page.read_bytes() == before
 
 
 def test_an_existing_page_is_replaced_only_with_overwrite(cli, binary_model, tmp_path):
