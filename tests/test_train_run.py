@@ -438,3 +438,9 @@ def test_compare_trains_each_architecture_and_writes_one_table(kermany, tmp_path
     assert [r.split(",")[1] for r in rows[1:]] == ["baseline", "mobile"]
     baseline = json.loads((tmp_path / "baseline" / "run.json").read_text())["config"]
     assert baseline["augment"] is False and baseline["class_weights"] is False  # the seed projects' recipe
+
+
+@pytest.mark.parametrize("option", ["--target-sensitivity", "--val-fraction"])
+def test_a_nan_option_is_refused_before_training(kermany, tmp_path, option):
+    result = train_cli("fit", "--data", str(kermany), "--out", str(tmp_path / "run"), "--smoke", option, "nan")
+    assert result.exit_code == 2 and "is not a number" in result.output and not (tmp_path / "run").exists()

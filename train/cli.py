@@ -10,6 +10,7 @@ from typing import Iterator
 
 import click
 
+from cxr_edge.cli import FloatRange
 from cxr_edge.preprocess import NORMALIZE_CHOICES
 from train.run import make_config
 
@@ -52,7 +53,7 @@ def fit_options(func):
                      help="Contract 2: JPEG quality of the round trip after a resize, as the Kermany copies were saved "
                           "(0: none, contract 1)."),
         click.option("--class-weights/--no-class-weights", default=None, help="Balanced class weights [on; baseline: off]."),
-        click.option("--val-fraction", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
+        click.option("--val-fraction", type=FloatRange(0.05, 0.5), default=0.2, show_default=True,
                      help="Share of images (whole patients) carved from train for validation."),
         click.option("--seed", type=int, default=42, show_default=True, help="Seeds weights, augmentation and shuffling."),
         click.option("--split-seed", type=int, default=None,
@@ -64,7 +65,7 @@ def fit_options(func):
         click.option("--teacher", multiple=True,
                      help="Distil: blend the labels with this bundle's probabilities (name or manifest; repeat to "
                           "average an ensemble). It must have been trained on this run's patient split."),
-        click.option("--distill-weight", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+        click.option("--distill-weight", type=FloatRange(0.0, 1.0), default=0.5, show_default=True,
                      help="With --teacher: the teachers' share of each training target."),
         click.option("--init-from", type=click.Path(file_okay=False), default=None,
                      help="Start from this finished run's model instead of new weights (same task, arch, size "
@@ -74,7 +75,7 @@ def fit_options(func):
                           "norm frozen (fine-tune an --init-from model with a small --lr)."),
         click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
                      default="auto", show_default=True, help="auto: mixed_float16 on tensor-core GPUs, else float32."),
-        click.option("--target-sensitivity", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
+        click.option("--target-sensitivity", type=FloatRange(0.5, 1.0), default=0.95, show_default=True,
                      help="Threshold rule: highest specificity with validation sensitivity >= this."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                      help="Where decoded pixels are cached [$CXR_CACHE or ~/.cache/cxr-edge]."),
@@ -152,7 +153,7 @@ def evaluate_command(run_dir: str) -> None:
 @click.option("--bundle", "bundles", multiple=True,
               help="Score this TFLite bundle (name or manifest) on the run's validation split instead of its Keras "
                    "model, as devices run it; repeat to average several (an ensemble).")
-@click.option("--target-sensitivity", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="S",
+@click.option("--target-sensitivity", type=FloatRange(0, 1, min_open=True), default=None, metavar="S",
               help="With --bundle: score at the threshold reaching sensitivity S on the clean validation split "
                    "instead of the bundle's own (another operating point, before it goes into a manifest).")
 def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ...],
