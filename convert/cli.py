@@ -97,7 +97,7 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
 
     \b
     Exit codes: 0 done; 1 a variant flagged by parity (see --accept); 2 usage error;
-    3 bad input or failed conversion.
+    3 bad input, failed conversion, or --install failed (the bundles stay in --out).
     """
     from convert import pipeline, source as sources
     from convert.errors import ConvertError

@@ -72,7 +72,7 @@ def classify_to_report(options: ClassifyOptions) -> Tally:
     """Classify every input into the report (and the HTML page, if asked); return the counts.
 
     Inputs stream from discovery to the report: nothing grows with the number of files
-    except discovery's set of resolved paths (one row per file), with ``resume`` the set of
+    except discovery's set of absolute paths (one row per file), with ``resume`` the set of
     paths already done, and with ``html`` the results.
     """
     _check_html_target(options)

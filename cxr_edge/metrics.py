@@ -27,7 +27,6 @@ PROPORTIONS: dict[str, Callable[[dict], tuple[int, int]]] = {
     "sensitivity": lambda m: (m["tp"], m["tp"] + m["fn"]),
     "specificity": lambda m: (m["tn"], m["tn"] + m["fp"]),
     "precision": lambda m: (m["tp"], m["tp"] + m["fp"]),
-    "npv": lambda m: (m["tn"], m["tn"] + m["fn"]),
 }
 #: What :func:`at_prevalence` carries to another class mix, in display order.
 PREVALENCE_METRICS = ("accuracy", "ppv", "npv")

@@ -89,6 +89,12 @@ def test_a_file_reached_through_overlapping_paths_is_listed_once_where_first_met
     assert displays(Path("day2/IM-0002.jpeg"), Path("day2")) == ["day2/IM-0002.jpeg", "day2/IM-0001.jpeg"]
 
 
+def test_a_symlink_to_a_file_is_an_input_of_its_own(tmp_path: Path) -> None:
+    touch(tmp_path, "day2/IM-0001.jpeg")
+    (tmp_path / "link.jpeg").symlink_to(tmp_path / "day2" / "IM-0001.jpeg")
+    assert displays(Path("day2"), Path("link.jpeg")) == ["day2/IM-0001.jpeg", "link.jpeg"]
+
+
 def test_a_folder_named_like_an_image_is_listed_and_walked(tmp_path: Path) -> None:
     touch(SCANS, "x.jpg/inner.png")
     assert displays(SCANS) == ["scans/x.jpg", "scans/x.jpg/inner.png"]

@@ -20,7 +20,7 @@ import PIL
 
 import cxr_edge
 from cxr_edge import dicom, preprocess
-from cxr_edge.discover import IMAGE_SUFFIXES
+from cxr_edge.discover import is_hidden, looks_like_image
 from cxr_edge.kermany import parse_name
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
@@ -65,7 +65,7 @@ def scan(root: Path, splits: Sequence[str] = ("train", "val")) -> tuple[list[Rec
             if not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir()):
-                if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+                if is_hidden(path.name) or not looks_like_image(path):  # the edge tool's rule
                     continue
                 patient, subtype = parse_name(path.stem, label)
                 if not patient:
