@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from dicom_files import write_dicom  # noqa: E402  (the tests' DICOM writer: no patient file is ever used)
+
 _CHILD = """
 import json, re, sys
 from pathlib import Path
@@ -44,23 +47,6 @@ def film(width: int, height: int, bits: int) -> np.ndarray:
     return np.clip(noisy * top, 0, top).astype(np.uint16)
 
 
-def write_dicom(path: Path, pixels: np.ndarray, **header: object) -> Path:
-    """A 12-bit MONOCHROME2 DICOM (pydicom), with ``header`` keywords such as a window."""
-    from pydicom import uid
-    from pydicom.dataset import Dataset, FileMetaDataset
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = uid.DigitalXRayImageStorageForPresentation
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
-    ds.set_pixel_data(pixels, "MONOCHROME2", 12)
-    for keyword, value in header.items():
-        setattr(ds, keyword, value)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def make_cases(folder: Path) -> dict[str, Path]:
     """The measured files: the sizes the audit named."""
     png = folder / "film16.png"
@@ -69,10 +55,10 @@ def make_cases(folder: Path) -> dict[str, Path]:
     return {
         "PNG 16-bit 4300x3500": png,
         "DICOM 12-bit 3000x3000, rescale, no window": write_dicom(
-            folder / "rescale.dcm", dicom12, RescaleSlope=1, RescaleIntercept=-1024
+            folder / "rescale.dcm", dicom12, bits_stored=12, RescaleSlope=1, RescaleIntercept=-1024
         ),
         "DICOM 12-bit 3000x3000, window": write_dicom(
-            folder / "window.dcm", dicom12, WindowCenter=2048, WindowWidth=3000
+            folder / "window.dcm", dicom12, bits_stored=12, WindowCenter=2048, WindowWidth=3000
         ),
     }
 
