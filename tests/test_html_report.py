@@ -130,14 +130,20 @@ def test_explain_needs_html(cli, binary_model, tmp_path):
     assert result.exit_code == 2 and "--explain needs --html" in result.stderr
 
 
-def test_an_html_path_that_is_the_report_is_refused_before_any_work(cli, binary_model, tmp_path):
+@pytest.mark.parametrize("target, message", [
+    ("r.csv", "is the CSV report itself"),  # would overwrite the report
+    ("page.html", "give this page another name"),  # would replace the earlier run's page with this run's
+])
+def test_a_resumed_run_never_writes_its_page_over_what_the_run_before_wrote(
+    cli, binary_model, tmp_path, target, message
+):
     data = folder_of_images(tmp_path / "data")
-    report_csv = tmp_path / "r.csv"
-    assert cli("classify", data, "--model", binary_model, "-o", report_csv).exit_code == 1  # broken.jpg
-    before = report_csv.read_bytes()
-    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", report_csv)
-    assert result.exit_code == 2 and "is the CSV report itself" in result.stderr
-    assert report_csv.read_bytes() == before
+    report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv, "--html", page).exit_code == 1
+    before = {path: path.read_bytes() for path in (report_csv, page)}
+    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", tmp_path / target)
+    assert result.exit_code == 2 and message in result.stderr
+    assert {path: path.read_bytes() for path in before} == before
 
 
 def test_a_page_in_a_missing_folder_is_refused_before_any_work(cli, binary_model, tmp_path):
@@ -146,16 +152,6 @@ def test_a_page_in_a_missing_folder_is_refused_before_any_work(cli, binary_model
     result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv", "--html", page)
     assert result.exit_code == 2 and f"folder {page.parent} does not exist" in result.stderr
     assert not (tmp_path / "r.csv").exists()
-
-
-def test_a_resumed_run_never_replaces_the_page_of_the_run_before(cli, binary_model, tmp_path):
-    data = folder_of_images(tmp_path / "data")
-    report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
-    assert cli("classify", data, "--model", binary_model, "-o", report_csv, "--html", page).exit_code == 1
-    before = page.read_bytes()
-    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", page)
-    assert result.exit_code == 2 and "give this page another name" in result.stderr
-    assert page.read_bytes() == before
 
 
 def test_an_existing_page_is_replaced_only_with_overwrite(cli, binary_model, tmp_path):
