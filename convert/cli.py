@@ -121,6 +121,9 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
     except ConvertError as exc:
         _say(f"Error: {exc}")
         sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:  # e.g. --out under a file or in a read-only place
+        _say(f"Error: cannot write {exc.filename or out}: {exc.strerror or exc}")
+        sys.exit(EXIT_BAD_INPUT)
     for flag in result.flags:
         _say(f"!!! PARITY FLAG: {flag}")
     if result.flags and not accept:

@@ -77,6 +77,7 @@ def run(job: Job, log: Callable[[str], None] = print, progress: Callable = iter)
         model = keras_model.load_keras(job.keras_path)
     check_spec(model, job.spec, job.keras_path)
     job.out.mkdir(parents=True, exist_ok=True)
+    _drop_stale_report(job.out, log)
     log_path = job.out / LOG_FILE
     calib = None
     if "int8" in job.variants:
@@ -135,3 +136,11 @@ def _edgetpu(bundle: Bundle, log: Callable[[str], None]) -> tuple[Bundle, dict[s
         return bundles.amend(bundle, edgetpu_model_file=result["file"], edgetpu=result), result
     log(f"Edge TPU: not compiled ({result['reason']}); {bundle.model_path.name} is compiler-ready")
     return bundles.amend(bundle, edgetpu=result), result
+
+
+def _drop_stale_report(out: Path, log: Callable[[str], None]) -> None:
+    """Remove the parity report of an earlier conversion into ``out``: it describes other files."""
+    for stale in (out / parity.REPORT_MD, out / parity.REPORT_JSON):
+        if stale.exists():
+            stale.unlink()
+            log(f"removed {stale} (an earlier conversion's parity report)")

@@ -184,3 +184,20 @@ def test_an_install_that_fails_says_so_and_keeps_the_converted_bundles(tmp_path)
     assert result.exit_code == EXIT_BAD_INPUT and "Traceback" not in result.stderr
     assert f"cannot install into {tmp_path / 'a_file' / 'models'}" in result.stderr
     assert load_bundle(tmp_path / "out" / "pneumonia_int8.json").quantization == "int8"
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line_and_exit_3(tmp_path):
+    run = write_run(tmp_path / "run", tmp_path / "data", lesion_model())
+    (tmp_path / "a_file").write_text("not a folder")
+    result = convert(run, "--out", tmp_path / "a_file" / "out", "--variants", "int8", "--no-parity")
+    assert result.exit_code == EXIT_BAD_INPUT and "Traceback" not in result.stderr
+    assert f"cannot write {tmp_path / 'a_file' / 'out'}" in result.stderr
+
+
+def test_a_conversion_without_parity_leaves_no_earlier_parity_report_beside_its_bundles(tmp_path):
+    run = write_run(tmp_path / "run", tmp_path / "data", lesion_model())
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "parity.md").write_text("an earlier conversion's report")
+    result = convert(run, "--out", tmp_path / "out", "--variants", "int8", "--calib-size", "8", "--no-parity")
+    assert result.exit_code == 0, result.stderr
+    assert not (tmp_path / "out" / "parity.md").exists() and "removed" in result.stderr

@@ -19,7 +19,7 @@ def _setup_tf() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Train and evaluate cxr-edge models (Keras 3 / TensorFlow)."""
     _setup_tf()
@@ -108,8 +108,15 @@ def _fit_errors() -> Iterator[None]:
     """:func:`_input_errors` and an architecture that cannot be built (only training loads Keras)."""
     from train.models import ModelError
 
-    with _input_errors(ModelError):
-        yield
+    try:
+        with _input_errors(ModelError):
+            yield
+    except OSError as exc:  # e.g. --out in a read-only place
+        _fail(f"cannot write {exc.filename or 'the run'}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished epochs are checkpointed; run the command again to continue "
+                   "(fit: with --resume; compare resumes by itself)", err=True)
+        sys.exit(130)
 
 
 @contextlib.contextmanager
@@ -132,6 +139,11 @@ def fit_command(arch: str, out: str, resume: bool, **kw) -> None:
     """Train one model and write everything about it into --out."""
     from train import run
 
+    if resume and not (Path(out) / run.RUN_FILE).is_file():
+        raise click.UsageError(f"--resume: nothing to resume in {out} (no {run.RUN_FILE}); "
+                               "leave out --resume to start a run there")
+    if kw["freeze_backbone"] and not arch.startswith("transfer:"):
+        raise click.UsageError(f"--freeze-backbone needs a pretrained backbone (--arch transfer:<name>), not {arch}")
     with _fit_errors():
         run.train(make_config(arch, out, **kw), resume=resume, log=lambda m: click.echo(m, err=True))
 
