@@ -121,10 +121,12 @@ def _check_html_target(options: ClassifyOptions) -> None:
         raise NotAFile(f"--html {page}: the folder {page.parent} does not exist; create it or give another path")
     if options.out != "-" and page.resolve() == Path(options.out).resolve():
         raise ReportExists(f"--html {page} is the CSV report itself; give the page another name")
-    if page.exists() and options.resume:  # the page shows one run: replacing it would drop the earlier one
+    if not page.exists():
+        return
+    if options.resume:  # the page shows one run: replacing it would drop the earlier one
         raise ReportExists(f"{page} exists, and this resumed run's page would list only the images it "
                            "classifies; give this page another name")
-    if page.exists() and not options.overwrite:
+    if not options.overwrite:
         raise ReportExists(f"{page} exists; use --overwrite to replace it (or another --html path)")
 
 

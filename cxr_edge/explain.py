@@ -78,7 +78,8 @@ class Heatmap:
             f"P(pneumonia) {self.probability:.3f}; colour = drop in probability when the area is hidden "
             f"(full colour = {self.scale:.2f})",
         ]
-        return lines + [self.flat_note] if self.flat_note else lines
+        note = self.flat_note
+        return [*lines, note] if note else lines
 
 
 def positions(size: int, window: int, stride: int) -> list[int]:

@@ -271,8 +271,7 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
     bundles = [load_bundle(spec) for spec in specs]
     if any(b.contract != bundles[0].contract for b in bundles):
         raise BundleError("the bundles read films through different preprocessing contracts; average only like with like")
-    for bundle in bundles:
-        check_decoding(bundle, cfg.contract)
+    check_decoding(bundles[0], cfg.contract)  # all share its contract (checked above)
     patients = split_patients(run_dir, "val")
     unchecked = [b.short_id for b in bundles if not check_split(b, cfg, patients, require=False)]
     if unchecked:
