@@ -107,3 +107,27 @@ def test_determinism_cost_times_both_modes_and_checks_the_deterministic_weights_
     result = json.loads(done.stdout)
     assert [len(r) for r in result["rates"].values()] == [2, 2] and result["deterministic_time_ratio"] > 0
     assert result["same_weights_in_every_child"]["deterministic"] is True
+
+
+def test_backend_agreement_of_one_environment_with_itself_is_total(tmp_path, make_image, binary_model) -> None:
+    for i in range(3):
+        make_image(tmp_path / f"xray_{i}.png", size=(300, 280), seed=i)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")  # an error row is left out, not compared
+    done = subprocess.run([sys.executable, BENCHMARKS / "backend_agreement.py", tmp_path, "--model", binary_model,
+                           "--python", sys.executable, "--python", sys.executable, "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["files"], result["same_label"], result["changed"]) == (3, 3, [])
+    assert result["max_abs_dp"] == 0.0 and result["speed_ratio"] > 0
+    assert result["runs"][0]["backend"] == result["runs"][1]["backend"] != ""
+
+
+def test_backend_agreement_counts_changed_labels_and_probability_moves() -> None:
+    from backend_agreement import agreement
+
+    first = {"a": {"prediction": "PNEUMONIA", "probability": "0.80"}, "b": {"prediction": "NORMAL", "probability": "0.10"}}
+    second = {"a": {"prediction": "NORMAL", "probability": "0.60"}, "b": {"prediction": "NORMAL", "probability": "0.10"}}
+    result = agreement(first, second)
+    assert result["same_label"] == 1 and result["changed"] == [{"path": "a", "labels": ["PNEUMONIA", "NORMAL"]}]
+    assert result["max_abs_dp"] == pytest.approx(0.2) and result["mean_abs_dp"] == pytest.approx(0.1)
