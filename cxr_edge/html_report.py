@@ -1,5 +1,9 @@
 """The visual triage report: one self-contained HTML page, most suspicious image first.
 
+The flagged images come first, then the unreadable ones (never screened, so a clinician
+must read them too: listed after the normals they would be the easiest to miss), then the
+rest.
+
 ``classify --html report.html`` writes it next to the CSV. Everything is inline (thumbnails
 and heatmaps as base64 data URIs, CSS in a ``<style>`` element, no script, no network), so
 it opens from a USB stick in any browser on the device with no server. Rows are written one
@@ -32,7 +36,8 @@ table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #ddd;padding:6px 8px;text-align:left;vertical-align:middle}
 th{background:#f3f3f3}
 tr.flagged td.prediction{color:#b00020;font-weight:bold}
-tr.error td{color:#555;background:#fafafa}
+tr.error td{background:#fff4d6}
+tr.error td.prediction{font-weight:bold}
 .bar{display:inline-block;height:.7em;background:#b00020;margin-left:.5em}
 img{display:block;image-rendering:auto}
 .path{font-family:monospace;word-break:break-all}
@@ -49,10 +54,13 @@ def _img(uri: str, alt: str) -> str:
     return f'<img src="{uri}" alt="{html.escape(alt)}" width="{THUMBNAIL}" height="{THUMBNAIL}">'
 
 
-def order(results: Sequence[Result]) -> list[Result]:
-    """Classified images by probability, highest first (ties by path), then the unreadable ones."""
+def order(results: Sequence[Result], negative_label: str) -> list[Result]:
+    """Flagged images by probability, highest first (ties by path), then the unreadable ones,
+    then the images not flagged, by probability too."""
     ok = sorted((r for r in results if r.status == OK), key=lambda r: (-(r.probability or 0.0), r.display))
-    return ok + sorted((r for r in results if r.status != OK), key=lambda r: r.display)
+    flagged = [r for r in ok if r.prediction != negative_label]
+    unreadable = sorted((r for r in results if r.status != OK), key=lambda r: r.display)
+    return flagged + unreadable + [r for r in ok if r.prediction == negative_label]
 
 
 def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
@@ -60,7 +68,7 @@ def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
     bundle = classifier.bundle
     path = html.escape(result.display)
     if result.status != OK:
-        return f'<tr class="error"><td></td><td class="path">{path}</td><td>unreadable</td><td></td><td>' \
+        return f'<tr class="error"><td></td><td class="path">{path}</td><td class="prediction">unreadable: not screened</td><td></td><td>' \
                f"{html.escape(result.error)}</td><td></td></tr>"
     flagged = result.prediction != bundle.negative_label
     try:
@@ -96,7 +104,8 @@ def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title:
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
         f"<h1>{html.escape(title)}</h1>\n"
         f'<p class="meta">{len(results)} images: <strong>{flagged} flagged</strong> '
-        f"(probability &ge; threshold {bundle.threshold:g}), {errors} unreadable. "
+        f"(probability &ge; threshold {bundle.threshold:g}), <strong>{errors} unreadable</strong> "
+        "(not screened: listed after the flagged ones, each must be read). "
         f"Model {html.escape(bundle.short_id)} ({html.escape(bundle.quantization)}); "
         f"cxr-edge {__version__}; {html.escape(when)}. "
         "Screening aid only: a clinician reads every image.</p>\n"
@@ -115,7 +124,7 @@ def write_html(
 ) -> Path:
     """Write the page for ``results``; heatmaps for flagged images when ``explain_flagged``."""
     path = Path(path)
-    rows = order(results)
+    rows = order(results, classifier.bundle.negative_label)
     with open(path, "w", encoding="utf-8") as out:
         _head(out, rows, classifier, title)
         bar = tqdm(rows, unit="img", desc="html", file=sys.stderr, disable=not progress, dynamic_ncols=True)

@@ -68,14 +68,16 @@ def folder_of_images(root: Path) -> Path:
     return root
 
 
-def test_order_is_highest_probability_first_then_unreadable():
+def test_order_is_flagged_first_then_unreadable_then_the_rest():
+    """An unreadable film was never screened: it must not sit below the films the model cleared."""
     results = [
         Result("a", "a.png", OK, prediction="NORMAL", probability=0.2),
         Result("b", "b.png", ERROR, error="damaged"),
         Result("c", "c.png", OK, prediction="PNEUMONIA", probability=0.9),
         Result("d", "d.png", OK, prediction="PNEUMONIA", probability=0.9),
+        Result("e", "e.png", OK, prediction="NORMAL", probability=0.4),
     ]
-    assert [r.display for r in order(results)] == ["c.png", "d.png", "a.png", "b.png"]
+    assert [r.display for r in order(results, "NORMAL")] == ["c.png", "d.png", "b.png", "e.png", "a.png"]
 
 
 def test_a_blank_heatmap_of_a_saturated_positive_says_why(tmp_path, monkeypatch):
@@ -107,14 +109,18 @@ def test_page_is_self_contained_sorted_and_complete(report, tmp_path):
     assert parsed.external == []  # no network, no script
     ok_rows = [r for r in rows if r["status"] == "ok"]
     by_probability = sorted(ok_rows, key=lambda r: (-float(r["probability"]), r["path"]))
+    flagged_rows = [r for r in by_probability if r["prediction"] == "PNEUMONIA"]
+    listed = [*flagged_rows, None, *(r for r in by_probability if r["prediction"] != "PNEUMONIA")]
     shown = [cells for cls, cells in parsed.rows]
     broken_path = f"{(tmp_path / 'data').as_posix()}/broken.jpg"
-    assert [cells[1] for cells in shown] == [r["path"] for r in by_probability] + [broken_path]
-    expected = [f"{float(r['probability']):.3f}" for r in by_probability]
-    assert [cells[3][:5] for cells in shown[:-1]] == expected
-    assert [cells[2] for cells in shown[:-1]] == [r["prediction"] for r in by_probability]
+    assert [cells[1] for cells in shown] == [broken_path if r is None else r["path"] for r in listed]
+    classified = [(cells, r) for cells, r in zip(shown, listed) if r is not None]
+    assert [cells[3][:5] for cells, _ in classified] == [f"{float(r['probability']):.3f}" for _, r in classified]
+    assert [cells[2] for cells, _ in classified] == [r["prediction"] for _, r in classified]
     broken = next(r for r in rows if r["status"] == "error")
-    assert parsed.rows[-1][0] == "error" and shown[-1][4] == broken["error"] != ""
+    error_row = parsed.rows[len(flagged_rows)]
+    assert error_row[0] == "error" and error_row[1][2] == "unreadable: not screened"
+    assert error_row[1][4] == broken["error"] != ""
     flagged = sum(r["prediction"] == "PNEUMONIA" for r in ok_rows)
     assert len(parsed.images) == len(ok_rows) + flagged  # a thumbnail each, a heatmap per flagged image
     assert f"threshold {float(rows[0]['threshold']):g}" in page.read_text(encoding="utf-8")
