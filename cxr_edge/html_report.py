@@ -26,6 +26,7 @@ from tqdm import tqdm
 from cxr_edge import __version__, explain
 from cxr_edge.engine import OK, Classifier, Result
 from cxr_edge.preprocess import ImageReadError, load_image
+from cxr_edge.report import input_note
 
 THUMBNAIL = 160  # px, longest side
 _CSS = """
@@ -84,6 +85,7 @@ def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
             picture = explain.overlay(pixels, heatmap.level).resize((THUMBNAIL, THUMBNAIL))
             heat = _img(_data_uri(picture, "PNG"), f"heatmap of {result.display}")
             note = heatmap.flat_note  # a grey overlay would otherwise read as "nothing found"
+    note = "; ".join(n for n in (input_note(result.info), note) if n)  # the CSV's warnings, e.g. a lateral view
     probability = result.probability or 0.0
     bar = f'<span class="bar" style="width:{probability * 80:.0f}px"></span>'
     return (

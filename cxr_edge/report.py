@@ -91,8 +91,13 @@ def result_row(result: Result, labels: Sequence[str], threshold: float, model_id
         "width": "" if result.width is None else str(result.width),
         "height": "" if result.height is None else str(result.height),
         **{c: str(info.get(c, "")) for c in HEADER_COLUMNS},
-        NOTE_COLUMN: "; ".join(str(info[k]) for k in ("warning", "note") if info.get(k)),
+        NOTE_COLUMN: input_note(info),
     }
+
+
+def input_note(info: dict[str, str]) -> str:
+    """The ``note`` cell: warnings about the input first (a lateral view, not a chest), then notes."""
+    return "; ".join(str(info[k]) for k in ("warning", "note") if info.get(k))
 
 
 def neutralise(cell: str) -> str:

@@ -94,6 +94,15 @@ def test_header_fields_reach_the_report_with_view_warnings(
     assert "lateral view (LL)" in row["note"]
 
 
+def test_the_html_page_carries_the_view_warnings_too(tmp_path: Path, cli: Callable, binary_model: Path) -> None:
+    """A reader of the page alone must also learn that the film is not one the model knows."""
+    write_dicom(tmp_path / "in" / "lat.dcm", np.full((64, 64), 100, np.uint8), **{**HEADER, "ViewPosition": "LL"})
+    page = tmp_path / "page.html"
+    code, _ = classify(cli, binary_model, tmp_path / "in", "--html", str(page))
+    assert code == 0
+    assert "lateral view (LL): the model was trained on frontal chest films only" in page.read_text(encoding="utf-8")
+
+
 def test_no_phi_leaves_patient_identifiers_out_of_the_report(
     tmp_path: Path, cli: Callable, binary_model: Path, report_rows: Callable
 ) -> None:
