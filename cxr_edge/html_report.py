@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cxr_edge import __version__, explain
+from cxr_edge.bundle import Bundle
 from cxr_edge.engine import OK, Classifier, Result
 from cxr_edge.preprocess import ImageReadError, load_image
 from cxr_edge.report import input_note
@@ -64,6 +65,24 @@ def order(results: Sequence[Result], negative_label: str) -> list[Result]:
     return flagged + unreadable + [r for r in ok if r.prediction == negative_label]
 
 
+def score_name(bundle: Bundle) -> str:
+    """What the probability is of: ``P(PNEUMONIA)``, or ``P(not NORMAL)`` when several labels are positive
+    (next to a subtype, a bare "probability" reads as that subtype's)."""
+    positive = bundle.positive_labels
+    return f"P({positive[0]})" if len(positive) == 1 else f"P(not {bundle.negative_label})"
+
+
+def verdict(result: Result, bundle: Bundle) -> str:
+    """What a classified row says: flagged for a reader or not, never a diagnosis. A multiclass
+    model's label is a weak hint with its own probability, not the screening score."""
+    if result.prediction == bundle.negative_label:
+        return "not flagged"
+    if len(bundle.positive_labels) == 1:
+        return "flagged for review"
+    p = result.label_probs[bundle.labels.index(result.prediction)]
+    return f"flagged for review; weak hint: {result.prediction} (P {p:.2f})"
+
+
 def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
     """One table row; the image is re-read through the contract for its thumbnail."""
     bundle = classifier.bundle
@@ -90,7 +109,7 @@ def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
     bar = f'<span class="bar" style="width:{probability * 80:.0f}px"></span>'
     return (
         f'<tr class="{"flagged" if flagged else "normal"}"><td>{thumb}</td><td class="path">{path}</td>'
-        f'<td class="prediction">{html.escape(result.prediction)}</td>'
+        f'<td class="prediction">{html.escape(verdict(result, bundle))}</td>'
         f'<td class="probability">{probability:.3f}{bar}</td><td>{html.escape(note)}</td><td>{heat}</td></tr>'
     )
 
@@ -105,13 +124,14 @@ def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title:
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
         f"<h1>{html.escape(title)}</h1>\n"
-        f'<p class="meta">{len(results)} images: <strong>{flagged} flagged</strong> '
-        f"(probability &ge; threshold {bundle.threshold:g}), <strong>{errors} unreadable</strong> "
-        "(not screened: listed after the flagged ones, each must be read). "
+        f'<p class="meta">{len(results)} images: <strong>{flagged} flagged</strong> for review '
+        f"({html.escape(score_name(bundle))} &ge; threshold {bundle.threshold:g}), "
+        f"<strong>{errors} unreadable</strong> (not screened: listed after the flagged ones, each must be read). "
         f"Model {html.escape(bundle.short_id)} ({html.escape(bundle.quantization)}); "
         f"cxr-edge {__version__}; {html.escape(when)}. "
         "Screening aid only: a clinician reads every image.</p>\n"
-        "<table><thead><tr><th>image</th><th>path</th><th>prediction</th><th>probability</th>"
+        "<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
+        f"<th>{html.escape(score_name(bundle))}</th>"
         "<th>note</th><th>heatmap</th></tr></thead><tbody>\n"
     )
 

@@ -86,7 +86,8 @@ def test_a_blank_heatmap_of_a_saturated_positive_says_why(tmp_path, monkeypatch)
     monkeypatch.setattr(
         explain, "occlusion_map", lambda classifier, pixels: explain.Heatmap(pixels, 0.996, flat, 0.1, 10)
     )
-    bundle = SimpleNamespace(negative_label="NORMAL", contract=Contract(width=32, height=32))
+    bundle = SimpleNamespace(negative_label="NORMAL", positive_labels=("PNEUMONIA",),
+                             contract=Contract(width=32, height=32))
     result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=0.996)
     row = Page(html_report._row(result, SimpleNamespace(bundle=bundle), explain_flagged=True)).rows[0][1]
     assert row[4] == explain.FLAT
@@ -116,7 +117,8 @@ def test_page_is_self_contained_sorted_and_complete(report, tmp_path):
     assert [cells[1] for cells in shown] == [broken_path if r is None else r["path"] for r in listed]
     classified = [(cells, r) for cells, r in zip(shown, listed) if r is not None]
     assert [cells[3][:5] for cells, _ in classified] == [f"{float(r['probability']):.3f}" for _, r in classified]
-    assert [cells[2] for cells, _ in classified] == [r["prediction"] for _, r in classified]
+    verdicts = {"PNEUMONIA": "flagged for review", "NORMAL": "not flagged"}
+    assert [cells[2] for cells, _ in classified] == [verdicts[r["prediction"]] for _, r in classified]
     broken = next(r for r in rows if r["status"] == "error")
     error_row = parsed.rows[len(flagged_rows)]
     assert error_row[0] == "error" and error_row[1][2] == "unreadable: not screened"
@@ -128,6 +130,24 @@ def test_page_is_self_contained_sorted_and_complete(report, tmp_path):
         kind, data = re.match(r"data:image/(jpeg|png);base64,(.+)", uri).groups()
         with Image.open(io.BytesIO(base64.b64decode(data))) as img:
             assert img.size == (160, 160)
+
+
+def test_a_subtype_is_a_weak_hint_with_its_own_probability_beside_the_screening_score(
+    cli, subtype_model, tmp_path, report_rows
+):
+    """Next to "VIRAL", a bare probability of 0.98 reads as "98% viral"; it is P(not NORMAL)."""
+    data = folder_of_images(tmp_path / "data")
+    page = tmp_path / "page.html"
+    args = ["--model", subtype_model, "-o", tmp_path / "r.csv", "--html", page, "--threshold", "0"]  # flag all
+    assert cli("classify", data, *args).exit_code == 1  # broken.jpg
+    text = page.read_text(encoding="utf-8")
+    assert "<th>P(not NORMAL)</th>" in text and "P(not NORMAL) &ge; threshold 0" in text
+    rows = {r["path"]: r for r in report_rows(tmp_path / "r.csv") if r["status"] == "ok"}
+    shown = {cells[1]: cells[2] for cls, cells in Page(text).rows if cls == "flagged"}
+    assert shown.keys() == rows.keys()
+    for path, row in rows.items():
+        hint = row["prediction"]
+        assert shown[path] == f"flagged for review; weak hint: {hint} (P {float(row[f'p_{hint}']):.2f})"
 
 
 def test_explain_needs_html(cli, binary_model, tmp_path):
