@@ -114,6 +114,21 @@ def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
     )
 
 
+def model_line(bundle: Bundle) -> str:
+    """The model as its card names it (``pneumonia 2.2.0``), then the report's ``model`` id."""
+    version = bundle.manifest.get("version")
+    named = f"{bundle.name} {version}" if version else bundle.name
+    return f"Model {named} ({bundle.short_id}, {bundle.quantization})"
+
+
+def operating_point(bundle: Bundle) -> str:
+    """The threshold; one set with ``--threshold`` says so and gives the model's own, at which
+    alone the card's sensitivity and specificity were measured."""
+    own = float(bundle.manifest.get("threshold", bundle.threshold))
+    text = f"threshold {bundle.threshold:g}"
+    return text if own == bundle.threshold else f"{text}, set with --threshold; the model's own is {own:g}"
+
+
 def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title: str) -> None:
     bundle = classifier.bundle
     flagged = sum(r.status == OK and r.prediction != bundle.negative_label for r in results)
@@ -125,9 +140,9 @@ def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title:
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
         f"<h1>{html.escape(title)}</h1>\n"
         f'<p class="meta">{len(results)} images: <strong>{flagged} flagged</strong> for review '
-        f"({html.escape(score_name(bundle))} &ge; threshold {bundle.threshold:g}), "
+        f"({html.escape(score_name(bundle))} &ge; {html.escape(operating_point(bundle))}), "
         f"<strong>{errors} unreadable</strong> (not screened: listed after the flagged ones, each must be read). "
-        f"Model {html.escape(bundle.short_id)} ({html.escape(bundle.quantization)}); "
+        f"{html.escape(model_line(bundle))}; "
         f"cxr-edge {__version__}; {html.escape(when)}. "
         "Screening aid only: a clinician reads every image.</p>\n"
         "<table><thead><tr><th>image</th><th>path</th><th>screening</th>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import html.parser
 import io
 import re
@@ -148,6 +149,22 @@ def test_a_subtype_is_a_weak_hint_with_its_own_probability_beside_the_screening_
     for path, row in rows.items():
         hint = row["prediction"]
         assert shown[path] == f"flagged for review; weak hint: {hint} (P {float(row[f'p_{hint}']):.2f})"
+
+
+@pytest.mark.parametrize("threshold, operating_point", [
+    ([], "P(PNEUMONIA) ≥ threshold 0.216005), "),
+    (["--threshold", "0.5"], "P(PNEUMONIA) ≥ threshold 0.5, set with --threshold; the model's own is 0.216005), "),
+])
+def test_the_header_names_the_model_version_and_whose_threshold_it_is(
+    cli, binary_model, tmp_path, threshold, operating_point
+):
+    """The card's sensitivity and specificity hold at the model's own threshold only."""
+    page = tmp_path / "page.html"
+    cli("classify", folder_of_images(tmp_path / "data"), "--model", binary_model, "-o", tmp_path / "r.csv",
+        "--html", page, *threshold)
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    assert "Model tiny_binary_int8 0.0.1 (tiny_binary_int8@" in text
+    assert operating_point in text
 
 
 def test_explain_needs_html(cli, binary_model, tmp_path):
