@@ -30,6 +30,12 @@ from cxr_edge.preprocess import ImageReadError, load_image
 from cxr_edge.report import input_note
 
 THUMBNAIL = 160  # px, longest side
+#: Printed above the table when it has heatmaps: a hot area reads as "the lesion is here" otherwise.
+HEATMAP_CAVEAT = (
+    "Heatmaps (flagged images only): colour marks where hiding that area lowers the model's score, "
+    "scaled to each image's own largest drop. It shows what the model relies on, not where disease is, "
+    "and colours cannot be compared between images."
+)
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
 h1{font-size:1.4em;margin:0 0 .3em}
@@ -129,11 +135,12 @@ def operating_point(bundle: Bundle) -> str:
     return text if own == bundle.threshold else f"{text}, set with --threshold; the model's own is {own:g}"
 
 
-def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title: str) -> None:
+def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title: str, heatmaps: bool) -> None:
     bundle = classifier.bundle
     flagged = sum(r.status == OK and r.prediction != bundle.negative_label for r in results)
     errors = sum(r.status != OK for r in results)
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    caveat = f'<p class="meta">{html.escape(HEATMAP_CAVEAT)}</p>\n' if heatmaps else ""
     out.write(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -145,7 +152,7 @@ def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title:
         f"{html.escape(model_line(bundle))}; "
         f"cxr-edge {__version__}; {html.escape(when)}. "
         "Screening aid only: a clinician reads every image.</p>\n"
-        "<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
+        f"{caveat}<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
         f"<th>{html.escape(score_name(bundle))}</th>"
         "<th>note</th><th>heatmap</th></tr></thead><tbody>\n"
     )
@@ -163,7 +170,7 @@ def write_html(
     path = Path(path)
     rows = order(results, classifier.bundle.negative_label)
     with open(path, "w", encoding="utf-8") as out:
-        _head(out, rows, classifier, title)
+        _head(out, rows, classifier, title, heatmaps=explain_flagged)
         bar = tqdm(rows, unit="img", desc="html", file=sys.stderr, disable=not progress, dynamic_ncols=True)
         for result in bar:
             out.write(_row(result, classifier, explain_flagged) + "\n")

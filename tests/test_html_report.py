@@ -167,6 +167,17 @@ def test_the_header_names_the_model_version_and_whose_threshold_it_is(
     assert operating_point in text
 
 
+@pytest.mark.parametrize("explain_option", [[], ["--explain"]])
+def test_heatmaps_come_with_what_they_do_not_show(cli, binary_model, tmp_path, explain_option):
+    """A hot area would otherwise read as "the pneumonia is here"."""
+    page = tmp_path / "page.html"
+    cli("classify", folder_of_images(tmp_path / "data"), "--model", binary_model, "-o", tmp_path / "r.csv",
+        "--html", page, *explain_option)
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    caveat = "It shows what the model relies on, not where disease is, and colours cannot be compared between images."
+    assert (caveat in text) == bool(explain_option)
+
+
 def test_explain_needs_html(cli, binary_model, tmp_path):
     data = folder_of_images(tmp_path / "data")
     result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv", "--explain")
