@@ -51,6 +51,13 @@ class Bundle:
         return tuple(label for label in self.labels if label != self.negative_label)
 
     @property
+    def score_name(self) -> str:
+        """What the screening score is the probability of: ``P(PNEUMONIA)``, or ``P(not NORMAL)``
+        when several labels are positive (beside a subtype, a bare "probability" reads as that subtype's)."""
+        positive = self.positive_labels
+        return f"P({positive[0]})" if len(positive) == 1 else f"P(not {self.negative_label})"
+
+    @property
     def short_id(self) -> str:
         """``name@sha256-prefix``: what the report's ``model`` column records."""
         return f"{self.name}@{self.sha256[:12]}"

@@ -72,10 +72,10 @@ class Heatmap:
         """
         return "" if float(self.drop.max()) >= FLAT_DROP else FLAT
 
-    def caption(self, title: str) -> list[str]:
+    def caption(self, title: str, score_name: str) -> list[str]:
         lines = [
             title,
-            f"P(pneumonia) {self.probability:.3f}; colour = drop in probability when the area is hidden "
+            f"{score_name} {self.probability:.3f}; colour = drop in probability when the area is hidden "
             f"(full colour = {self.scale:.2f})",
         ]
         note = self.flat_note
@@ -208,5 +208,5 @@ def explain_to_dir(
             continue
         heat = occlusion_map(classifier, pixels, window=window, stride=stride, batch=batch)
         path = out / name
-        figure(pixels, heat.level, heat.caption(f"{found.display} ({classifier.bundle.short_id})")).save(path)
+        figure(pixels, heat.level, heat.caption(f"{found.display} ({classifier.bundle.short_id})", classifier.bundle.score_name)).save(path)
         yield Explained(found.display, heat, path)

@@ -71,13 +71,6 @@ def order(results: Sequence[Result], negative_label: str) -> list[Result]:
     return flagged + unreadable + [r for r in ok if r.prediction == negative_label]
 
 
-def score_name(bundle: Bundle) -> str:
-    """What the probability is of: ``P(PNEUMONIA)``, or ``P(not NORMAL)`` when several labels are positive
-    (next to a subtype, a bare "probability" reads as that subtype's)."""
-    positive = bundle.positive_labels
-    return f"P({positive[0]})" if len(positive) == 1 else f"P(not {bundle.negative_label})"
-
-
 def verdict(result: Result, bundle: Bundle) -> str:
     """What a classified row says: flagged for a reader or not, never a diagnosis. A multiclass
     model's label is a weak hint with its own probability, not the screening score."""
@@ -147,13 +140,13 @@ def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title:
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
         f"<h1>{html.escape(title)}</h1>\n"
         f'<p class="meta">{len(results)} images: <strong>{flagged} flagged</strong> for review '
-        f"({html.escape(score_name(bundle))} &ge; {html.escape(operating_point(bundle))}), "
+        f"({html.escape(bundle.score_name)} &ge; {html.escape(operating_point(bundle))}), "
         f"<strong>{errors} unreadable</strong> (not screened: listed after the flagged ones, each must be read). "
         f"{html.escape(model_line(bundle))}; "
         f"cxr-edge {__version__}; {html.escape(when)}. "
         "Screening aid only: a clinician reads every image.</p>\n"
         f"{caveat}<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
-        f"<th>{html.escape(score_name(bundle))}</th>"
+        f"<th>{html.escape(bundle.score_name)}</th>"
         "<th>note</th><th>heatmap</th></tr></thead><tbody>\n"
     )
 

@@ -63,16 +63,25 @@ def test_the_largest_drop_is_full_colour_and_small_drops_stay_pale():
 def test_a_blank_overlay_says_why_at_any_probability():
     drop = np.full((40, 40), -0.002)  # P = 0.996: hiding any one square leaves the top uint8 score
     drop[5:9, 5:9] = 0.004  # one output step: not evidence
-    caption = heatmap(drop, probability=0.996).caption("film.png")
+    caption = heatmap(drop, probability=0.996).caption("film.png", "P(PNEUMONIA)")
     assert caption[-1] == explain.FLAT
-    assert heatmap(drop, probability=0.02).caption("film.png")[-1] == explain.FLAT
+    assert heatmap(drop, probability=0.02).caption("film.png", "P(PNEUMONIA)")[-1] == explain.FLAT
 
 
 def test_a_map_with_a_real_drop_has_no_blank_overlay_note():
     drop = np.zeros((40, 40))
     drop[10:20, 24:32] = 0.2
     assert heatmap(drop).flat_note == ""
-    assert len(heatmap(drop).caption("film.png")) == 2
+    assert len(heatmap(drop).caption("film.png", "P(PNEUMONIA)")) == 2
+
+
+def test_the_caption_names_the_score_of_the_model_that_made_the_map(binary_model, subtype_model):
+    drop = np.zeros((40, 40))
+    drop[10:20, 24:32] = 0.2
+    for model, score in ((binary_model, "P(PNEUMONIA)"), (subtype_model, "P(not NORMAL)")):
+        name = load_bundle(model).score_name
+        assert name == score  # a subtype model's score is not P(pneumonia) of a binary model
+        assert heatmap(drop, probability=0.9).caption("film.png", name)[1].startswith(f"{score} 0.900;")
 
 
 def test_output_names_are_short_unless_they_would_collide():
