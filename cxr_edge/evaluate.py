@@ -163,11 +163,15 @@ class Evaluation:
 
     @functools.cached_property
     def multiclass(self) -> dict[str, Any] | None:
-        """Per-label metrics for multiclass models, on the images whose exact label is known."""
+        """Per-label metrics for multiclass models, on the images whose exact label is known.
+
+        None without a positive image of known subtype: NORMAL images alone say nothing about
+        telling subtypes apart (their "multiclass accuracy" would be the specificity).
+        """
         if self.bundle.task != "multiclass":
             return None
         known = [i for i in self.ok if self.truths[i].label is not None]
-        if not known:
+        if not any(self.truths[i].positive for i in known):
             return None
         labels = list(self.bundle.labels)
         y = [labels.index(self.truths[i].label) for i in known]
@@ -294,6 +298,10 @@ def format_table(ev: Evaluation) -> str:
     if multi:
         lines += ["", f"multiclass accuracy {_cell(multi['accuracy'])}, macro F1 {_cell(multi['macro_f1'])}"]
         lines += _matrix(list(ev.bundle.labels), multi["confusion"])
+    elif ev.bundle.task == "multiclass":
+        folders = "/ or ".join(ev.bundle.positive_labels)
+        lines += ["", f"no subtype metrics: no positive image has a known subtype ({folders}/ folder, "
+                      f"or _bacteria_ / _virus_ in a {KERMANY_POSITIVE}/ file name)"]
     target = ev.at_target
     if target:
         lines += [

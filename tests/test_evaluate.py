@@ -155,6 +155,20 @@ def test_multiclass_numbers_agree_with_sklearn_and_unknown_subtypes_count_only_a
     assert ev.binary["auc"] == pytest.approx(expected_auc, abs=1e-6)
 
 
+def test_no_subtype_metrics_without_a_positive_of_known_subtype():
+    # A clinic's own PNEUMONIA/ films rarely carry Kermany names: only the NORMAL images have
+    # a known label, and "multiclass accuracy" over them alone would be the specificity.
+    labels = ("NORMAL", "BACTERIAL", "VIRAL")
+    truths = [Truth(False, "NORMAL")] * 3 + [Truth(True, None)] * 3
+    probs = [[0.9, 0.05, 0.05]] * 3 + [[0.1, 0.6, 0.3]] * 3
+    ev = evaluation(None, probs, labels=labels, truths=truths)
+    assert ev.multiclass is None and ev.to_json()["multiclass"] is None
+    table = evaluate.format_table(ev)
+    assert "multiclass accuracy" not in table
+    assert re.search(r"^no subtype metrics: no positive image has a known subtype \(", table, re.M)
+    assert ev.binary["sensitivity"] == 1.0  # the pneumonia metrics still count them
+
+
 def test_unreadable_images_are_left_out_and_nothing_readable_is_an_error():
     ev = evaluation([0, 1, 1], [0.2, 0.9, 0.8])
     ev.results[2] = Result("/x/2.png", "2.png", ERROR, error="damaged")
