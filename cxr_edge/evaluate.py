@@ -28,6 +28,7 @@ from cxr_edge.classify import CPU, EDGETPU, open_classifier
 from cxr_edge.discover import Found, is_hidden, walk
 from cxr_edge.engine import OK, Result, classify
 from cxr_edge.kermany import parse_name
+from cxr_edge.plots import PLOT_FILES
 
 KERMANY_POSITIVE = "PNEUMONIA"
 #: File-name word -> the label names it may have in a model, for a Kermany ``PNEUMONIA/`` folder.
@@ -339,10 +340,14 @@ def write_outputs(ev: Evaluation, out_dir: str | Path) -> list[Path]:
     """Write metrics.json and the per-image CSV (with a ``truth`` column) into ``out_dir``.
 
     The CSV never carries patient identifiers (``patient_id``, ``study_date``): an evaluation
-    needs the truth and the answer, not who the patient was.
+    needs the truth and the answer, not who the patient was. An earlier run's plots are
+    removed, so that none stays beside metrics it was not drawn from (``--no-plots``, no
+    matplotlib); :func:`cxr_edge.plots.evaluation_plots` draws this run's afterwards.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in PLOT_FILES:
+        (out / name).unlink(missing_ok=True)
     metrics_path = out / METRICS_JSON
     metrics_path.write_text(json.dumps(ev.to_json(), indent=2) + "\n", encoding="utf-8")
     csv_path = out / PREDICTIONS_CSV

@@ -379,6 +379,17 @@ def test_evaluate_on_the_real_validation_split(cli, tmp_path):
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["n_images"] == 16
 
 
+def test_plots_of_an_earlier_run_do_not_stay_beside_new_metrics(cli, binary_model, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("roc.png", "confusion.png", "histogram.png"):
+        (out / name).write_bytes(b"drawn for another model or threshold")
+    result = cli("evaluate", labelled_folder(tmp_path / "data", 1, 1), "--model", binary_model,
+                 "--out-dir", out, "--no-plots")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.csv"]
+
+
 def test_an_out_dir_that_cannot_take_the_predictions_is_fatal_after_printing_the_metrics(
     cli, binary_model, tmp_path
 ):
