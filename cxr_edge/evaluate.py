@@ -312,6 +312,8 @@ def format_table(ev: Evaluation) -> str:
             f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})"
             + (f"; {target['note']}" if target["note"] else ""),
         ]
+    elif ev.target_sensitivity is not None:  # asked for, so say why it is missing
+        lines += ["", f"no threshold for sensitivity >= {ev.target_sensitivity:g}: no readable positive image"]
     lines += _prevalence_lines(ev)
     return "\n".join(lines)
 

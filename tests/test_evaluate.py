@@ -187,6 +187,13 @@ def test_target_sensitivity_reports_the_threshold_that_reaches_it():
     assert (target["sensitivity"], target["specificity"]) == (1.0, 0.75)
 
 
+def test_a_target_sensitivity_without_positives_says_why_there_is_no_threshold():
+    ev = evaluation([0, 0, 0], [0.1, 0.6, 0.2], target_sensitivity=0.9)
+    assert ev.at_target is None
+    assert re.search(r"^no threshold for sensitivity >= 0\.9: no readable positive image$",
+                     evaluate.format_table(ev), re.M)
+
+
 def test_a_target_threshold_from_few_positives_is_called_rough_in_table_and_json():
     few = evaluation([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.8], target_sensitivity=1.0)
     rough = r"; rough estimate: only 2 positives \(fewer than 50\)$"
