@@ -65,7 +65,12 @@ def class_folders(root: Path, bundle: Bundle) -> dict[str, str]:
     if bundle.task == "multiclass" and any(_subtype_label(word, bundle) for word in FILENAME_SUBTYPES):
         accepted.setdefault(KERMANY_POSITIVE, KERMANY_POSITIVE)
     try:
-        folders = sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
+        # Something named like a class that is no folder (a link to an unmounted share) is kept:
+        # walking it gives an error row, where skipping it would drop the class unsaid.
+        folders = sorted(
+            e.name for e in os.scandir(root)
+            if (e.is_dir() or e.name.upper() in accepted) and not is_hidden(e.name)
+        )
     except OSError as exc:
         raise DataLayoutError(f"{root}: cannot list the folder ({exc.strerror})") from exc
     expected = ", ".join(sorted(accepted.values()))

@@ -346,6 +346,14 @@ def test_bad_folders_exit_4_with_a_message(cli, binary_model, tmp_path, layout, 
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_class_folder_link_that_leads_nowhere_is_an_error_not_a_missing_class(cli, binary_model, tmp_path):
+    data = labelled_folder(tmp_path / "data", normal=2, pneumonia=0)
+    (data / "PNEUMONIA").symlink_to(tmp_path / "unmounted_share")
+    result = cli("evaluate", data, "--model", binary_model)
+    assert result.exit_code == 1
+    assert "PNEUMONIA/: cannot list this folder" in result.stderr and "1 unreadable" in result.stdout
+
+
 def test_unreadable_images_exit_1_and_are_named(cli, binary_model, tmp_path):
     data = labelled_folder(tmp_path / "data", 2, 2)
     (data / "NORMAL" / "broken.png").write_bytes(b"not a png")
