@@ -137,6 +137,13 @@ def test_binary_numbers_agree_with_sklearn():
         assert lo <= got[name] <= hi
 
 
+def test_predictions_and_metrics_agree_at_a_threshold_just_above_a_float32_score():
+    # 0.82031251 rounds to the float32 score 0.8203125 but lies above it: not flagged
+    ev = evaluation([1, 0], [0.8203125, 0.1], threshold=0.82031251)
+    assert ev.results[0].prediction == "NORMAL"
+    assert (ev.binary["tp"], ev.binary["fn"]) == (0, 1)
+
+
 def test_multiclass_numbers_agree_with_sklearn_and_unknown_subtypes_count_only_as_positive():
     labels = ("NORMAL", "BACTERIA", "VIRUS")
     rng = np.random.default_rng(1)
