@@ -75,8 +75,12 @@ class Bundle:
         return 1.0 - label_probs[:, self.labels.index(self.negative_label)]
 
     def decide(self, label_probs: np.ndarray) -> list[str]:
-        """Labels by the manifest's rule: flagged (score >= threshold) -> most likely positive label."""
-        score = self.positive_probability(label_probs)
+        """Labels by the manifest's rule: flagged (score >= threshold) -> most likely positive label.
+
+        Compared in float64, like the report's written numbers and :mod:`cxr_edge.metrics`:
+        a float32 comparison rounds the threshold, flagging a score just below it.
+        """
+        score = self.positive_probability(label_probs).astype(np.float64)
         positive_idx = [self.labels.index(label) for label in self.positive_labels]
         best = np.asarray(positive_idx)[np.argmax(label_probs[:, positive_idx], axis=1)]
         return [self.labels[b] if s >= self.threshold else self.negative_label for s, b in zip(score, best)]

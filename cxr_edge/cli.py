@@ -59,8 +59,11 @@ def fail(message: str, code: int = EXIT_FATAL) -> None:
 
 
 @contextlib.contextmanager
-def fatal_errors() -> Iterator[None]:
-    """Turn the library's known failures into a message and an exit code."""
+def fatal_errors(interrupted: str = "interrupted") -> Iterator[None]:
+    """Turn the library's known failures into a message and an exit code.
+
+    ``interrupted`` is the Ctrl-C message: only a command that can resume should say how.
+    """
     from cxr_edge import runtime
     from cxr_edge.bundle import BundleError
     from cxr_edge.report import NotAFile, ReportError, ReportExists
@@ -72,7 +75,7 @@ def fatal_errors() -> Iterator[None]:
     except (BundleError, runtime.RuntimeUnavailable, ReportError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        fail("interrupted; run again with --resume to continue", 130)
+        fail(interrupted, 130)
     except BrokenPipeError:
         sys.stderr.close()  # e.g. `--out - | head`: the reader left, nothing more to say
         sys.exit(EXIT_OK)
@@ -150,7 +153,7 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
         device=device, overwrite=overwrite, resume=resume, phi=not no_phi,
         progress=not quiet and sys.stderr.isatty(), threshold=threshold, html=html, explain=explain,
     )
-    with fatal_errors():
+    with fatal_errors(interrupted="interrupted; run again with --resume to continue"):
         tally = classify_to_report(options)
     if not quiet:
         click.echo(tally.summary(), err=True)

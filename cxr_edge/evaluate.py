@@ -28,6 +28,7 @@ from cxr_edge.classify import CPU, EDGETPU, open_classifier
 from cxr_edge.discover import Found, is_hidden, walk
 from cxr_edge.engine import OK, Result, classify
 from cxr_edge.kermany import parse_name
+from cxr_edge.plots import PLOT_FILES
 
 KERMANY_POSITIVE = "PNEUMONIA"
 #: File-name word -> the label names it may have in a model, for a Kermany ``PNEUMONIA/`` folder.
@@ -64,7 +65,12 @@ def class_folders(root: Path, bundle: Bundle) -> dict[str, str]:
     if bundle.task == "multiclass" and any(_subtype_label(word, bundle) for word in FILENAME_SUBTYPES):
         accepted.setdefault(KERMANY_POSITIVE, KERMANY_POSITIVE)
     try:
-        folders = sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
+        # Something named like a class that is no folder (a link to an unmounted share) is kept:
+        # walking it gives an error row, where skipping it would drop the class unsaid.
+        folders = sorted(
+            e.name for e in os.scandir(root)
+            if (e.is_dir() or e.name.upper() in accepted) and not is_hidden(e.name)
+        )
     except OSError as exc:
         raise DataLayoutError(f"{root}: cannot list the folder ({exc.strerror})") from exc
     expected = ", ".join(sorted(accepted.values()))
@@ -163,11 +169,15 @@ class Evaluation:
 
     @functools.cached_property
     def multiclass(self) -> dict[str, Any] | None:
-        """Per-label metrics for multiclass models, on the images whose exact label is known."""
+        """Per-label metrics for multiclass models, on the images whose exact label is known.
+
+        None without a positive image of known subtype: NORMAL images alone say nothing about
+        telling subtypes apart (their "multiclass accuracy" would be the specificity).
+        """
         if self.bundle.task != "multiclass":
             return None
         known = [i for i in self.ok if self.truths[i].label is not None]
-        if not known:
+        if not any(self.truths[i].positive for i in known):
             return None
         labels = list(self.bundle.labels)
         y = [labels.index(self.truths[i].label) for i in known]
@@ -294,6 +304,10 @@ def format_table(ev: Evaluation) -> str:
     if multi:
         lines += ["", f"multiclass accuracy {_cell(multi['accuracy'])}, macro F1 {_cell(multi['macro_f1'])}"]
         lines += _matrix(list(ev.bundle.labels), multi["confusion"])
+    elif ev.bundle.task == "multiclass":
+        folders = "/ or ".join(ev.bundle.positive_labels)
+        lines += ["", f"no subtype metrics: no positive image has a known subtype ({folders}/ folder, "
+                      f"or _bacteria_ / _virus_ in a {KERMANY_POSITIVE}/ file name)"]
     target = ev.at_target
     if target:
         lines += [
@@ -303,6 +317,8 @@ def format_table(ev: Evaluation) -> str:
             f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})"
             + (f"; {target['note']}" if target["note"] else ""),
         ]
+    elif ev.target_sensitivity is not None:  # asked for, so say why it is missing
+        lines += ["", f"no threshold for sensitivity >= {ev.target_sensitivity:g}: no readable positive image"]
     lines += _prevalence_lines(ev)
     return "\n".join(lines)
 
@@ -331,10 +347,14 @@ def write_outputs(ev: Evaluation, out_dir: str | Path) -> list[Path]:
     """Write metrics.json and the per-image CSV (with a ``truth`` column) into ``out_dir``.
 
     The CSV never carries patient identifiers (``patient_id``, ``study_date``): an evaluation
-    needs the truth and the answer, not who the patient was.
+    needs the truth and the answer, not who the patient was. An earlier run's plots are
+    removed, so that none stays beside metrics it was not drawn from (``--no-plots``, no
+    matplotlib); :func:`cxr_edge.plots.evaluation_plots` draws this run's afterwards.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in PLOT_FILES:
+        (out / name).unlink(missing_ok=True)
     metrics_path = out / METRICS_JSON
     metrics_path.write_text(json.dumps(ev.to_json(), indent=2) + "\n", encoding="utf-8")
     csv_path = out / PREDICTIONS_CSV

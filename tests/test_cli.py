@@ -472,3 +472,23 @@ def test_without_any_interpreter_the_cli_says_how_to_install_one(folder, binary_
     assert result.returncode == 3
     assert "no TFLite interpreter found" in result.stderr and "pip install" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def interrupt(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    "command, library, resumable",
+    [
+        (["classify", "--out", "r.csv"], "cxr_edge.classify.classify_to_report", True),
+        (["evaluate"], "cxr_edge.evaluate.run", False),  # no --resume: no hint at an option it lacks
+    ],
+)
+def test_ctrl_c_exits_130_and_advises_resume_only_where_there_is_one(cli, tmp_path, binary_model, monkeypatch,
+                                                                     command, library, resumable) -> None:
+    monkeypatch.setattr(library, interrupt)
+    monkeypatch.chdir(tmp_path)
+    result = cli(command[0], tmp_path, *command[1:], "--model", binary_model)
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert ("--resume" in result.stderr) == resumable

@@ -137,6 +137,13 @@ def test_binary_numbers_agree_with_sklearn():
         assert lo <= got[name] <= hi
 
 
+def test_predictions_and_metrics_agree_at_a_threshold_just_above_a_float32_score():
+    # 0.82031251 rounds to the float32 score 0.8203125 but lies above it: not flagged
+    ev = evaluation([1, 0], [0.8203125, 0.1], threshold=0.82031251)
+    assert ev.results[0].prediction == "NORMAL"
+    assert (ev.binary["tp"], ev.binary["fn"]) == (0, 1)
+
+
 def test_multiclass_numbers_agree_with_sklearn_and_unknown_subtypes_count_only_as_positive():
     labels = ("NORMAL", "BACTERIA", "VIRUS")
     rng = np.random.default_rng(1)
@@ -155,6 +162,20 @@ def test_multiclass_numbers_agree_with_sklearn_and_unknown_subtypes_count_only_a
     assert ev.binary["auc"] == pytest.approx(expected_auc, abs=1e-6)
 
 
+def test_no_subtype_metrics_without_a_positive_of_known_subtype():
+    # A clinic's own PNEUMONIA/ films rarely carry Kermany names: only the NORMAL images have
+    # a known label, and "multiclass accuracy" over them alone would be the specificity.
+    labels = ("NORMAL", "BACTERIAL", "VIRAL")
+    truths = [Truth(False, "NORMAL")] * 3 + [Truth(True, None)] * 3
+    probs = [[0.9, 0.05, 0.05]] * 3 + [[0.1, 0.6, 0.3]] * 3
+    ev = evaluation(None, probs, labels=labels, truths=truths)
+    assert ev.multiclass is None and ev.to_json()["multiclass"] is None
+    table = evaluate.format_table(ev)
+    assert "multiclass accuracy" not in table
+    assert re.search(r"^no subtype metrics: no positive image has a known subtype \(", table, re.M)
+    assert ev.binary["sensitivity"] == 1.0  # the pneumonia metrics still count them
+
+
 def test_unreadable_images_are_left_out_and_nothing_readable_is_an_error():
     ev = evaluation([0, 1, 1], [0.2, 0.9, 0.8])
     ev.results[2] = Result("/x/2.png", "2.png", ERROR, error="damaged")
@@ -171,6 +192,13 @@ def test_target_sensitivity_reports_the_threshold_that_reaches_it():
     target = evaluation(y, p, target_sensitivity=1.0).at_target
     assert target["threshold"] == pytest.approx(0.4)
     assert (target["sensitivity"], target["specificity"]) == (1.0, 0.75)
+
+
+def test_a_target_sensitivity_without_positives_says_why_there_is_no_threshold():
+    ev = evaluation([0, 0, 0], [0.1, 0.6, 0.2], target_sensitivity=0.9)
+    assert ev.at_target is None
+    assert re.search(r"^no threshold for sensitivity >= 0\.9: no readable positive image$",
+                     evaluate.format_table(ev), re.M)
 
 
 def test_a_target_threshold_from_few_positives_is_called_rough_in_table_and_json():
@@ -325,6 +353,14 @@ def test_bad_folders_exit_4_with_a_message(cli, binary_model, tmp_path, layout, 
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_class_folder_link_that_leads_nowhere_is_an_error_not_a_missing_class(cli, binary_model, tmp_path):
+    data = labelled_folder(tmp_path / "data", normal=2, pneumonia=0)
+    (data / "PNEUMONIA").symlink_to(tmp_path / "unmounted_share")
+    result = cli("evaluate", data, "--model", binary_model)
+    assert result.exit_code == 1
+    assert "PNEUMONIA/: cannot list this folder" in result.stderr and "1 unreadable" in result.stdout
+
+
 def test_unreadable_images_exit_1_and_are_named(cli, binary_model, tmp_path):
     data = labelled_folder(tmp_path / "data", 2, 2)
     (data / "NORMAL" / "broken.png").write_bytes(b"not a png")
@@ -363,6 +399,17 @@ def test_evaluate_on_the_real_validation_split(cli, tmp_path):
     result = cli("evaluate", val, "--out-dir", tmp_path / "o")
     assert result.exit_code == 0, result.stderr
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["n_images"] == 16
+
+
+def test_plots_of_an_earlier_run_do_not_stay_beside_new_metrics(cli, binary_model, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("roc.png", "confusion.png", "histogram.png"):
+        (out / name).write_bytes(b"drawn for another model or threshold")
+    result = cli("evaluate", labelled_folder(tmp_path / "data", 1, 1), "--model", binary_model,
+                 "--out-dir", out, "--no-plots")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.csv"]
 
 
 def test_an_out_dir_that_cannot_take_the_predictions_is_fatal_after_printing_the_metrics(
