@@ -98,6 +98,15 @@ def _subtype_label(subtype: str, bundle: Bundle) -> str | None:
     return next((label for label in FILENAME_SUBTYPES[subtype] if label in bundle.labels), None)
 
 
+def patient_key(result: Result, truth: Truth) -> str:
+    """Whose film this is, for resampling patients: the DICOM PatientID, else the patient of a
+    Kermany file name (``person12_virus_3``, ``IM-0101-0001``), else "" (unknown)."""
+    patient_id = str(result.info.get("patient_id", "")).strip()
+    if patient_id:
+        return f"PatientID {patient_id}"
+    return parse_name(PurePath(result.display).stem, KERMANY_POSITIVE if truth.positive else "NORMAL")[0]
+
+
 def labelled_inputs(root: str | Path, bundle: Bundle, recursive: bool = True) -> list[tuple[Found, Truth]]:
     """Every image in the class folders of ``root`` with its truth, in a stable order.
 
@@ -164,8 +173,24 @@ class Evaluation:
         return metrics.binary_metrics(self.y_true, self.score, self.threshold)
 
     @functools.cached_property
+    def groups(self) -> list[tuple[str, Any]]:
+        """The bootstrap's unit for each readable image: its patient when known, else the image
+        itself. Films of one patient are alike, so resampling them one by one narrows the intervals."""
+        keys = [patient_key(self.results[i], self.truths[i]) for i in self.ok]
+        return [("patient", key) if key else ("image", n) for n, key in enumerate(keys)]
+
+    @property
+    def resampled(self) -> str:
+        """What the bootstrap resampled, for the table and metrics.json."""
+        patients = len({key for kind, key in self.groups if kind == "patient"})
+        if not patients:
+            return f"{_count(len(self.groups), 'image')} (no patient known)"
+        alone = sum(kind == "image" for kind, _ in self.groups)
+        return _count(patients, "patient") + (f" and {_count(alone, 'image')} of unknown patient" if alone else "")
+
+    @functools.cached_property
     def intervals(self) -> dict[str, tuple[float, float]]:
-        return metrics.bootstrap_ci(self.y_true, self.score, self.threshold, n_boot=self.n_boot)
+        return metrics.bootstrap_ci(self.y_true, self.score, self.threshold, n_boot=self.n_boot, groups=self.groups)
 
     @functools.cached_property
     def multiclass(self) -> dict[str, Any] | None:
@@ -206,7 +231,7 @@ class Evaluation:
             {
                 **metrics.at_prevalence(b["sensitivity"], b["specificity"], p),
                 "ci95": metrics.bootstrap_ci(
-                    self.y_true, self.score, self.threshold, n_boot=self.n_boot, prevalence=p
+                    self.y_true, self.score, self.threshold, n_boot=self.n_boot, prevalence=p, groups=self.groups
                 ),
             }
             for p in self.prevalences
@@ -230,7 +255,7 @@ class Evaluation:
                 "bootstrap": {
                     "n_boot": self.n_boot,
                     "level": 0.95,
-                    "resampled": "images",
+                    "resampled": self.resampled,
                     "proportions": "widened to contain the exact Clopper-Pearson interval",
                 },
                 "calibration": {
@@ -280,6 +305,10 @@ def run(
     )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _cell(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
@@ -298,6 +327,7 @@ def format_table(ev: Evaluation) -> str:
     for name in metrics.CI_METRICS:
         lo, hi = ci[name]
         lines.append(f"{name:<18} {_cell(binary[name]):>6}   {_cell(lo)}-{_cell(hi)}")
+    lines.append(f"(intervals: {ev.n_boot} resamples of {ev.resampled})")
     lines += ["", "confusion (rows: truth, columns: prediction)"]
     lines += _matrix(*ev.binary_confusion())
     multi = ev.multiclass

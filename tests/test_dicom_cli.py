@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -159,6 +160,18 @@ def test_evaluate_and_explain_read_dicom(
     rows = report_rows(tmp_path / "ev" / "predictions.csv")
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert "patient_id" not in rows[0] and "study_date" not in rows[0]  # evaluation keeps no PHI
+    assert "P-0042" not in (tmp_path / "ev" / "metrics.json").read_text(encoding="utf-8")
     explained = cli("explain", tmp_path / "lab" / "NORMAL" / "a.dcm", "-m", float_model, "--out-dir", tmp_path / "ex", "-q")
     assert explained.exit_code == 0
     assert len(list((tmp_path / "ex").glob("*.png"))) == 1
+
+
+def test_evaluate_resamples_a_patient_s_dicom_films_together(tmp_path: Path, cli: Callable, float_model: Path) -> None:
+    film = np.full((64, 64), 100, np.uint8)
+    for n, (label, patient) in enumerate([("NORMAL", "P-1"), ("NORMAL", "P-1"), ("PNEUMONIA", "P-2"), ("PNEUMONIA", "")]):
+        write_dicom(tmp_path / "lab" / label / f"{n}.dcm", film, PatientID=patient)
+    evaluated = cli("evaluate", tmp_path / "lab", "-m", float_model, "--out-dir", tmp_path / "ev", "--no-plots", "-q")
+    assert evaluated.exit_code == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["bootstrap"]["resampled"] == "2 patients and 1 image of unknown patient"
+    assert "P-1" not in json.dumps(metrics)  # the PatientID groups the films; it is not written

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_edge import evaluate
+from cxr_edge import evaluate, metrics
 from cxr_edge.bundle import Bundle
 from cxr_edge.engine import ERROR, OK, Result
 from cxr_edge.evaluate import DataLayoutError, Evaluation, Truth
@@ -104,18 +104,47 @@ def test_class_folders_without_images_are_refused(tmp_path):
 # --- metrics from results --------------------------------------------------------------------
 
 
-def evaluation(y, probs, labels=("NORMAL", "PNEUMONIA"), threshold=0.5, truths=None, **kw) -> Evaluation:
+def evaluation(y, probs, labels=("NORMAL", "PNEUMONIA"), threshold=0.5, truths=None, names=None, infos=None,
+               **kw) -> Evaluation:
     """An Evaluation over made-up results (no interpreter), predicted by the bundle's rule."""
     bundle = fake_bundle(labels, threshold)
     probs = np.asarray(probs, dtype=np.float32).reshape(len(probs), -1)
     label_probs = bundle.label_probabilities(probs)
     scores = bundle.positive_probability(label_probs)
+    names = names or [f"{i}.png" for i in range(len(probs))]
+    infos = infos or [{} for _ in names]
     results = [
-        Result(f"/x/{i}.png", f"{i}.png", OK, prediction=pred, probability=float(p), label_probs=tuple(row))
-        for i, (pred, p, row) in enumerate(zip(bundle.decide(label_probs), scores, label_probs))
+        Result(f"/x/{name}", name, OK, prediction=pred, probability=float(p), label_probs=tuple(row), info=info)
+        for name, info, pred, p, row in zip(names, infos, bundle.decide(label_probs), scores, label_probs)
     ]
     truths = truths or [Truth(bool(t), labels[1] if t else "NORMAL") for t in y]
     return Evaluation(bundle, "data", threshold, "manifest", truths, results, n_boot=200, **kw)
+
+
+def test_a_film_s_patient_comes_from_its_dicom_patient_id_else_its_kermany_name():
+    def key(display, positive=True, info=None):
+        return evaluate.patient_key(Result(f"/x/{display}", display, OK, info=info or {}), Truth(positive, None))
+
+    assert key("PNEUMONIA/person12_virus_3.jpeg") == "person12"
+    assert key("NORMAL/NORMAL2-IM-0101-0001.jpeg", positive=False) == "IM-101"
+    assert key("NORMAL/1.2.840.99.dcm", positive=False, info={"patient_id": "P7"}) == "PatientID P7"
+    assert key("NORMAL/scan.png", positive=False) == ""  # unknown: the image is its own unit
+
+
+def test_intervals_resample_patients_not_their_films_one_by_one():
+    # 12 patients of 4 films each, a patient's films scored alike: 12 pieces of evidence, not 48.
+    y = np.repeat([0, 1] * 6, 4)
+    p = np.repeat([0.2, 0.3, 0.6, 0.1, 0.3, 0.7, 0.2, 0.4, 0.1, 0.8, 0.3, 0.9], 4)
+    names = [f"PNEUMONIA/person{i // 4}_bacteria_{i}.jpeg" if t else f"NORMAL/IM-{i // 4:04d}-{i:04d}.jpeg"
+             for i, t in enumerate(y)]
+    grouped, alone = evaluation(y, p, names=names), evaluation(y, p)
+    assert grouped.resampled == "12 patients" and alone.resampled == "48 images (no patient known)"
+    assert grouped.intervals == metrics.bootstrap_ci(y, p, 0.5, n_boot=200, groups=[n // 4 for n in range(48)])
+    assert alone.intervals == metrics.bootstrap_ci(y, p, 0.5, n_boot=200)  # as before, image by image
+    low, high = grouped.intervals["auc"]
+    assert high - low > np.subtract(*alone.intervals["auc"][::-1])  # four films of one child are not four children
+    assert grouped.to_json()["bootstrap"]["resampled"] == "12 patients"
+    assert "(intervals: 200 resamples of 12 patients)" in evaluate.format_table(grouped)
 
 
 def test_binary_numbers_agree_with_sklearn():
