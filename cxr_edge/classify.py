@@ -135,6 +135,7 @@ def _write_page(options: ClassifyOptions, results: list[Result], classifier: Cla
     from cxr_edge.html_report import write_html  # local: only runs that ask for a page load it
 
     try:
-        write_html(options.html, results, classifier, explain_flagged=options.explain, progress=options.progress)
+        write_html(options.html, results, classifier, explain_flagged=options.explain, progress=options.progress,
+                   phi=options.phi)
     except OSError as exc:
         raise ReportError(f"cannot write the HTML report {options.html}: {exc.strerror or exc}") from exc

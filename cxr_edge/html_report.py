@@ -49,6 +49,7 @@ tr.error td.prediction{font-weight:bold}
 .bar{display:inline-block;height:.7em;background:#b00020;margin-left:.5em}
 img{display:block;image-rendering:auto}
 .path{font-family:monospace;word-break:break-all}
+.patient{font-family:system-ui,sans-serif;font-weight:bold}
 """
 
 
@@ -82,10 +83,21 @@ def verdict(result: Result, bundle: Bundle) -> str:
     return f"flagged for review; weak hint: {result.prediction} (P {p:.2f})"
 
 
-def _row(result: Result, classifier: Classifier, explain_flagged: bool) -> str:
+def whose(result: Result) -> str:
+    """The film's patient and study date from its DICOM header ("" when it has none): with DICOM
+    files named by UID, the path alone does not tell a reader whose film a row is."""
+    parts = [f"{label} {result.info[key]}" for key, label in (("patient_id", "patient"), ("study_date", "study"))
+             if result.info.get(key)]
+    return ", ".join(parts)
+
+
+def _row(result: Result, classifier: Classifier, explain_flagged: bool, phi: bool) -> str:
     """One table row; the image is re-read through the contract for its thumbnail."""
     bundle = classifier.bundle
     path = html.escape(result.display)
+    patient = whose(result) if phi else ""
+    if patient:
+        path += f'<br><span class="patient">{html.escape(patient)}</span>'
     if result.status != OK:
         return f'<tr class="error"><td></td><td class="path">{path}</td><td class="prediction">unreadable: not screened</td><td></td><td>' \
                f"{html.escape(result.error)}</td><td></td></tr>"
@@ -158,14 +170,16 @@ def write_html(
     explain_flagged: bool = False,
     title: str = "cxr-edge triage report",
     progress: bool = False,
+    phi: bool = True,
 ) -> Path:
-    """Write the page for ``results``; heatmaps for flagged images when ``explain_flagged``."""
+    """Write the page for ``results``; heatmaps for flagged images when ``explain_flagged``; each
+    DICOM film's patient and study date unless ``phi`` is False (``--no-phi``, as in the CSV)."""
     path = Path(path)
     rows = order(results, classifier.bundle.negative_label)
     with open(path, "w", encoding="utf-8") as out:
         _head(out, rows, classifier, title, heatmaps=explain_flagged)
         bar = tqdm(rows, unit="img", desc="html", file=sys.stderr, disable=not progress, dynamic_ncols=True)
         for result in bar:
-            out.write(_row(result, classifier, explain_flagged) + "\n")
+            out.write(_row(result, classifier, explain_flagged, phi) + "\n")
         out.write("</tbody></table>\n</body></html>\n")
     return path

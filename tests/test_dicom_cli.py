@@ -104,6 +104,20 @@ def test_the_html_page_carries_the_view_warnings_too(tmp_path: Path, cli: Callab
     assert "lateral view (LL): the model was trained on frontal chest films only" in page.read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("no_phi", [False, True])
+def test_the_html_page_names_whose_film_each_row_is_unless_no_phi(
+    tmp_path: Path, cli: Callable, binary_model: Path, no_phi: bool
+) -> None:
+    """A DICOM file named by its UID says nothing to a reader; its header says whose film it is."""
+    write_dicom(tmp_path / "in" / "1.2.840.113619.2.55.dcm", np.full((64, 64), 100, np.uint8), **HEADER)
+    page = tmp_path / "page.html"
+    code, _ = classify(cli, binary_model, tmp_path / "in", "--html", str(page), *(["--no-phi"] if no_phi else []))
+    assert code == 0
+    text = page.read_text(encoding="utf-8")
+    assert ("patient P-0042, study 2024-01-31" in text) is not no_phi
+    assert ("P-0042" in text) is not no_phi
+
+
 def test_no_phi_leaves_patient_identifiers_out_of_the_report(
     tmp_path: Path, cli: Callable, binary_model: Path, report_rows: Callable
 ) -> None:

@@ -90,7 +90,7 @@ def test_a_blank_heatmap_of_a_saturated_positive_says_why(tmp_path, monkeypatch)
     bundle = SimpleNamespace(negative_label="NORMAL", positive_labels=("PNEUMONIA",),
                              contract=Contract(width=32, height=32))
     result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=0.996)
-    row = Page(html_report._row(result, SimpleNamespace(bundle=bundle), explain_flagged=True)).rows[0][1]
+    row = Page(html_report._row(result, SimpleNamespace(bundle=bundle), explain_flagged=True, phi=True)).rows[0][1]
     assert row[4] == explain.FLAT
 
 
