@@ -51,11 +51,15 @@ class Bundle:
         return tuple(label for label in self.labels if label != self.negative_label)
 
     @property
-    def score_name(self) -> str:
-        """What the screening score is the probability of: ``P(PNEUMONIA)``, or ``P(not NORMAL)``
-        when several labels are positive (beside a subtype, a bare "probability" reads as that subtype's)."""
+    def positive_name(self) -> str:
+        """What a positive is called: the one positive label, or ``not NORMAL`` when there are several."""
         positive = self.positive_labels
-        return f"P({positive[0]})" if len(positive) == 1 else f"P(not {self.negative_label})"
+        return positive[0] if len(positive) == 1 else f"not {self.negative_label}"
+
+    @property
+    def score_name(self) -> str:
+        """``P(PNEUMONIA)`` or ``P(not NORMAL)``: beside a subtype, a bare "probability" reads as that subtype's."""
+        return f"P({self.positive_name})"
 
     @property
     def short_id(self) -> str:

@@ -147,16 +147,10 @@ class Evaluation:
         self.y_true = np.array([self.truths[i].positive for i in ok], dtype=int)
         self.score = np.array([self.results[i].probability for i in ok], dtype=np.float64)
 
-    @property
-    def positive_name(self) -> str:
-        """What a positive is called in tables: the one positive label, or ``not NORMAL``."""
-        positives = self.bundle.positive_labels
-        return positives[0] if len(positives) == 1 else f"not {self.bundle.negative_label}"
-
     def binary_confusion(self) -> tuple[list[str], list[list[int]]]:
         """(names, rows) of the 2x2 confusion: rows are the truth, columns the prediction."""
         b = self.binary
-        return [self.bundle.negative_label, self.positive_name], [[b["tn"], b["fp"]], [b["fn"], b["tp"]]]
+        return [self.bundle.negative_label, self.bundle.positive_name], [[b["tn"], b["fp"]], [b["fn"], b["tp"]]]
 
     @property
     def errors(self) -> list[Result]:
@@ -357,7 +351,7 @@ def _prevalence_lines(ev: Evaluation) -> list[str]:
     if not ev.prevalences:
         return []
     here = ev.y_true.mean()
-    lines = ["", f"expected at another share of {ev.positive_name} (here {here:.3f}), "
+    lines = ["", f"expected at another share of {ev.bundle.positive_name} (here {here:.3f}), "
              "if sensitivity and specificity carry over:"]
     for row in ev.at_prevalences:
         cells = [f"{m} {_cell(row[m])} ({_cell(row['ci95'][m][0])}-{_cell(row['ci95'][m][1])})"

@@ -146,6 +146,8 @@ def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title:
     errors = sum(r.status != OK for r in results)
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     caveat = f'<p class="meta">{html.escape(HEATMAP_CAVEAT)}</p>\n' if heatmaps else ""
+    unreadable = (f"<strong>{errors} unreadable</strong> (not screened: listed after the flagged ones, each must "
+                  "be read)") if errors else "0 unreadable"
     out.write(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -153,7 +155,7 @@ def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title:
         f"<h1>{html.escape(title)}</h1>\n"
         f'<p class="meta">{len(results)} images: <strong>{flagged} flagged</strong> for review '
         f"({html.escape(bundle.score_name)} &ge; {html.escape(operating_point(bundle))}), "
-        f"<strong>{errors} unreadable</strong> (not screened: listed after the flagged ones, each must be read). "
+        f"{unreadable}. "
         f"{html.escape(model_line(bundle))}; "
         f"cxr-edge {__version__}; {html.escape(when)}. "
         "Screening aid only: a clinician reads every image.</p>\n"
