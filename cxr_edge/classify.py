@@ -17,7 +17,6 @@ from typing import Iterator, Sequence
 from tqdm import tqdm
 
 from cxr_edge import report
-from cxr_edge.report import NotAFile, ReportError, ReportExists
 from cxr_edge.bundle import DEFAULT_MODEL, Bundle, BundleError, list_bundled, load_bundle
 from cxr_edge.discover import Found, discover
 from cxr_edge.engine import Classifier, Result, Tally, classify
@@ -118,16 +117,17 @@ def _check_html_target(options: ClassifyOptions) -> None:
     if page is None:
         return
     if not page.parent.is_dir():
-        raise NotAFile(f"--html {page}: the folder {page.parent} does not exist; create it or give another path")
+        raise report.NotAFile(f"--html {page}: the folder {page.parent} does not exist; "
+                              "create it or give another path")
     if options.out != "-" and page.resolve() == Path(options.out).resolve():
-        raise ReportExists(f"--html {page} is the CSV report itself; give the page another name")
+        raise report.ReportExists(f"--html {page} is the CSV report itself; give the page another name")
     if not page.exists():
         return
     if options.resume:  # the page shows one run: replacing it would drop the earlier one
-        raise ReportExists(f"{page} exists, and this resumed run's page would list only the images it "
+        raise report.ReportExists(f"{page} exists, and this resumed run's page would list only the images it "
                            "classifies; give this page another name")
     if not options.overwrite:
-        raise ReportExists(f"{page} exists; use --overwrite to replace it (or another --html path)")
+        raise report.ReportExists(f"{page} exists; use --overwrite to replace it (or another --html path)")
 
 
 def _write_page(options: ClassifyOptions, results: list[Result], classifier: Classifier) -> None:
@@ -138,4 +138,4 @@ def _write_page(options: ClassifyOptions, results: list[Result], classifier: Cla
         write_html(options.html, results, classifier, explain_flagged=options.explain, progress=options.progress,
                    phi=options.phi)
     except OSError as exc:
-        raise ReportError(f"cannot write the HTML report {options.html}: {exc.strerror or exc}") from exc
+        raise report.ReportError(f"cannot write the HTML report {options.html}: {exc.strerror or exc}") from exc

@@ -208,5 +208,6 @@ def explain_to_dir(
             continue
         heat = occlusion_map(classifier, pixels, window=window, stride=stride, batch=batch)
         path = out / name
-        figure(pixels, heat.level, heat.caption(f"{found.display} ({classifier.bundle.short_id})", classifier.bundle.score_name)).save(path)
+        caption = heat.caption(f"{found.display} ({classifier.bundle.short_id})", classifier.bundle.score_name)
+        figure(pixels, heat.level, caption).save(path)
         yield Explained(found.display, heat, path)

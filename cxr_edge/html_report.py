@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from cxr_edge import __version__, explain
 from cxr_edge.bundle import Bundle
+from cxr_edge.dicom import PHI_COLUMNS
 from cxr_edge.engine import OK, Classifier, Result
 from cxr_edge.preprocess import ImageReadError, load_image
 from cxr_edge.report import input_note
@@ -86,9 +87,8 @@ def verdict(result: Result, bundle: Bundle) -> str:
 def whose(result: Result) -> str:
     """The film's patient and study date from its DICOM header ("" when it has none): with DICOM
     files named by UID, the path alone does not tell a reader whose film a row is."""
-    parts = [f"{label} {result.info[key]}" for key, label in (("patient_id", "patient"), ("study_date", "study"))
-             if result.info.get(key)]
-    return ", ".join(parts)
+    named = zip(PHI_COLUMNS, ("patient", "study"))  # the CSV's identifying columns, as the page names them
+    return ", ".join(f"{label} {result.info[key]}" for key, label in named if result.info.get(key))
 
 
 def _row(result: Result, classifier: Classifier, explain_flagged: bool, phi: bool) -> str:
@@ -99,8 +99,9 @@ def _row(result: Result, classifier: Classifier, explain_flagged: bool, phi: boo
     if patient:
         path += f'<br><span class="patient">{html.escape(patient)}</span>'
     if result.status != OK:
-        return f'<tr class="error"><td></td><td class="path">{path}</td><td class="prediction">unreadable: not screened</td><td></td><td>' \
-               f"{html.escape(result.error)}</td><td></td></tr>"
+        return (f'<tr class="error"><td></td><td class="path">{path}</td>'
+                f'<td class="prediction">unreadable: not screened</td><td></td>'
+                f"<td>{html.escape(result.error)}</td><td></td></tr>")
     flagged = result.prediction != bundle.negative_label
     try:
         pixels = load_image(result.path, bundle.contract).pixels
