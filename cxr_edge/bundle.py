@@ -16,9 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from cxr_edge.gate import Gate
 from cxr_edge.preprocess import Contract
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the model may have a features output and a gate (cxr_edge.gate); 1 still loads
+SCHEMA_VERSIONS = (1, 2)
+FEATURES_OUTPUT = "features"
 MANIFEST_SUFFIX = ".json"
 DEFAULT_MODEL = "pneumonia"
 TASKS = ("binary", "multiclass")
@@ -45,6 +48,18 @@ class Bundle:
     sha256: str
     manifest_path: Path
     manifest: dict[str, Any]
+    gate: Gate | None = None  # None: a bundle made before gates (schema 1), or converted without one
+
+    @property
+    def features_output(self) -> int | None:
+        """Which of the model's outputs holds the pooled features the gate reads (None: it has none)."""
+        outputs = self.manifest.get("outputs") or []
+        return outputs.index(FEATURES_OUTPUT) if FEATURES_OUTPUT in outputs else None
+
+    @property
+    def gate_path(self) -> Path | None:
+        record = self.manifest.get("gate")
+        return self.manifest_path.with_name(record["file"]) if record else None
 
     @property
     def positive_labels(self) -> tuple[str, ...]:
@@ -142,15 +157,14 @@ def load_bundle(spec: str | Path | None = None) -> Bundle:
         bundle = _from_manifest(manifest, manifest_path)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{manifest_path}: invalid manifest ({exc!r})") from exc
-    _verify_file(bundle)
-    return bundle
+    return _verify_file(bundle)
 
 
 def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
     if not isinstance(manifest, dict):
         raise ValueError(f"a JSON object expected, not {type(manifest).__name__}")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    if manifest.get("schema_version") not in SCHEMA_VERSIONS:
+        raise ValueError(f"schema_version {manifest.get('schema_version')!r}, expected one of {SCHEMA_VERSIONS}")
     if manifest["task"] not in TASKS:
         raise ValueError(f"task must be one of {TASKS}")
     labels = tuple(manifest["labels"])
@@ -180,10 +194,23 @@ def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
     )
 
 
-def _verify_file(bundle: Bundle) -> None:
+def _verify_file(bundle: Bundle) -> Bundle:
+    """Check the model file (and the gate's, which is then loaded) against the manifest's hashes."""
     if not bundle.model_path.is_file():
         raise BundleError(f"{bundle.model_path}: model file named by {bundle.manifest_path.name} is missing")
     _verify_sha256(bundle.model_path, bundle.sha256)
+    if bundle.gate_path is None:
+        return bundle
+    if bundle.features_output is None:
+        raise BundleError(f"{bundle.manifest_path}: the manifest names a gate but no {FEATURES_OUTPUT!r} output")
+    if not bundle.gate_path.is_file():
+        raise BundleError(f"{bundle.gate_path}: gate file named by {bundle.manifest_path.name} is missing")
+    _verify_sha256(bundle.gate_path, bundle.manifest["gate"]["sha256"])
+    try:
+        gate = Gate.load(bundle.gate_path, bundle.manifest["gate"])
+    except (KeyError, OSError, ValueError) as exc:
+        raise BundleError(f"{bundle.gate_path}: unreadable gate ({exc})") from exc
+    return dataclasses.replace(bundle, gate=gate)
 
 
 def _verify_sha256(path: Path, expected: str) -> None:
@@ -216,6 +243,8 @@ def write_bundle(model_path: Path, manifest: dict[str, Any]) -> Path:
         "sha256": sha256_file(model_path),
         "edgetpu_sha256": sha256_file(model_path.with_name(edgetpu)) if edgetpu else None,
     }
+    if manifest.get("gate"):
+        manifest["gate"] = {**manifest["gate"], "sha256": sha256_file(model_path.with_name(manifest["gate"]["file"]))}
     out = model_path.with_suffix(MANIFEST_SUFFIX)
     _from_manifest(manifest, out)  # refuse to write what cannot be loaded
     out.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -42,10 +42,12 @@ class ClassifyOptions:
     threshold: float | None = None  # None: the manifest's
     html: Path | None = None  # also write the HTML page of this run's results here
     explain: bool = False  # with html: an occlusion heatmap per flagged image
+    screen_all: bool = False  # screen what the gate rejects too (research), each such row noting it
 
 
 def open_classifier(
-    model: str | Path | None, threads: int | None, device: str = CPU, threshold: float | None = None
+    model: str | Path | None, threads: int | None, device: str = CPU, threshold: float | None = None,
+    screen_all: bool = False,
 ) -> Classifier:
     """Load and verify the bundle, then make its interpreter (on the Edge TPU if asked).
 
@@ -60,7 +62,7 @@ def open_classifier(
     bundle = load_bundle(model)
     if threshold is not None:
         bundle = dataclasses.replace(bundle, threshold=float(threshold))
-    return Classifier(bundle, threads=threads, edgetpu=device == EDGETPU)
+    return Classifier(bundle, threads=threads, edgetpu=device == EDGETPU, screen_all=screen_all)
 
 
 def report_header(bundle: Bundle, phi: bool) -> list[str]:
@@ -75,7 +77,8 @@ def classify_to_report(options: ClassifyOptions) -> Tally:
     paths already done, and with ``html`` the results.
     """
     _check_html_target(options)
-    classifier = open_classifier(options.model, options.threads, options.device, options.threshold)
+    classifier = open_classifier(options.model, options.threads, options.device, options.threshold,
+                                 options.screen_all)
     bundle = classifier.bundle
     tally = Tally()
     results: list[Result] = []

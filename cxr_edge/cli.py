@@ -28,13 +28,14 @@ if TYPE_CHECKING:
 DEVICES = ("cpu", "edgetpu")  # = classify.DEVICES, written out so --help needs no import of the engine
 
 EXIT_OK = 0
-EXIT_UNREADABLE = 1  # some inputs could not be read (each has an error row)
+EXIT_UNREADABLE = 1  # some inputs could not be read or were rejected by the gate (each has a row saying why)
 EXIT_USAGE = 2  # Click's code for usage errors
 EXIT_FATAL = 3  # model missing/damaged, report not writable, no interpreter or Edge TPU
 EXIT_CODES_HELP = (
     "\b\nExit codes:\n"
     "  0  every image was classified\n"
-    "  1  some inputs could not be read (each still has a row with status=error), or no image files found\n"
+    "  1  some inputs could not be read (status=error) or are not upright frontal chest films\n"
+    "     (status=rejected); each still has a row saying why; or no image files found\n"
     "  2  usage error (bad option, missing path, report exists without --resume/--overwrite,\n"
     "     --out that is a folder, device or pipe)\n"
     "  3  fatal: model missing or damaged, report not writable or locked, no interpreter or Edge TPU\n"
@@ -131,14 +132,20 @@ def main() -> None:
 @click.option("--threshold", type=FloatRange(0, 1), default=None,
               help="Flag at this probability instead of the model's threshold (one chosen on your own labelled "
                    "films with 'cxr-edge evaluate --target-sensitivity'); every row records the threshold used.")
+@click.option("--screen-all", is_flag=True,
+              help="Research only: screen the images the model's gate rejects too (documents, other body parts, "
+                   "sideways films); each such row is screened with a warning saying so in its note.")
 @model_run_options
 def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, no_phi: bool, html: Path | None,
-             explain: bool, threshold: float | None, model: str | None, device: str, threads: int | None,
-             workers: int | None, recursive: bool, quiet: bool) -> None:
+             explain: bool, threshold: float | None, screen_all: bool, model: str | None, device: str,
+             threads: int | None, workers: int | None, recursive: bool, quiet: bool) -> None:
     """Classify the images in PATHS (folders or files) into a CSV report, one row per image.
 
     JPEG, PNG (8/16 bit), BMP, TIFF and DICOM files are read; hidden files are skipped.
     Rows are written as results arrive, so an interrupted run can be continued with --resume.
+    An image the model's gate finds is not an upright frontal chest film (a document, a photo,
+    another body part, a lateral view, a film turned sideways or upside down) is not screened:
+    its row has status=rejected and says in 'error' what was measured and what to do.
     """
     from cxr_edge.classify import ClassifyOptions, classify_to_report
 
@@ -152,6 +159,7 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
         paths=paths, out=out, model=model, recursive=recursive, workers=workers, threads=threads,
         device=device, overwrite=overwrite, resume=resume, phi=not no_phi,
         progress=not quiet and sys.stderr.isatty(), threshold=threshold, html=html, explain=explain,
+        screen_all=screen_all,
     )
     with fatal_errors(interrupted="interrupted; run again with --resume to continue"):
         tally = classify_to_report(options)
@@ -159,7 +167,7 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
         click.echo(tally.summary(), err=True)
     if tally.inputs == 0:  # even with --quiet: an unmounted share must not look like a quiet day
         fail(f"no image files found in {', '.join(map(str, paths))}", EXIT_UNREADABLE)
-    sys.exit(EXIT_UNREADABLE if tally.errors else EXIT_OK)
+    sys.exit(EXIT_UNREADABLE if tally.errors or tally.rejected else EXIT_OK)
 
 
 INFO_EXIT_HELP = (
@@ -191,7 +199,19 @@ def info(model: str | None) -> None:
         click.echo(f"bundled models: {', '.join(list_bundled()) or 'none installed'}")
         bundle = load_bundle(model)
         click.echo(f"model: {bundle.short_id} ({bundle.manifest_path})")
+        click.echo(f"gate: {gate_line(bundle)}")
         click.echo(json.dumps(bundle.manifest, indent=2))
+
+
+def gate_line(bundle) -> str:
+    """What ``info`` says of the bundle's out-of-distribution gate."""
+    if bundle.gate is None:
+        return ("none: this bundle screens every readable image, documents and sideways films included "
+                f"(manifest schema {bundle.manifest.get('schema_version')}; rebuild it with "
+                "'python -m convert gate' to add one)")
+    return (f"on ({bundle.gate_path.name}): rejects images whose features lie farther than "
+            f"{bundle.gate.max_distance:.0f} from the training films' or whose upright-film score is below "
+            f"{bundle.gate.min_upright:.2f}")
 
 
 EXIT_DATA = 4  # evaluate: the labelled folder does not fit the model

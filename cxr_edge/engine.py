@@ -28,10 +28,13 @@ import numpy as np
 from cxr_edge import runtime
 from cxr_edge.bundle import Bundle, BundleError, verify_edgetpu_file
 from cxr_edge.discover import Found
+from cxr_edge.gate import Verdict
 from cxr_edge.preprocess import ImageReadError, Prepared, load_image
 
 OK = "ok"
 ERROR = "error"
+REJECTED = "rejected"  # read, but the bundle's gate says it is not an upright frontal chest film
+NOT_SCREENED = (ERROR, REJECTED)
 
 
 def default_workers() -> int:
@@ -46,7 +49,7 @@ def default_threads() -> int:
 
 @dataclasses.dataclass
 class Result:
-    """What became of one input; ``status`` is ``ok`` or ``error`` (then ``error`` says why)."""
+    """What became of one input; ``status`` is ``ok``, ``error`` or ``rejected`` (then ``error`` says why)."""
 
     path: str
     display: str
@@ -66,12 +69,15 @@ class Tally:
 
     labels: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     errors: int = 0
+    rejected: int = 0
     skipped: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
 
     def add(self, result: Result) -> None:
         if result.status == OK:
             self.labels[result.prediction] += 1
+        elif result.status == REJECTED:
+            self.rejected += 1
         else:
             self.errors += 1
 
@@ -81,15 +87,16 @@ class Tally:
 
     @property
     def inputs(self) -> int:
-        """Every input discovered: classified, unreadable or already in the report."""
-        return self.classified + self.errors + self.skipped
+        """Every input discovered: classified, unreadable, rejected or already in the report."""
+        return self.classified + self.errors + self.rejected + self.skipped
 
     def summary(self) -> str:
         elapsed = time.monotonic() - self.started
-        done = self.classified + self.errors
+        done = self.classified + self.errors + self.rejected
         rate = done / elapsed if elapsed > 0 else 0.0
         per_label = ", ".join(f"{label} {n}" for label, n in sorted(self.labels.items())) or "none"
-        parts = [f"{self.classified} classified ({per_label})", f"{self.errors} errors"]
+        parts = [f"{self.classified} classified ({per_label})", f"{self.errors} errors",
+                 f"{self.rejected} rejected (not frontal chest films)"]
         if self.skipped:
             parts.append(f"{self.skipped} already in the report")
         return f"{'; '.join(parts)}; {elapsed:.1f} s, {rate:.1f} images/s"
@@ -98,10 +105,12 @@ class Tally:
 class Classifier:
     """A bundle and its interpreter: decoded images -> labelled results."""
 
-    def __init__(self, bundle: Bundle, threads: int | None = None, edgetpu: bool = False):
+    def __init__(self, bundle: Bundle, threads: int | None = None, edgetpu: bool = False,
+                 screen_all: bool = False):
         self.bundle = bundle
         self.threads = threads
         self.edgetpu = edgetpu
+        self.screen_all = screen_all  # screen what the gate rejects too (research), noting it on the row
         model_path = bundle.model_path
         if edgetpu:
             model_path = bundle.edgetpu_model_path
@@ -129,7 +138,16 @@ class Classifier:
 
     def replica(self) -> "Classifier":
         """A single-threaded copy for one worker thread (interpreters are not thread-safe)."""
-        return Classifier(self.bundle, threads=1)
+        return Classifier(self.bundle, threads=1, screen_all=self.screen_all)
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, list[Verdict] | None]:
+        """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W), and the gate's verdicts
+        (None when the bundle has no gate): one invoke gives both."""
+        outputs = runtime.run_outputs(self.interpreter, batch)
+        probs = self.bundle.label_probabilities(outputs[0])
+        if self.bundle.gate is None:
+            return probs, None
+        return probs, self.bundle.gate.check(outputs[self.bundle.features_output])
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W) of prepared pixels."""
@@ -145,7 +163,14 @@ class Classifier:
         One image per invoke: batches of 4 or 8 were no faster on the CPU (decoding is the
         bottleneck) and would change the model's batch size, which not every model allows.
         """
-        probs = self.probabilities(prepared.pixels[None])
+        probs, verdicts = self.outputs(prepared.pixels[None])
+        info = dict(prepared.info)
+        verdict = verdicts[0] if verdicts else None
+        if verdict is not None and not verdict.passed:
+            if not self.screen_all:
+                return Result(found.path, found.display, REJECTED, error=verdict.reason, width=prepared.width,
+                              height=prepared.height, info=info)
+            info["warning"] = "; ".join(filter(None, [info.get("warning"), screened_anyway(verdict)]))
         return Result(
             path=found.path,
             display=found.display,
@@ -155,8 +180,13 @@ class Classifier:
             label_probs=tuple(float(p) for p in probs[0]),
             width=prepared.width,
             height=prepared.height,
-            info=dict(prepared.info),
+            info=info,
         )
+
+
+def screened_anyway(verdict: Verdict) -> str:
+    """The row's warning when ``--screen-all`` screened what the gate would have rejected."""
+    return f"SCREENED WITH --screen-all, the gate would reject it: {verdict.reason.removeprefix('not screened: ')}"
 
 
 @contextlib.contextmanager

@@ -129,17 +129,23 @@ MAX_BATCH = 64  # images per invoke: a whole validation split at once would need
 
 
 def run_batch(interpreter: Any, pixels: np.ndarray) -> np.ndarray:
-    """Invoke on a batch of uint8 images (N, H, W); returns (N, outputs) float32.
+    """Invoke on a batch of uint8 images (N, H, W); returns the first output (N, outputs) float32."""
+    return run_outputs(interpreter, pixels)[0]
+
+
+def run_outputs(interpreter: Any, pixels: np.ndarray) -> list[np.ndarray]:
+    """Invoke on a batch of uint8 images (N, H, W); returns every output, each (N, values) float32.
 
     The interpreter's batch dimension is resized to the batch size when it differs (one
     resize per new size), so callers can batch occluded copies or use batch 1 alike;
     batches over ``MAX_BATCH`` run in chunks of that size.
     """
     tensor = to_input_tensor(pixels, input_details(interpreter))
-    return np.concatenate([_invoke(interpreter, tensor[i:i + MAX_BATCH]) for i in range(0, len(tensor), MAX_BATCH)])
+    chunks = [_invoke(interpreter, tensor[i:i + MAX_BATCH]) for i in range(0, len(tensor), MAX_BATCH)]
+    return [np.concatenate(outputs) for outputs in zip(*chunks)]
 
 
-def _invoke(interpreter: Any, tensor: np.ndarray) -> np.ndarray:
+def _invoke(interpreter: Any, tensor: np.ndarray) -> list[np.ndarray]:
     details = input_details(interpreter)
     if tuple(details["shape"]) != tensor.shape:
         interpreter.resize_tensor_input(details["index"], tensor.shape)
@@ -147,5 +153,5 @@ def _invoke(interpreter: Any, tensor: np.ndarray) -> np.ndarray:
         details = input_details(interpreter)
     interpreter.set_tensor(details["index"], tensor)
     interpreter.invoke()
-    out = interpreter.get_output_details()[0]
-    return from_output_tensor(interpreter.get_tensor(out["index"]), out).reshape(tensor.shape[0], -1)
+    return [from_output_tensor(interpreter.get_tensor(out["index"]), out).reshape(tensor.shape[0], -1)
+            for out in interpreter.get_output_details()]
