@@ -138,8 +138,9 @@ def add_gate(bundle: Bundle, data: GateData, out: Path, log: Callable[[str], Non
     log(f"gate: reading {len(data.train_files)} training and {len(data.val_files)} validation films")
     train_px = read_pixels(data.train_files, contract, progress)
     val_px = read_pixels(data.val_files, contract, progress)
-    model_path = _write_model(bundle, out)
-    train, val = (_checked_features(bundle, model_path, px) for px in (train_px, val_px))
+    screening = [model_outputs(bundle.model_path, px)[0] for px in (train_px, val_px)]
+    model_path = _write_model(bundle, out)  # may replace bundle.model_path: its outputs are taken above
+    train, val = (_checked_features(model_path, px, before) for px, before in zip((train_px, val_px), screening))
     rng = np.random.default_rng(data.seed)
     fit_wrong = ood_set.made_wrong(_sample(train_px, MADE_WRONG_FILMS, rng), contract)
     check_wrong = ood_set.made_wrong(_sample(val_px, CHECK_FILMS, rng), contract)
@@ -161,15 +162,12 @@ def _write_model(bundle: Bundle, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / bundle.model_path.name
     tflite = bundle.model_path.read_bytes()
-    if bundle.features_output is None:
-        tflite = expose_features(tflite)
-    model_path.write_bytes(tflite)
+    model_path.write_bytes(tflite if bundle.features_output is not None else expose_features(tflite))
     return model_path
 
 
-def _checked_features(bundle: Bundle, model_path: Path, pixels: np.ndarray) -> np.ndarray:
-    """The features of ``pixels``, after checking the screening output is bit-identical to the bundle's."""
-    before = model_outputs(bundle.model_path, pixels)[0]
+def _checked_features(model_path: Path, pixels: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """The features of ``pixels``, after checking the screening output is bit-identical to ``before``."""
     after = model_outputs(model_path, pixels)
     if not np.array_equal(before, after[0]):
         raise ConvertError(f"{model_path}: adding the features output changed the screening output")

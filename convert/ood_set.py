@@ -26,6 +26,7 @@ from cxr_edge.preprocess import Contract, prepare_gray, to_gray8
 PARTS = ("fit", "check")
 FOREIGN = ("blank", "noise", "document", "shapes", "photo", "cross_sectional")
 MADE_WRONG = ("rotated_90", "rotated_180", "rotated_270", "inverted", "corner_crop")
+CROSS_SECTIONAL_MODALITIES = ("CT", "MR", "US", "NM", "PT")
 WORDS = ("patient", "report", "invoice", "date", "signature", "total", "clinic", "page", "name", "amount")
 
 
@@ -105,18 +106,34 @@ def _package_files(part: str) -> Iterator[tuple[str, str]]:
 
 
 def _read_package_file(path: str) -> Image.Image | None:
-    """A package's picture as an 8-bit grey image, or None when it holds no single picture."""
+    """A package's picture as an 8-bit grey image, or None when it is not a CT/MR/US/NM picture of
+    at least 32 px (pydicom's test files include dose grids, 3-pixel patterns and broken files)."""
     if path.endswith(".dcm"):
-        from cxr_edge import dicom
-        from cxr_edge.preprocess import ImageReadError
+        img = _dicom_picture(path)
+    else:
+        with Image.open(path) as opened:
+            opened.load()
+            img = opened.copy()
+    return img if img is not None and min(img.size) >= 32 else None
 
+
+def _dicom_picture(path: str) -> Image.Image | None:
+    import logging
+    import warnings
+
+    import pydicom
+
+    from cxr_edge import dicom
+
+    logging.getLogger("pydicom").setLevel(logging.ERROR)  # its test files warn on purpose
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
+            if pydicom.dcmread(path, stop_before_pixels=True).get("Modality") not in CROSS_SECTIONAL_MODALITIES:
+                return None
             return dicom.read_gray8(path)[0]
-        except (ImageReadError, Exception):  # noqa: BLE001 - pydicom's test files include broken ones on purpose
+        except Exception:  # noqa: BLE001 - some of pydicom's test files are broken on purpose
             return None
-    with Image.open(path) as img:
-        img.load()
-        return img.copy() if min(img.size) >= 32 else None
 
 
 def foreign(contract: Contract, part: str, per_kind: int = 12) -> list[OodImage]:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from convert import bundles, calibration, edgetpu, keras_model, ops, parity, quantize
+from convert import bundles, calibration, edgetpu, gate, keras_model, ops, parity, quantize
 from convert.errors import ConvertError
 from convert.quiet import captured_output
 from cxr_edge.bundle import Bundle
@@ -39,6 +39,7 @@ class Job:
     parity_source: str = ""
     parity_dir: Path | None = None  # overrides parity_samples: class folders as ``cxr-edge evaluate`` reads them
     min_agreement: float = parity.DEFAULT_MIN_AGREEMENT
+    gate: bool = True  # fit an out-of-distribution gate per variant (needs training and validation films)
     threads: int | None = None
     model: Any = None  # the Keras model at keras_path when the caller has loaded it already
 
@@ -95,13 +96,15 @@ def run(job: Job, log: Callable[[str], None] = print, progress: Callable = iter)
         with captured_output("analysing ops", log_path):  # the interpreter announces its delegate
             written[variant] = bundles.write_variant(job.out, job.spec, variant, data, extra)
         log(f"wrote {written[variant].manifest_path} ({len(data) / 1024:.0f} KB)")
+    samples, source = job.parity_samples, job.parity_source
+    if job.parity_dir is not None:
+        samples, source = _labelled_folder(job.parity_dir, next(iter(written.values()))), str(job.parity_dir)
+    if job.gate:
+        written = _gates(job, written, [path for path, _ in samples], source, log, progress)
     tpu = None
     if "int8" in written:
         written["int8"], tpu = _edgetpu(written["int8"], log)
     report = None
-    samples, source = job.parity_samples, job.parity_source
-    if job.parity_dir is not None:
-        samples, source = _labelled_folder(job.parity_dir, next(iter(written.values()))), str(job.parity_dir)
     if samples:
         data = parity.read_labelled(samples, job.spec.contract, source, progress)
         report = parity.build_report(model, job.keras_path, written, data, job.min_agreement, job.threads, log)
@@ -112,6 +115,31 @@ def run(job: Job, log: Callable[[str], None] = print, progress: Callable = iter)
                "calibration": calib.record if calib else None, "parity_flags": report["flags"] if report else None}
     (job.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return Result(written, report, tpu)
+
+
+def _gates(job: Job, written: dict[str, Bundle], val_files: Sequence[str], val_source: str,
+           log: Callable[[str], None], progress: Callable) -> dict[str, Bundle]:
+    """Each variant with its out-of-distribution gate, fitted on the training side (the calibration
+    source) and cut on the validation films (the parity set); skipped, and said, without either."""
+    train = [path for path, _ in (calibration.folder_samples(job.calib_dir) if job.calib_dir else job.calib_samples)]
+    if not train or not val_files:
+        log("gate: not built (it needs training films and validation films: give the run's split, or "
+            "--calib-dir and --parity-dir); the bundles screen every readable image")
+        return written
+    data = gate.GateData(train, val_files, f"training side {job.calib_dir or job.calib_source}; validation "
+                                           f"{val_source}", seed=job.seed)
+    gated = {}
+    for variant, bundle in written.items():
+        log(f"gate ({variant}): fitting on {len(train)} training films, cut on {len(val_files)} validation films")
+        with captured_output(f"gate for {variant}", job.out / LOG_FILE):  # the interpreter announces its delegate
+            gated[variant] = gate.add_gate(bundle, data, job.out, log=lambda _: None, progress=progress)
+        log(f"gate ({variant}): rejects {_rate(gated[variant])} of the validation films")
+    return gated
+
+
+def _rate(bundle: Bundle) -> str:
+    row = bundle.manifest["gate"]["rejection"]["validation"]["validation films"]
+    return f"{row['rejected']} of {row['images']}"
 
 
 def _labelled_folder(folder: Path, bundle: Bundle) -> list[tuple[str, Truth]]:

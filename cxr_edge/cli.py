@@ -261,11 +261,11 @@ def evaluate(data_dir: Path, out_dir: Path | None, threshold: float | None, targ
         except evaluation.DataLayoutError as exc:
             fail(str(exc), EXIT_DATA)
         click.echo(evaluation.format_table(ev))
-        for result in ev.errors:
+        for result in ev.errors + ev.rejected:
             click.echo(f"cxr-edge: warning: {result.display}: {result.error}", err=True)
         if out_dir is not None:
             _evaluation_files(ev, out_dir, plots=not no_plots, quiet=quiet)
-    sys.exit(EXIT_UNREADABLE if ev.errors else EXIT_OK)
+    sys.exit(EXIT_UNREADABLE if ev.errors or ev.rejected else EXIT_OK)
 
 
 def _evaluation_files(ev: Evaluation, out_dir: Path, plots: bool, quiet: bool) -> None:

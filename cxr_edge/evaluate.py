@@ -26,7 +26,7 @@ from cxr_edge import metrics, report
 from cxr_edge.bundle import Bundle
 from cxr_edge.classify import CPU, EDGETPU, open_classifier
 from cxr_edge.discover import Found, is_hidden, walk
-from cxr_edge.engine import OK, Result, classify
+from cxr_edge.engine import ERROR, OK, REJECTED, Result, classify
 from cxr_edge.kermany import parse_name
 from cxr_edge.plots import PLOT_FILES
 
@@ -154,7 +154,14 @@ class Evaluation:
 
     @property
     def errors(self) -> list[Result]:
-        return [r for r in self.results if r.status != OK]
+        """Images that could not be read."""
+        return [r for r in self.results if r.status == ERROR]
+
+    @property
+    def rejected(self) -> list[Result]:
+        """Labelled films the bundle's gate refused as not frontal chest films: left out of the metrics,
+        counted apart, since on a clinic's device they would not have been screened either."""
+        return [r for r in self.results if r.status == REJECTED]
 
     def class_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -243,6 +250,7 @@ class Evaluation:
                 "threshold_source": self.threshold_source,
                 "n_images": len(self.results),
                 "n_unreadable": len(self.errors),
+                "n_rejected": len(self.rejected),
                 "classes": self.class_counts(),
                 "binary": binary,
                 "ci95": {k: list(v) for k, v in self.intervals.items()},
@@ -307,6 +315,18 @@ def _cell(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
+def rejected_line(ev: Evaluation) -> str:
+    """How many labelled films the gate rejected (not in the metrics), by class."""
+    if ev.bundle.gate is None:
+        return "no gate in this model (every readable film is screened)"
+    by_class: dict[str, int] = {}
+    for result, truth in zip(ev.results, ev.truths):
+        if result.status == REJECTED:
+            by_class[truth.name] = by_class.get(truth.name, 0) + 1
+    detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(by_class.items()))})" if by_class else ""
+    return f"{len(ev.rejected)} rejected by the gate as not frontal chest films{detail}, left out of the metrics"
+
+
 def format_table(ev: Evaluation) -> str:
     """The stdout summary: counts, metrics with 95% intervals, confusion matrices."""
     binary, ci = ev.binary, ev.intervals
@@ -314,7 +334,7 @@ def format_table(ev: Evaluation) -> str:
     lines = [
         f"model {ev.bundle.short_id} ({ev.bundle.quantization}), "
         f"threshold {ev.threshold:g} ({ev.threshold_source})",
-        f"{len(ev.results)} images ({counts}); {len(ev.errors)} unreadable",
+        f"{len(ev.results)} images ({counts}); {len(ev.errors)} unreadable; {rejected_line(ev)}",
         "",
         f"{'metric':<18} {'value':>6}   95% CI",
     ]

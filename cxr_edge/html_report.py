@@ -26,7 +26,7 @@ from tqdm import tqdm
 from cxr_edge import __version__, explain
 from cxr_edge.bundle import Bundle
 from cxr_edge.dicom import PHI_COLUMNS
-from cxr_edge.engine import OK, Classifier, Result
+from cxr_edge.engine import ERROR, OK, REJECTED, Classifier, Result
 from cxr_edge.preprocess import ImageReadError, load_image
 from cxr_edge.report import input_note
 
@@ -73,6 +73,9 @@ def order(results: Sequence[Result], negative_label: str) -> list[Result]:
     return flagged + unreadable + [r for r in ok if r.prediction == negative_label]
 
 
+NOT_SCREENED = {ERROR: "unreadable: not screened", REJECTED: "rejected: not screened (not a frontal chest film?)"}
+
+
 def verdict(result: Result, bundle: Bundle) -> str:
     """What a classified row says: flagged for a reader or not, never a diagnosis. A multiclass
     model's label is a weak hint with its own probability, not the screening score."""
@@ -100,7 +103,7 @@ def _row(result: Result, classifier: Classifier, explain_flagged: bool, phi: boo
         path += f'<br><span class="patient">{html.escape(patient)}</span>'
     if result.status != OK:
         return (f'<tr class="error"><td></td><td class="path">{path}</td>'
-                f'<td class="prediction">unreadable: not screened</td><td></td>'
+                f'<td class="prediction">{NOT_SCREENED[result.status]}</td><td></td>'
                 f"<td>{html.escape(result.error)}</td><td></td></tr>")
     flagged = result.prediction != bundle.negative_label
     try:
@@ -144,11 +147,15 @@ def operating_point(bundle: Bundle) -> str:
 def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title: str, heatmaps: bool) -> None:
     bundle = classifier.bundle
     flagged = sum(r.status == OK and r.prediction != bundle.negative_label for r in results)
-    errors = sum(r.status != OK for r in results)
+    errors = sum(r.status == ERROR for r in results)
+    rejected = sum(r.status == REJECTED for r in results)
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     caveat = f'<p class="meta">{html.escape(HEATMAP_CAVEAT)}</p>\n' if heatmaps else ""
     unreadable = (f"<strong>{errors} unreadable</strong> (not screened: listed after the flagged ones, each must "
                   "be read)") if errors else "0 unreadable"
+    if rejected:
+        unreadable += (f", <strong>{rejected} rejected</strong> (not screened: the model's gate found they are not "
+                       "upright frontal chest films; listed with the unreadable ones, each says why)")
     out.write(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -110,7 +110,7 @@ def test_every_variant_is_a_bundle_the_edge_tool_loads_and_classifies(converted)
         bundle = load_bundle(converted["out"] / f"tiny_{variant}.json")  # verifies sha256 and shape
         assert bundle.quantization == variant and bundle.labels == LABELS and bundle.threshold == 0.5
         assert bundle.contract == CONTRACT and bundle.manifest["dataset"] == {"name": "synthetic"}
-        results = list(classify(discover([val_folder]), Classifier(bundle, threads=1)))
+        results = list(classify(discover([val_folder]), Classifier(bundle, threads=1, screen_all=True)))
         assert len(results) == 40 and {r.status for r in results} == {OK}
         truth = ["PNEUMONIA" if "pneumonia_" in Path(r.path).name else "NORMAL" for r in results]
         assert np.mean([r.prediction == t for r, t in zip(results, truth)]) >= 0.9, variant
@@ -119,7 +119,7 @@ def test_every_variant_is_a_bundle_the_edge_tool_loads_and_classifies(converted)
 def test_the_int8_bundle_classifies_in_cxr_edge_classify(converted, cli, report_rows, tmp_path) -> None:
     val_folder = Path(converted["val"][0][0]).parents[1]
     report = tmp_path / "report.csv"
-    result = cli("classify", val_folder, "--out", report, "--model", converted["out"] / "tiny_int8.json")
+    result = cli("classify", val_folder, "--out", report, "--model", converted["out"] / "tiny_int8.json", "--screen-all")
     assert result.exit_code == 0, result.stderr
     rows = report_rows(report)
     assert len(rows) == 40 and {r["status"] for r in rows} == {"ok"}
