@@ -93,15 +93,19 @@ class Gate:
         return [self._verdict(float(d), float(u), p) for d, u, p in zip(distances, upright, probs)]
 
     def _verdict(self, distance: float, p_upright: float, probs: np.ndarray) -> Verdict:
+        """The reason names the fix when the probe recognises a turned, inverted or cropped film
+        (often also far in distance); otherwise what was measured against which cut-off."""
         wrong = [(p, c) for p, c in zip(probs, self.probe_classes) if c != UPRIGHT]
         likeliest = max(wrong)[1] if p_upright < self.min_upright else UPRIGHT
+        probe = f"(upright-film score {p_upright:.2f}, cut-off {self.min_upright:.2f})"
         reason = ""
-        if distance > self.max_distance:
+        if likeliest not in (UPRIGHT, "foreign"):
+            reason = f"not screened: {ADVICE[likeliest]} {probe}"
+        elif distance > self.max_distance:
             reason = (f"not screened: {NOT_A_CHEST_FILM}; its features lie at distance {distance:.0f} from the "
                       f"training films' (cut-off {self.max_distance:.0f}); {CHECK_FILE}")
-        elif p_upright < self.min_upright:
-            reason = (f"not screened: {ADVICE[likeliest]} (upright-film score {p_upright:.2f}, "
-                      f"cut-off {self.min_upright:.2f})")
+        elif likeliest == "foreign":
+            reason = f"not screened: {ADVICE['foreign']} {probe}"
         return Verdict(distance, p_upright, likeliest, reason)
 
     def save(self, path: Path) -> None:
