@@ -4,15 +4,17 @@ The CLI parses options into :class:`ClassifyOptions` and calls :func:`classify_t
 tests and other commands call it the same way. Errors that stop the run are raised as
 they come (:class:`~cxr_edge.bundle.BundleError`,
 :class:`~cxr_edge.runtime.RuntimeUnavailable`, :class:`~cxr_edge.report.ReportError`);
-unreadable inputs are not errors here, they are rows.
+unreadable inputs are not errors here, they are rows. Ctrl-C becomes :class:`Interrupted`,
+whose message says what the report keeps and the exact command that carries on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -20,6 +22,9 @@ from cxr_edge import report
 from cxr_edge.bundle import DEFAULT_MODEL, Bundle, BundleError, list_bundled, load_bundle
 from cxr_edge.discover import Found, discover
 from cxr_edge.engine import Classifier, Result, Tally, classify
+
+if TYPE_CHECKING:
+    from cxr_edge.html_report import PageStats
 
 CPU = "cpu"
 EDGETPU = "edgetpu"
@@ -40,7 +45,7 @@ class ClassifyOptions:
     phi: bool = True  # False: leave patient identifiers out of the report
     progress: bool = False
     threshold: float | None = None  # None: the manifest's
-    html: Path | None = None  # also write the HTML page of this run's results here
+    html: Path | None = None  # also write the HTML page of the whole report here
     explain: bool = False  # with html: an occlusion heatmap per flagged image
 
 
@@ -67,18 +72,49 @@ def report_header(bundle: Bundle, phi: bool) -> list[str]:
     return report.columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=phi)
 
 
-def classify_to_report(options: ClassifyOptions) -> Tally:
-    """Classify every input into the report (and the HTML page, if asked); return the counts.
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the report keeps and how to carry on (the message)."""
+
+
+@dataclasses.dataclass
+class Run:
+    """What one ``classify`` did: this run's counts, the whole report's after a resume, where
+    the outputs went, and what the page took."""
+
+    tally: Tally
+    out: str
+    whole: Tally | None = None
+    page: Path | None = None
+    page_stats: PageStats | None = None
+
+    def summary(self) -> str:
+        """The lines printed after a run: counts and the classifying rate, the whole report
+        after a resume, the heatmaps' own time, and where the report and the page went."""
+        lines = [self.tally.summary()]
+        if self.whole is not None:
+            lines.append(f"whole report: {self.whole.counts()}")
+        stats = self.page_stats
+        if stats is not None and (stats.heatmaps or stats.at_ceiling):
+            each = f" ({stats.seconds / stats.heatmaps:.1f} s each)" if stats.heatmaps else ""
+            skipped = f"; none for {stats.at_ceiling} at the score's ceiling" if stats.at_ceiling else ""
+            lines.append(f"heatmaps: {stats.heatmaps} in {stats.seconds:.1f} s{each}{skipped}")
+        where = [f"report: {'standard output' if self.out == report.STDOUT else self.out}"]
+        lines.append("; ".join(where + ([f"page: {self.page}"] if self.page else [])))
+        return "\n".join(lines)
+
+
+def classify_to_report(options: ClassifyOptions) -> Run:
+    """Classify every input into the report, then write the page of the whole report if asked.
 
     Inputs stream from discovery to the report: nothing grows with the number of files
     except discovery's set of absolute paths (one row per file), with ``resume`` the set of
-    paths already done, and with ``html`` the results.
+    paths already done, and with a page the report's rows.
     """
     _check_html_target(options)
     classifier = open_classifier(options.model, options.threads, options.device, options.threshold)
     bundle = classifier.bundle
-    tally = Tally()
-    results: list[Result] = []
+    run = Run(Tally(), str(options.out), page=options.html)
+    results: list[Result] = []  # kept for a page of a report on stdout, which cannot be read back
     with report.ReportWriter(
         options.out,
         report_header(bundle, options.phi),
@@ -87,31 +123,98 @@ def classify_to_report(options: ClassifyOptions) -> Tally:
         resume=options.resume,
         threshold=bundle.threshold,
     ) as writer:
-
-        def todo() -> Iterator[Found]:
-            for found in discover(options.paths, recursive=options.recursive):
-                if writer.is_done(found.display):
-                    tally.skipped += 1
-                else:
-                    yield found
-
-        # Only a visible progress bar needs the total, at the cost of a second walk.
-        total = sum(1 for _ in todo()) if options.progress else None
-        tally.skipped = 0
-        with tqdm(total=total, unit="img", file=sys.stderr, disable=not options.progress, dynamic_ncols=True) as bar:
-            for result in classify(todo(), classifier, workers=options.workers):
-                writer.write(report.result_row(result, bundle.labels, bundle.threshold, bundle.short_id))
-                tally.add(result)
-                if options.html is not None:
+        try:
+            for result in _classified(options, classifier, writer, run.tally):
+                if options.html is not None and writer.path is None:
                     results.append(result)
-                bar.update()
+        except KeyboardInterrupt:
+            raise Interrupted(_stopped_classifying(options, writer.rows)) from None
+    run.tally.stop()
+    whole = _report_results(options, bundle) if writer.path is not None else results
+    if options.resume:
+        run.whole = _tally(whole)
     if options.html is not None:
-        _write_page(options, results, classifier)
+        try:
+            run.page_stats = _write_page(options, whole, classifier)
+        except KeyboardInterrupt:
+            raise Interrupted(_stopped_paging(options, writer.rows)) from None
+    return run
+
+
+def _classified(
+    options: ClassifyOptions, classifier: Classifier, writer: report.ReportWriter, tally: Tally
+) -> Iterator[Result]:
+    """Classify the inputs not yet in the report, writing and counting each result."""
+    bundle = classifier.bundle
+
+    def todo() -> Iterator[Found]:
+        for found in discover(options.paths, recursive=options.recursive):
+            if writer.is_done(found.display):
+                tally.skipped += 1
+            else:
+                yield found
+
+    # Only a visible progress bar needs the total, at the cost of a second walk.
+    total = sum(1 for _ in todo()) if options.progress else None
+    tally.skipped = 0
+    with tqdm(total=total, unit="img", file=sys.stderr, disable=not options.progress, dynamic_ncols=True) as bar:
+        for result in classify(todo(), classifier, workers=options.workers):
+            writer.write(report.result_row(result, bundle.labels, bundle.threshold, bundle.short_id))
+            tally.add(result)
+            bar.update()
+            yield result
+
+
+def _report_results(options: ClassifyOptions, bundle: Bundle) -> list[Result]:
+    """Every row of the report file, back as results: a resumed run's page and totals cover
+    the runs before it too."""
+    out = Path(options.out)
+    return [report.row_result(row, bundle.labels, out.parent) for row in report.read_rows(out)]
+
+
+def _tally(results: Sequence[Result]) -> Tally:
+    tally = Tally()
+    for result in results:
+        tally.add(result)
     return tally
 
 
+def resume_command(options: ClassifyOptions) -> str:
+    """The command that carries on this run: the same inputs, report, model and page, with ``--resume``."""
+    words = ["cxr-edge", "classify", *map(str, options.paths), "--out", str(options.out), "--resume"]
+    optional = {"--model": options.model, "--threshold": options.threshold, "--html": options.html,
+                "--threads": options.threads, "--workers": options.workers}
+    for flag, value in optional.items():
+        words += [flag, str(value)] if value is not None else []
+    words += ["--device", options.device] if options.device != CPU else []
+    words += [flag for flag, on in (("--explain", options.explain), ("--no-phi", not options.phi),
+                                     ("--no-recursive", not options.recursive)) if on]
+    return shlex.join(words)
+
+
+def page_command(options: ClassifyOptions) -> str:
+    """The command that builds the page of a finished report."""
+    words = ["cxr-edge", "page", str(options.out), "--html", str(options.html)]
+    words += ["--model", str(options.model)] if options.model is not None else []
+    words += [flag for flag, on in (("--explain", options.explain), ("--no-phi", not options.phi)) if on]
+    return shlex.join(words)
+
+
+def _stopped_classifying(options: ClassifyOptions, rows: int) -> str:
+    if options.out == report.STDOUT:
+        return f"interrupted after {rows} rows on standard output (a report on stdout cannot be resumed)"
+    return (f"interrupted: {options.out} keeps {rows} rows; continue with:\n  {resume_command(options)}")
+
+
+def _stopped_paging(options: ClassifyOptions, rows: int) -> str:
+    where = "standard output" if options.out == report.STDOUT else str(options.out)
+    return (f"interrupted while writing the page: the report ({where}, {rows} rows) is complete; "
+            f"the page {options.html} was not written" + (
+                "" if options.out == report.STDOUT else f"; build it with:\n  {page_command(options)}"))
+
+
 def _check_html_target(options: ClassifyOptions) -> None:
-    """Refuse, before any work, an HTML path that would destroy the report or an older page,
+    """Refuse, before any work, an HTML path that would destroy the report or another page,
     or that could only be written after the whole run to fail (its folder is missing)."""
     page = options.html
     if page is None:
@@ -121,21 +224,71 @@ def _check_html_target(options: ClassifyOptions) -> None:
                               "create it or give another path")
     if options.out != "-" and page.resolve() == Path(options.out).resolve():
         raise report.ReportExists(f"--html {page} is the CSV report itself; give the page another name")
-    if not page.exists():
+    if not page.exists() or options.overwrite:
         return
-    if options.resume:  # the page shows one run: replacing it would drop the earlier one
-        raise report.ReportExists(f"{page} exists, and this resumed run's page would list only the images it "
-                           "classifies; give this page another name")
-    if not options.overwrite:
-        raise report.ReportExists(f"{page} exists; use --overwrite to replace it (or another --html path)")
+    if options.resume and _page_of(page) == Path(options.out).absolute():
+        return  # the same report's page: the new one lists its rows and those of this run
+    raise report.ReportExists(f"{page} exists; use --overwrite to replace it (or another --html path)"
+                              if not options.resume else
+                              f"{page} exists and is not the page of {options.out}; give this page another name")
 
 
-def _write_page(options: ClassifyOptions, results: list[Result], classifier: Classifier) -> None:
-    """The HTML page of this run, made with the run's own classifier (for the heatmaps)."""
-    from cxr_edge.html_report import write_html  # local: only runs that ask for a page load it
+def _page_of(page: Path) -> Path | None:
+    """The report an existing cxr-edge page was made from, if it is one."""
+    from cxr_edge.html_report import report_of  # local: only runs that ask for a page load it
 
     try:
-        write_html(options.html, results, classifier, explain_flagged=options.explain, progress=options.progress,
-                   phi=options.phi)
+        with open(page, encoding="utf-8", errors="replace") as fh:
+            return report_of(fh.read(4096))
+    except OSError:
+        return None
+
+
+def _write_page(options: ClassifyOptions, results: list[Result], classifier: Classifier) -> PageStats:
+    """The HTML page of the whole report, made with the run's own classifier (for the heatmaps)."""
+    from cxr_edge.html_report import Source, write_html  # local: only runs that ask for a page load it
+
+    source = Source(None if options.out == report.STDOUT else Path(options.out), len(results))
+    try:
+        return write_html(options.html, results, classifier, source, explain_flagged=options.explain,
+                          progress=options.progress, phi=options.phi)
     except OSError as exc:
         raise report.ReportError(f"cannot write the HTML report {options.html}: {exc.strerror or exc}") from exc
+
+
+def page_from_report(
+    report_path: Path, page: Path, model: str | Path | None = None, explain: bool = False, phi: bool = True,
+    overwrite: bool = False, progress: bool = False,
+) -> Run:
+    """``cxr-edge page``: the page of any report, with the model and threshold its rows were decided by."""
+    rows = report.read_rows(report_path)
+    if not rows:
+        raise report.ReportError(f"{report_path} holds no rows (or is not a cxr-edge report)")
+    options = ClassifyOptions(paths=(), out=report_path, model=model or _bundled_name(rows), phi=phi,
+                              html=page, explain=explain, overwrite=overwrite, progress=progress,
+                              threshold=float(_one(rows, "threshold", report_path)))
+    _check_html_target(options)
+    classifier = open_classifier(options.model, None, threshold=options.threshold)
+    made_by = _one(rows, "model", report_path)
+    if made_by != classifier.bundle.short_id:
+        raise report.ReportExists(f"{report_path} was written by model {made_by}, not {classifier.bundle.short_id}: "
+                                  "give that model's bundle with --model")
+    results = [report.row_result(row, classifier.bundle.labels, report_path.parent) for row in rows]
+    run = Run(_tally(results), str(report_path), page=page)
+    run.page_stats = _write_page(options, results, classifier)
+    return run
+
+
+def _one(rows: list[dict[str, str]], column: str, path: Path) -> str:
+    """The one value a column has in every row (the model, the threshold), or a refusal."""
+    values = {row.get(column, "") for row in rows}
+    if len(values) != 1 or "" in values:
+        raise report.ReportError(f"{path}: the {column!r} column holds {len(values)} different values "
+                                 f"({', '.join(sorted(values)[:3])}); one page shows one model at one threshold")
+    return values.pop()
+
+
+def _bundled_name(rows: list[dict[str, str]]) -> str | None:
+    """The bundled model a report names (``pneumonia@...`` -> ``pneumonia``), None if not installed."""
+    name = rows[0].get("model", "").partition("@")[0]
+    return name if name in list_bundled() else None

@@ -74,8 +74,8 @@ def fatal_errors(interrupted: str = "interrupted") -> Iterator[None]:
         raise click.UsageError(str(exc)) from exc
     except (BundleError, runtime.RuntimeUnavailable, ReportError) as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
-        fail(interrupted, 130)
+    except KeyboardInterrupt as exc:
+        fail(str(exc) or interrupted, 130)  # classify.Interrupted says what is kept and how to go on
     except BrokenPipeError:
         sys.stderr.close()  # e.g. `--out - | head`: the reader left, nothing more to say
         sys.exit(EXIT_OK)
@@ -126,7 +126,7 @@ def main() -> None:
               help="Continue an existing report of this model and threshold: skip images already 'ok', retry errors.")
 @click.option("--no-phi", is_flag=True, help="Leave patient identifiers (DICOM patient_id, study_date) out.")
 @click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write a self-contained HTML page, most suspicious image first (images of this run).")
+              help="Also write a self-contained HTML page of the whole report, most suspicious image first.")
 @click.option("--explain", is_flag=True, help="With --html: add an occlusion heatmap for each flagged image.")
 @click.option("--threshold", type=FloatRange(0, 1), default=None,
               help="Flag at this probability instead of the model's threshold (one chosen on your own labelled "
@@ -154,12 +154,45 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
         progress=not quiet and sys.stderr.isatty(), threshold=threshold, html=html, explain=explain,
     )
     with fatal_errors(interrupted="interrupted; run again with --resume to continue"):
-        tally = classify_to_report(options)
+        run = classify_to_report(options)
+    tally = run.tally
     if not quiet:
-        click.echo(tally.summary(), err=True)
+        click.echo(run.summary(), err=True)
     if tally.inputs == 0:  # even with --quiet: an unmounted share must not look like a quiet day
         fail(f"no image files found in {', '.join(map(str, paths))}", EXIT_UNREADABLE)
     sys.exit(EXIT_UNREADABLE if tally.errors else EXIT_OK)
+
+
+PAGE_EXIT_HELP = (
+    "\b\nExit codes:\n"
+    "  0  the page was written\n"
+    "  2  usage error (bad option, missing report, page exists without --overwrite)\n"
+    "  3  fatal: report unreadable or written by another model, model missing, page not writable"
+)
+
+
+@main.command(epilog=PAGE_EXIT_HELP)
+@click.argument("report_csv", metavar="REPORT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--html", "html", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML page to write.")
+@click.option("--explain", is_flag=True, help="Add an occlusion heatmap for each flagged image.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing page.")
+@click.option("--no-phi", is_flag=True, help="Leave patient identifiers (DICOM patient_id, study_date) out.")
+@model_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+def page(report_csv: Path, html: Path, explain: bool, overwrite: bool, no_phi: bool, model: str | None,
+         quiet: bool) -> None:
+    """Build the HTML triage page of any REPORT (a classify CSV): every row, most suspicious first.
+
+    The model is the bundled one the report names, or --model; the threshold is the report's.
+    """
+    from cxr_edge.classify import page_from_report
+
+    with fatal_errors():
+        run = page_from_report(report_csv, html, model=model, explain=explain, phi=not no_phi, overwrite=overwrite,
+                               progress=not quiet and sys.stderr.isatty())
+    if not quiet:
+        click.echo(run.summary(), err=True)
 
 
 INFO_EXIT_HELP = (

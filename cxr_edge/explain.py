@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from cxr_edge.bundle import Bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import Classifier, read
 from cxr_edge.preprocess import ImageReadError
@@ -38,6 +39,9 @@ FLAT_DROP = 0.01
 #: Why an overlay is blank; true at any probability and any threshold.
 FLAT = ("no hidden region lowers the score by 0.01 or more: the evidence is spread out or "
         "redundant, or the score is already at its limit")
+#: The score's top step for an 8-bit output (scale 1/256): a film there cannot show a drop smaller
+#: than a step, and most of those heatmaps came out blank at 1.5 s each.
+TOP_STEP_8BIT = 255 / 256
 #: Anchor colours of the heat colormap, cold to hot (black-purple-red-yellow, like "inferno").
 _ANCHORS = np.array(
     [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
@@ -80,6 +84,22 @@ class Heatmap:
         ]
         note = self.flat_note
         return [*lines, note] if note else lines
+
+
+def ceiling(bundle: Bundle) -> float:
+    """The highest score the model's output can give: its top step when 8-bit, else 1."""
+    return TOP_STEP_8BIT if bundle.manifest.get("output", {}).get("dtype") in ("uint8", "int8") else 1.0
+
+
+def at_ceiling(probability: float, bundle: Bundle) -> bool:
+    """Whether a score sits at the output's ceiling, where occlusion shows next to nothing."""
+    return probability >= ceiling(bundle)
+
+
+def ceiling_note(bundle: Bundle) -> str:
+    """Said once on a page whose heatmaps skip the films at the ceiling."""
+    return (f"Films scored at the output's ceiling ({ceiling(bundle):.3f}) get no heatmap: hiding one area "
+            "rarely moves such a score by a step, so their heatmaps came out blank.")
 
 
 def positions(size: int, window: int, stride: int) -> list[int]:

@@ -38,6 +38,7 @@ class Page(html.parser.HTMLParser):
         self.rows: list[tuple[str, list[str]]] = []
         self.images: list[str] = []
         self.external: list[str] = []
+        self.links: list[str] = []
         self._cell: list[str] | None = None
         self.feed(text)
 
@@ -49,9 +50,10 @@ class Page(html.parser.HTMLParser):
             self.rows[-1][1].append("")
         if tag == "img":
             self.images.append(attrs["src"])
-        for name in ("src", "href"):
-            if name in attrs and not attrs[name].startswith("data:"):
-                self.external.append(attrs[name])
+        if tag == "a":
+            self.links.append(attrs["href"])  # a film beside the page, not the network
+        elif "src" in attrs and not attrs["src"].startswith("data:") or "href" in attrs:
+            self.external.append(attrs.get("src") or attrs["href"])
         if tag in ("script", "link", "iframe"):
             self.external.append(tag)
 
@@ -81,17 +83,32 @@ def test_order_is_flagged_first_then_unreadable_then_the_rest():
     assert [r.display for r in order(results, "NORMAL")] == ["c.png", "d.png", "b.png", "e.png", "a.png"]
 
 
+def fake_bundle(**manifest) -> SimpleNamespace:
+    return SimpleNamespace(negative_label="NORMAL", positive_labels=("PNEUMONIA",), threshold=0.5,
+                           contract=Contract(width=32, height=32), manifest=manifest)
+
+
 def test_a_blank_heatmap_of_a_saturated_positive_says_why(tmp_path, monkeypatch):
     synthetic_xray(0, (32, 32), lesion=True).save(tmp_path / "film.png")
-    flat = np.zeros((32, 32), np.float32)  # P = 0.996: no occluded square lowers the score
+    flat = np.zeros((32, 32), np.float32)  # P = 0.99: no occluded square lowers the score
     monkeypatch.setattr(
-        explain, "occlusion_map", lambda classifier, pixels: explain.Heatmap(pixels, 0.996, flat, 0.1, 10)
+        explain, "occlusion_map", lambda classifier, pixels: explain.Heatmap(pixels, 0.99, flat, 0.1, 10)
     )
-    bundle = SimpleNamespace(negative_label="NORMAL", positive_labels=("PNEUMONIA",),
-                             contract=Contract(width=32, height=32))
-    result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=0.996)
-    row = Page(html_report._row(result, SimpleNamespace(bundle=bundle), explain_flagged=True, phi=True)).rows[0][1]
-    assert row[4] == explain.FLAT
+    result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=0.99,
+                    width=32, height=32)
+    page = html_report._Page(SimpleNamespace(bundle=fake_bundle()), tmp_path, explain_flagged=True, phi=True)
+    assert Page(page.row(result)).rows[0][1][4] == explain.FLAT
+
+
+def test_a_film_at_the_output_ceiling_gets_no_heatmap_and_the_page_says_why_once(tmp_path, monkeypatch):
+    """82 of 97 flagged films sat at 0.996 (255/256) and their heatmaps came out blank, at 1.5 s each."""
+    synthetic_xray(0, (32, 32), lesion=True).save(tmp_path / "film.png")
+    monkeypatch.setattr(explain, "occlusion_map", lambda *a: pytest.fail("occlusion at the ceiling"))
+    result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=255 / 256,
+                    width=32, height=32)
+    page = html_report._Page(SimpleNamespace(bundle=fake_bundle(output={"dtype": "uint8"})), tmp_path, True, True)
+    assert Page(page.row(result)).rows[0][1][5] == "skipped: score at the ceiling (see above)"
+    assert page.stats.at_ceiling == 1 and page.stats.heatmaps == 0
 
 
 @pytest.fixture
@@ -100,7 +117,7 @@ def report(cli, binary_model, tmp_path, report_rows):
     data = folder_of_images(tmp_path / "data")
     page = tmp_path / "report.html"
     result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv",
-                 "--html", page, "--explain")
+                 "--html", page, "--explain", "--threshold", "0.02")  # flags one film below the output's top
     assert result.exit_code == 1  # the damaged file
     return page, report_rows(tmp_path / "r.csv")
 
@@ -122,15 +139,16 @@ def test_page_is_self_contained_sorted_and_complete(report, tmp_path):
     assert [cells[2] for cells, _ in classified] == [verdicts[r["prediction"]] for _, r in classified]
     broken = next(r for r in rows if r["status"] == "error")
     error_row = parsed.rows[len(flagged_rows)]
-    assert error_row[0] == "error" and error_row[1][2] == "unreadable: not screened"
+    assert error_row[0] == "unscreened error" and error_row[1][2] == "unreadable: not screened"
     assert error_row[1][4] == broken["error"] != ""
-    flagged = sum(r["prediction"] == "PNEUMONIA" for r in ok_rows)
-    assert len(parsed.images) == len(ok_rows) + flagged  # a thumbnail each, a heatmap per flagged image
+    explained = sum(r["prediction"] == "PNEUMONIA" and float(r["probability"]) < 255 / 256 for r in ok_rows)
+    assert len(parsed.images) == len(ok_rows) + explained  # a thumbnail each, a heatmap per flagged image
+    assert explained > 0  # below the 8-bit output's ceiling, where heatmaps are skipped
     assert f"threshold {float(rows[0]['threshold']):g}" in page.read_text(encoding="utf-8")
     for uri in parsed.images:
         kind, data = re.match(r"data:image/(jpeg|png);base64,(.+)", uri).groups()
         with Image.open(io.BytesIO(base64.b64decode(data))) as img:
-            assert img.size == (160, 160)
+            assert img.size == (160, 160)  # the films are square
 
 
 def test_a_subtype_is_a_weak_hint_with_its_own_probability_beside_the_screening_score(
@@ -152,8 +170,8 @@ def test_a_subtype_is_a_weak_hint_with_its_own_probability_beside_the_screening_
 
 
 @pytest.mark.parametrize("threshold, operating_point", [
-    ([], "P(PNEUMONIA) ≥ threshold 0.216005), "),
-    (["--threshold", "0.5"], "P(PNEUMONIA) ≥ threshold 0.5, set with --threshold; the model's own is 0.216005), "),
+    ([], "P(PNEUMONIA) ≥ threshold 0.216005; "),
+    (["--threshold", "0.5"], "P(PNEUMONIA) ≥ threshold 0.5, set with --threshold; the model's own is 0.216005; "),
 ])
 def test_the_header_names_the_model_version_and_whose_threshold_it_is(
     cli, binary_model, tmp_path, threshold, operating_point
@@ -184,20 +202,38 @@ def test_explain_needs_html(cli, binary_model, tmp_path):
     assert result.exit_code == 2 and "--explain needs --html" in result.stderr
 
 
-@pytest.mark.parametrize("target, message", [
-    ("r.csv", "is the CSV report itself"),  # would overwrite the report
-    ("page.html", "give this page another name"),  # would replace the earlier run's page with this run's
-])
-def test_a_resumed_run_never_writes_its_page_over_what_the_run_before_wrote(
-    cli, binary_model, tmp_path, target, message
-):
+def test_a_resumed_run_replaces_its_reports_page_with_one_of_every_row(cli, binary_model, tmp_path, make_image):
+    """A resumed run's page listed only the films of that run: 51 of the report's 97 flagged ones."""
     data = folder_of_images(tmp_path / "data")
     report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
-    assert cli("classify", data, "--model", binary_model, "-o", report_csv, "--html", page).exit_code == 1
-    before = {path: path.read_bytes() for path in (report_csv, page)}
-    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", tmp_path / target)
-    assert result.exit_code == 2 and message in result.stderr
-    assert {path: path.read_bytes() for path in before} == before
+    args = ["--model", binary_model, "-o", report_csv, "--html", page]
+    assert cli("classify", data, *args).exit_code == 1
+    make_image(data / "later.png", size=(120, 90))
+    result = cli("classify", data, *args, "--resume")
+    assert result.exit_code == 1, result.stderr
+    assert len(Page(page.read_text(encoding="utf-8")).rows) == 6  # four films, broken.jpg and the new film
+    assert "all 6 rows" in page.read_text(encoding="utf-8")
+
+
+def test_a_resumed_run_never_writes_its_page_over_another_reports_page(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    page = tmp_path / "page.html"
+    assert cli("classify", data, "--model", binary_model, "-o", tmp_path / "a.csv", "--html", page).exit_code == 1
+    assert cli("classify", data, "--model", binary_model, "-o", tmp_path / "b.csv").exit_code == 1
+    before = page.read_bytes()
+    result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "b.csv", "--resume", "--html", page)
+    assert result.exit_code == 2 and "is not the page of" in result.stderr and "give this page another name" in result.stderr
+    assert page.read_bytes() == before
+
+
+def test_a_page_over_its_report_is_refused(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    report_csv = tmp_path / "r.csv"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv).exit_code == 1
+    before = report_csv.read_bytes()
+    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", report_csv)
+    assert result.exit_code == 2 and "is the CSV report itself" in result.stderr
+    assert report_csv.read_bytes() == before
 
 
 def test_a_page_in_a_missing_folder_is_refused_before_any_work(cli, binary_model, tmp_path):
