@@ -271,7 +271,7 @@ def page_from_report(
     classifier = open_classifier(options.model, None, threshold=options.threshold)
     made_by = _one(rows, "model", report_path)
     if made_by != classifier.bundle.short_id:
-        raise report.ReportExists(f"{report_path} was written by model {made_by}, not {classifier.bundle.short_id}: "
+        raise report.ReportError(f"{report_path} was written by model {made_by}, not {classifier.bundle.short_id}: "
                                   "give that model's bundle with --model")
     results = [report.row_result(row, classifier.bundle.labels, report_path.parent) for row in rows]
     run = Run(_tally(results), str(report_path), page=page)

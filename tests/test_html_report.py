@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import html.parser
 import io
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +20,7 @@ import pytest
 from PIL import Image
 
 from cxr_edge import explain, html_report
+from cxr_edge.report import ReportWriter
 from cxr_edge.engine import ERROR, OK, Result
 from cxr_edge.html_report import order
 from cxr_edge.preprocess import Contract
@@ -275,4 +278,99 @@ def test_headless_chromium_renders_the_page(report, tmp_path):
     assert len(parsed.rows) == len(rows)
     images_in_dom = re.findall(r'<img src="data:image/', dom)
     assert len(images_in_dom) == len(parsed.images) > 0
-    assert "cxr-edge triage report" in dom
+    assert "<title>cxr-edge triage: r.csv</title>" in dom
+
+
+def interrupt_on_call(n: int):
+    """A stand-in that raises Ctrl-C on its n-th call and does what the original did before."""
+
+    def install(monkeypatch, owner, name):
+        original, calls = getattr(owner, name), []
+
+        def wrapped(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapped)
+
+    return install
+
+
+def test_ctrl_c_while_classifying_says_how_many_rows_are_kept_and_the_exact_command_to_go_on(
+    cli, binary_model, tmp_path, monkeypatch
+):
+    data = folder_of_images(tmp_path / "data")
+    report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
+    interrupt_on_call(3)(monkeypatch, ReportWriter, "write")
+    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--html", page, "--explain")
+    assert result.exit_code == 130
+    assert f"{report_csv} keeps 2 rows; continue with:" in result.stderr
+    command = shlex.split(result.stderr.splitlines()[-1])
+    assert command[:2] == ["cxr-edge", "classify"] and "--resume" in command and "--explain" in command
+    monkeypatch.undo()
+    assert cli(*command[1:]).exit_code == 1  # broken.jpg
+    assert len(Page(page.read_text(encoding="utf-8")).rows) == 5  # the rows of both runs
+
+
+def test_ctrl_c_while_drawing_heatmaps_leaves_the_old_page_whole_and_says_the_report_is_complete(
+    cli, binary_model, tmp_path, monkeypatch
+):
+    """A cut-off page said "200 images: 97 flagged" over 11 rows."""
+    data = folder_of_images(tmp_path / "data")
+    report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
+    page.write_text("yesterday's page")
+    args = ["--model", binary_model, "-o", report_csv, "--html", page, "--threshold", "0.02", "--explain"]
+    interrupt_on_call(1)(monkeypatch, explain, "occlusion_map")
+    result = cli("classify", data, *args, "--overwrite")
+    assert result.exit_code == 130
+    assert f"the report ({report_csv}, 5 rows) is complete; the page {page} was not written" in result.stderr
+    assert page.read_text() == "yesterday's page" and [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+    command = shlex.split(result.stderr.splitlines()[-1])
+    assert command[:2] == ["cxr-edge", "page"]
+    monkeypatch.undo()
+    result = cli(*command[1:], "--overwrite")
+    assert result.exit_code == 0, result.stderr
+    assert len(Page(page.read_text(encoding="utf-8")).rows) == 5
+
+
+def test_the_page_command_rebuilds_the_page_of_a_report_a_spreadsheet_resaved(cli, binary_model, tmp_path, report_rows):
+    """Every field quoted, a byte-order mark: what LibreOffice and Excel write back."""
+    data = folder_of_images(tmp_path / "data")
+    report_csv = tmp_path / "clinic day 1.csv"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv).exit_code == 1
+    rows = report_rows(report_csv)
+    with open(report_csv, "w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), quoting=csv.QUOTE_ALL)
+        writer.writeheader()
+        writer.writerows(rows)
+    page = tmp_path / "page.html"
+    result = cli("page", report_csv, "--html", page, "--model", binary_model)
+    assert result.exit_code == 0, result.stderr
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    assert "<title>cxr-edge triage: clinic day 1.csv</title>" in text
+    assert f"Report clinic day 1.csv (in {tmp_path}): this page lists all 5 rows of it." in text
+    assert sorted(cells[1] for _, cells in Page(text).rows) == sorted(r["path"] for r in rows)
+    assert f"page: {page}" in result.stderr
+
+
+def test_the_page_command_refuses_a_report_of_another_model(cli, binary_model, float_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    assert cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv").exit_code == 1
+    result = cli("page", tmp_path / "r.csv", "--html", tmp_path / "p.html", "--model", float_model)
+    assert result.exit_code == 3 and "was written by model tiny_binary_int8@" in result.stderr
+    assert not (tmp_path / "p.html").exists()
+
+
+def test_after_a_resume_the_summary_gives_the_whole_report_and_where_it_went(cli, binary_model, tmp_path, make_image):
+    data = folder_of_images(tmp_path / "data")
+    report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv).exit_code == 1
+    make_image(data / "later.png")
+    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", page)
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("1 classified (") and "1 unreadable: not a readable image" in lines[0]
+    assert "4 already in the report" in lines[0]
+    assert lines[1].startswith("whole report: 5 classified (") and "; 1 unreadable: " in lines[1]
+    assert lines[-1] == f"report: {report_csv}; page: {page}"
