@@ -44,6 +44,7 @@ THUMBNAIL = 160  # px, longest side
 #: is 1/256, and a film re-scanned or re-exported can move by a few.
 BORDERLINE = 0.05
 BAR_WIDTH = 80  # px: a score of 1
+CEILING_CELL = "none: score at the ceiling"
 #: Printed above the table when it has heatmaps: a hot area reads as "the lesion is here" otherwise.
 HEATMAP_CAVEAT = (
     "Heatmaps (flagged images only): colour marks where hiding that area lowers the model's score, "
@@ -69,9 +70,10 @@ tr.flagged .bar{background:#b00020}
   background:linear-gradient(to right,rgb(0,0,4),rgb(87,16,110),rgb(188,55,84),rgb(249,142,9),rgb(252,255,164))}
 img{display:block;image-rendering:auto;height:auto;max-width:100%}
 td.thumb{width:160px}
-.path{font-family:monospace;overflow-wrap:anywhere}
+.path{font-family:monospace;overflow-wrap:break-word}
 .patient{font-family:system-ui,sans-serif;font-weight:bold}
 .nowrap{white-space:nowrap}
+@media (max-width:900px){body{margin:.6em}th,td{padding:4px}td.thumb{width:96px}}
 """
 
 
@@ -142,8 +144,9 @@ def whose(result: Result) -> str:
 
 
 def _path_cell(result: Result, phi: bool) -> str:
-    """The path, breakable after each ``/`` first, then the patient line."""
-    path = "/<wbr>".join(html.escape(part) for part in result.display.split("/"))
+    """The path, breakable after its separators (``/``, ``_``, ``-``) rather than mid-word,
+    then the patient line."""
+    path = re.sub(r"([/_-])", r"\1<wbr>", html.escape(result.display))
     patient = whose(result) if phi else ""
     return f'{path}<br><span class="patient">{patient}</span>' if patient else path
 
@@ -199,7 +202,7 @@ class _Page:
             return thumb, "", ""
         if explain.at_ceiling(result.probability or 0.0, bundle):
             self.stats.at_ceiling += 1
-            return thumb, "skipped: score at the ceiling (see above)", ""
+            return thumb, CEILING_CELL, ""
         started = time.perf_counter()
         heatmap = explain.occlusion_map(self.classifier, pixels)
         self.stats.heatmaps += 1
@@ -244,11 +247,11 @@ class Source:
     def line(self, shown: int) -> str:
         """Which report, where, and how many of its rows the page shows."""
         if self.report is None:
-            return f"The report went to standard output; this page lists its {count(shown, 'row')}."
-        which = f"Report {self.report.name} (in {self.report.absolute().parent})"
+            return f"Report on standard output: {count(shown, 'row')}"
+        which = f"Report {self.report.name} in {self.report.absolute().parent}"
         if shown == self.rows:
-            return f"{which}: this page lists all {count(self.rows, 'row')} of it."
-        return f"{which}: this page lists {shown} of its {count(self.rows, 'row')}."
+            return f"{which}: {'all ' if self.rows > 1 else ''}{count(self.rows, 'row')} shown"
+        return f"{which}: {shown} of its {count(self.rows, 'row')} shown"
 
 
 _REPORT_META = re.compile(r'<meta name="cxr-edge-report" content="([^"]*)">')
@@ -279,8 +282,8 @@ def _head(out: TextIO, results: Sequence[Result], bundle: Bundle, source: Source
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"{_report_meta(source)}<title>{title}</title><style>{_CSS}</style></head><body>\n"
         f"<h1>{title}</h1>\n"
-        f'<p class="meta">{html.escape(source.line(len(results)))} '
-        f"{count(len(results), 'image')}: <strong>{flagged} flagged</strong> for review "
+        f'<p class="meta">{html.escape(source.line(len(results)))}: <strong>{flagged} flagged</strong> for review '
+        
         f"({html.escape(bundle.score_name)} &ge; {html.escape(operating_point(bundle))}; "
         f"&ldquo;borderline&rdquo; within {BORDERLINE:g} of it), {unscreened_text}. "
         f"{html.escape(model_line(bundle))}; "
@@ -288,8 +291,8 @@ def _head(out: TextIO, results: Sequence[Result], bundle: Bundle, source: Source
         "Screening aid only: a clinician reads every image.</p>\n"
     )
     if heatmaps:
-        out.write(f'<p class="meta">{html.escape(HEATMAP_CAVEAT)} <span class="nowrap">no drop '
-                  f'<span class="legend"></span> largest drop</span> {html.escape(explain.ceiling_note(bundle))}</p>\n')
+        out.write(f'<p class="meta">{html.escape(HEATMAP_CAVEAT)}<br><span class="nowrap">Colour scale: no drop '
+                  f'<span class="legend"></span> largest drop.</span> {html.escape(explain.ceiling_note(bundle))}</p>\n')
     heat_header = "<th>heatmap</th>" if heatmaps else ""
     out.write(f"<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
               f"<th>{html.escape(bundle.score_name)}</th><th>note</th>{heat_header}</tr></thead><tbody>\n")

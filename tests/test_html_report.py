@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -110,7 +111,7 @@ def test_a_film_at_the_output_ceiling_gets_no_heatmap_and_the_page_says_why_once
     result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=255 / 256,
                     width=32, height=32)
     page = html_report._Page(SimpleNamespace(bundle=fake_bundle(output={"dtype": "uint8"})), tmp_path, True, True)
-    assert Page(page.row(result)).rows[0][1][5] == "skipped: score at the ceiling (see above)"
+    assert Page(page.row(result)).rows[0][1][5] == html_report.CEILING_CELL
     assert page.stats.at_ceiling == 1 and page.stats.heatmaps == 0
 
 
@@ -215,7 +216,7 @@ def test_a_resumed_run_replaces_its_reports_page_with_one_of_every_row(cli, bina
     result = cli("classify", data, *args, "--resume")
     assert result.exit_code == 1, result.stderr
     assert len(Page(page.read_text(encoding="utf-8")).rows) == 6  # four films, broken.jpg and the new film
-    assert "all 6 rows" in page.read_text(encoding="utf-8")
+    assert ": all 6 rows shown: " in page.read_text(encoding="utf-8")
 
 
 def test_a_resumed_run_never_writes_its_page_over_another_reports_page(cli, binary_model, tmp_path):
@@ -350,7 +351,7 @@ def test_the_page_command_rebuilds_the_page_of_a_report_a_spreadsheet_resaved(cl
     assert result.exit_code == 0, result.stderr
     text = html.unescape(page.read_text(encoding="utf-8"))
     assert "<title>cxr-edge triage: clinic day 1.csv</title>" in text
-    assert f"Report clinic day 1.csv (in {tmp_path}): this page lists all 5 rows of it." in text
+    assert f"Report clinic day 1.csv in {tmp_path}: all 5 rows shown: <strong>2 flagged</strong>" in text
     assert sorted(cells[1] for _, cells in Page(text).rows) == sorted(r["path"] for r in rows)
     assert f"page: {page}" in result.stderr
 
@@ -374,3 +375,50 @@ def test_after_a_resume_the_summary_gives_the_whole_report_and_where_it_went(cli
     assert "4 already in the report" in lines[0]
     assert lines[1].startswith("whole report: 5 classified (") and "; 1 unreadable: " in lines[1]
     assert lines[-1] == f"report: {report_csv}; page: {page}"
+
+
+@pytest.mark.parametrize("rows, shown, line", [
+    (1, 1, "Report r.csv in /clinic: 1 row shown"),
+    (200, 200, "Report r.csv in /clinic: all 200 rows shown"),
+    (200, 150, "Report r.csv in /clinic: 150 of its 200 rows shown"),
+])
+def test_the_header_says_which_report_and_how_many_of_its_rows_the_page_shows(rows, shown, line):
+    assert html_report.Source(Path("/clinic/r.csv"), rows).line(shown) == line
+
+
+def test_thumbnails_keep_the_films_proportions_and_link_to_the_file(cli, binary_model, tmp_path, make_image):
+    """A squashed square thumbnail makes a heart look too big or too small."""
+    data = tmp_path / "films"
+    make_image(data / "wide film.png", size=(300, 200))
+    make_image(data / "tall.png", size=(100, 200))
+    page = tmp_path / "out" / "page.html"
+    page.parent.mkdir()
+    assert cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv", "--html", page).exit_code == 0
+    parsed = Page(page.read_text(encoding="utf-8"))
+    sizes = sorted(Image.open(io.BytesIO(base64.b64decode(uri.split(",")[1]))).size for uri in parsed.images)
+    assert sizes == [(80, 160), (160, 107)]
+    assert sorted(parsed.links) == ["../films/tall.png", "../films/wide%20film.png"]
+    assert all((page.parent / urllib.parse.unquote(href)).is_file() for href in parsed.links)
+
+
+def test_without_explain_there_is_no_heatmap_column(cli, binary_model, tmp_path):
+    page = tmp_path / "page.html"
+    cli("classify", folder_of_images(tmp_path / "data"), "--model", binary_model, "-o", tmp_path / "r.csv",
+        "--html", page)
+    text = page.read_text(encoding="utf-8")
+    assert "<th>heatmap</th>" not in text
+    assert {len(cells) for _, cells in Page(text).rows} == {5}
+
+
+@pytest.mark.parametrize("probability, flagged, borderline", [(0.52, True, True), (0.48, False, True),
+                                                               (0.9, True, False), (0.1, False, False)])
+def test_a_score_near_the_threshold_is_marked_borderline_and_the_threshold_ticked(probability, flagged, borderline):
+    cell = html_report.score_cell(probability, 0.5)
+    assert ("borderline" in cell) == borderline
+    assert '<span class="tick" style="left:40px">' in cell  # the threshold on the 80 px bar
+
+
+def test_only_flagged_bars_use_the_alarm_colour():
+    css = html_report._CSS
+    assert ".bar{position:absolute;left:0;top:0;height:100%;background:#888}" in css
+    assert "tr.flagged .bar{background:#b00020}" in css
