@@ -81,7 +81,7 @@ class Run:
     """What one ``classify`` did: this run's counts, the whole report's after a resume, where
     the outputs went, and what the page took."""
 
-    tally: Tally
+    tally: Tally | None  # None: nothing classified (``cxr-edge page``)
     out: str
     whole: Tally | None = None
     page: Path | None = None
@@ -90,7 +90,7 @@ class Run:
     def summary(self) -> str:
         """The lines printed after a run: counts and the classifying rate, the whole report
         after a resume, the heatmaps' own time, and where the report and the page went."""
-        lines = [self.tally.summary()]
+        lines = [self.tally.summary()] if self.tally else []
         if self.whole is not None:
             lines.append(f"whole report: {self.whole.counts()}")
         stats = self.page_stats
@@ -274,7 +274,7 @@ def page_from_report(
         raise report.ReportError(f"{report_path} was written by model {made_by}, not {classifier.bundle.short_id}: "
                                   "give that model's bundle with --model")
     results = [report.row_result(row, classifier.bundle.labels, report_path.parent) for row in rows]
-    run = Run(_tally(results), str(report_path), page=page)
+    run = Run(None, str(report_path), whole=_tally(results), page=page)
     run.page_stats = _write_page(options, results, classifier)
     return run
 

@@ -156,6 +156,7 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     with fatal_errors(interrupted="interrupted; run again with --resume to continue"):
         run = classify_to_report(options)
     tally = run.tally
+    assert tally is not None  # classify always classifies
     if not quiet:
         click.echo(run.summary(), err=True)
     if tally.inputs == 0:  # even with --quiet: an unmounted share must not look like a quiet day
