@@ -93,11 +93,8 @@ def _data_uri(image: Image.Image, fmt: str) -> str:
 
 
 def display_size(result: Result, longest: int = THUMBNAIL) -> tuple[int, int]:
-    """The film's own proportions at ``longest`` px: the model's input is squashed to a square,
-    which would make a heart look too big or too small."""
-    width, height = result.width or 1, result.height or 1
-    scale = longest / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    """The film's own proportions at ``longest`` px: the model's input is squashed to a square."""
+    return explain.fit(result.width or 1, result.height or 1, longest)
 
 
 def _img(image: Image.Image, fmt: str, alt: str) -> str:
