@@ -14,11 +14,11 @@ import dataclasses
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from cxr_edge import report
+from cxr_edge import report, spreadsheet
 from cxr_edge.bundle import DEFAULT_MODEL, Bundle, BundleError, list_bundled, load_bundle
 from cxr_edge.discover import Found, discover
 from cxr_edge.engine import Classifier, Result, Tally, classify
@@ -46,6 +46,7 @@ class ClassifyOptions:
     progress: bool = False
     threshold: float | None = None  # None: the manifest's
     html: Path | None = None  # also write the HTML page of the whole report here
+    excel: Path | None = None  # also write the whole report as an .xlsx workbook here
     explain: bool = False  # with html: an occlusion heatmap per flagged image
 
 
@@ -86,6 +87,7 @@ class Run:
     whole: Tally | None = None
     page: Path | None = None
     page_stats: PageStats | None = None
+    excel: Path | None = None
 
     def summary(self) -> str:
         """The lines printed after a run: counts and the classifying rate, the whole report
@@ -99,7 +101,8 @@ class Run:
             skipped = f"; none for {stats.at_ceiling} at the score's ceiling" if stats.at_ceiling else ""
             lines.append(f"heatmaps: {stats.heatmaps} in {stats.seconds:.1f} s{each}{skipped}")
         where = [f"report: {'standard output' if self.out == report.STDOUT else self.out}"]
-        lines.append("; ".join(where + ([f"page: {self.page}"] if self.page else [])))
+        where += [f"{name}: {path}" for name, path in (("page", self.page), ("workbook", self.excel)) if path]
+        lines.append("; ".join(where))
         return "\n".join(lines)
 
 
@@ -110,10 +113,10 @@ def classify_to_report(options: ClassifyOptions) -> Run:
     except discovery's set of absolute paths (one row per file), with ``resume`` the set of
     paths already done, and with a page the report's rows.
     """
-    _check_html_target(options)
+    _check_outputs(options)
     classifier = open_classifier(options.model, options.threads, options.device, options.threshold)
     bundle = classifier.bundle
-    run = Run(Tally(), str(options.out), page=options.html)
+    run = Run(Tally(), str(options.out), page=options.html, excel=options.excel)
     results: list[Result] = []  # kept for a page of a report on stdout, which cannot be read back
     with report.ReportWriter(
         options.out,
@@ -130,7 +133,10 @@ def classify_to_report(options: ClassifyOptions) -> Run:
         except KeyboardInterrupt:
             raise Interrupted(_stopped_classifying(options, writer.rows)) from None
     run.tally.stop()
-    whole = _report_results(options, bundle) if writer.path is not None else results
+    rows = report.read_rows(writer.path) if writer.path is not None else []
+    whole = [report.row_result(row, bundle.labels, writer.path.parent) for row in rows] if rows else results
+    if options.excel is not None:
+        spreadsheet.write_xlsx(options.excel, writer.header, rows, writer.path)
     if options.resume:
         run.whole = _tally(whole)
     if options.html is not None:
@@ -165,13 +171,6 @@ def _classified(
             yield result
 
 
-def _report_results(options: ClassifyOptions, bundle: Bundle) -> list[Result]:
-    """Every row of the report file, back as results: a resumed run's page and totals cover
-    the runs before it too."""
-    out = Path(options.out)
-    return [report.row_result(row, bundle.labels, out.parent) for row in report.read_rows(out)]
-
-
 def _tally(results: Sequence[Result]) -> Tally:
     tally = Tally()
     for result in results:
@@ -183,7 +182,7 @@ def resume_command(options: ClassifyOptions) -> str:
     """The command that carries on this run: the same inputs, report, model and page, with ``--resume``."""
     words = ["cxr-edge", "classify", *map(str, options.paths), "--out", str(options.out), "--resume"]
     optional = {"--model": options.model, "--threshold": options.threshold, "--html": options.html,
-                "--threads": options.threads, "--workers": options.workers}
+                "--excel": options.excel, "--threads": options.threads, "--workers": options.workers}
     for flag, value in optional.items():
         words += [flag, str(value)] if value is not None else []
     words += ["--device", options.device] if options.device != CPU else []
@@ -213,24 +212,32 @@ def _stopped_paging(options: ClassifyOptions, rows: int) -> str:
                 "" if options.out == report.STDOUT else f"; build it with:\n  {page_command(options)}"))
 
 
-def _check_html_target(options: ClassifyOptions) -> None:
-    """Refuse, before any work, an HTML path that would destroy the report or another page,
-    or that could only be written after the whole run to fail (its folder is missing)."""
-    page = options.html
-    if page is None:
-        return
-    if not page.parent.is_dir():
-        raise report.NotAFile(f"--html {page}: the folder {page.parent} does not exist; "
+def _check_outputs(options: ClassifyOptions) -> None:
+    """Refuse, before any work, a page or workbook path that would destroy the report or a file
+    it does not own, or that could only be written after the whole run to fail (missing folder)."""
+    if options.excel is not None and options.out == report.STDOUT:
+        raise report.NotAFile("--excel needs a report file to read back; --out - writes to stdout")
+    if options.html is not None and options.html == options.excel:
+        raise report.ReportExists(f"--html and --excel both name {options.html}; give each its own file")
+    for flag, path, owned in (("--html", options.html, _page_of), ("--excel", options.excel, spreadsheet.report_of)):
+        if path is not None:
+            _check_target(flag, path, options, owned)
+
+
+def _check_target(flag: str, path: Path, options: ClassifyOptions, owned: Callable[[Path], Path | None]) -> None:
+    """``owned(path)``: the report an existing output was made from, which a resume may replace
+    (its new version lists every row of the report)."""
+    if not path.parent.is_dir():
+        raise report.NotAFile(f"{flag} {path}: the folder {path.parent} does not exist; "
                               "create it or give another path")
-    if options.out != "-" and page.resolve() == Path(options.out).resolve():
-        raise report.ReportExists(f"--html {page} is the CSV report itself; give the page another name")
-    if not page.exists() or options.overwrite:
+    if options.out != report.STDOUT and path.resolve() == Path(options.out).resolve():
+        raise report.ReportExists(f"{flag} {path} is the CSV report itself; give it another name")
+    if not path.exists() or options.overwrite:
         return
-    if options.resume and _page_of(page) == Path(options.out).absolute():
-        return  # the same report's page: the new one lists its rows and those of this run
-    raise report.ReportExists(f"{page} exists; use --overwrite to replace it (or another --html path)"
-                              if not options.resume else
-                              f"{page} exists and is not the page of {options.out}; give this page another name")
+    if not options.resume:
+        raise report.ReportExists(f"{path} exists; use --overwrite to replace it (or another {flag} path)")
+    if owned(path) != Path(options.out).absolute():
+        raise report.ReportExists(f"{path} exists and was not made from {options.out}; give it another name")
 
 
 def _page_of(page: Path) -> Path | None:
@@ -267,7 +274,7 @@ def page_from_report(
     options = ClassifyOptions(paths=(), out=report_path, model=model or _bundled_name(rows), phi=phi,
                               html=page, explain=explain, overwrite=overwrite, progress=progress,
                               threshold=float(_one(rows, "threshold", report_path)))
-    _check_html_target(options)
+    _check_outputs(options)
     classifier = open_classifier(options.model, None, threshold=options.threshold)
     made_by = _one(rows, "model", report_path)
     if made_by != classifier.bundle.short_id:

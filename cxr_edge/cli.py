@@ -128,12 +128,15 @@ def main() -> None:
 @click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a self-contained HTML page of the whole report, most suspicious image first.")
 @click.option("--explain", is_flag=True, help="With --html: add an occlusion heatmap for each flagged image.")
+@click.option("--excel", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="BOOK.xlsx",
+              help="Also write the whole report as an .xlsx workbook: names and numbers open right in Excel "
+                   "and LibreOffice in any language (a CSV's decimal points do not).")
 @click.option("--threshold", type=FloatRange(0, 1), default=None,
               help="Flag at this probability instead of the model's threshold (one chosen on your own labelled "
                    "films with 'cxr-edge evaluate --target-sensitivity'); every row records the threshold used.")
 @model_run_options
 def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, no_phi: bool, html: Path | None,
-             explain: bool, threshold: float | None, model: str | None, device: str, threads: int | None,
+             explain: bool, excel: Path | None, threshold: float | None, model: str | None, device: str, threads: int | None,
              workers: int | None, recursive: bool, quiet: bool) -> None:
     """Classify the images in PATHS (folders or files) into a CSV report, one row per image.
 
@@ -151,7 +154,7 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     options = ClassifyOptions(
         paths=paths, out=out, model=model, recursive=recursive, workers=workers, threads=threads,
         device=device, overwrite=overwrite, resume=resume, phi=not no_phi,
-        progress=not quiet and sys.stderr.isatty(), threshold=threshold, html=html, explain=explain,
+        progress=not quiet and sys.stderr.isatty(), threshold=threshold, html=html, explain=explain, excel=excel,
     )
     with fatal_errors(interrupted="interrupted; run again with --resume to continue"):
         run = classify_to_report(options)

@@ -23,7 +23,6 @@ import io
 import os
 import re
 import sys
-import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -37,7 +36,7 @@ from cxr_edge.bundle import Bundle
 from cxr_edge.dicom import PHI_COLUMNS
 from cxr_edge.engine import NOT_SCREENED_WORDS, OK, Classifier, Result
 from cxr_edge.preprocess import ImageReadError, load_image
-from cxr_edge.report import input_note
+from cxr_edge.report import input_note, written_whole
 
 THUMBNAIL = 160  # px, longest side
 #: Within this distance of the threshold a score is marked "borderline": one int8 output step
@@ -310,17 +309,10 @@ def write_html(
     path = Path(path)
     rows = order(results, classifier.bundle.negative_label)
     page = _Page(classifier, path.parent, explain_flagged, phi)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with open(fd, "w", encoding="utf-8") as out:
-            _head(out, rows, classifier.bundle, source, heatmaps=explain_flagged)
-            bar = tqdm(rows, unit="img", desc="html", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-            for result in bar:
-                out.write(page.row(result) + "\n")
-            out.write("</tbody></table>\n</body></html>\n")
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the page from the clinic's other accounts
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with written_whole(path, "w", encoding="utf-8") as out:
+        _head(out, rows, classifier.bundle, source, heatmaps=explain_flagged)
+        bar = tqdm(rows, unit="img", desc="html", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        for result in bar:
+            out.write(page.row(result) + "\n")
+        out.write("</tbody></table>\n</body></html>\n")
     return page.stats

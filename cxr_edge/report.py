@@ -23,10 +23,11 @@ import io
 import os
 import stat
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import IO, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -237,6 +238,21 @@ def _disk_errors(path: Path) -> Iterator[None]:
             f"cannot write the report {path}: {exc.strerror or exc}; the rows already in it are kept: "
             "fix the disk (free space), then run again with --resume"
         ) from exc
+
+
+@contextmanager
+def written_whole(path: Path, mode: str = "wb", **open_args: Any) -> Iterator[IO[Any]]:
+    """A file that appears at ``path`` only once whole: written to a temporary file beside it,
+    then renamed over the old one. An interruption leaves the old file (or none), never a cut one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with open(fd, mode, **open_args) as fh:
+            yield fh
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from the clinic's other accounts
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _sync_folder(folder: Path) -> None:
