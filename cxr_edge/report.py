@@ -159,6 +159,8 @@ class ReportWriter:
         blob = bytearray(format_row(self.header))
         if resume and not _looks_like_report(body):
             raise ReportError(f"{self.path} is not a cxr-edge report; refusing to resume into it")
+        if resume:
+            _check_columns(body, self.path)
         for row in _rows_to_keep(body, self.model_id, self.threshold, self.path) if resume else ():
             self.done.add(row["path"])
             self.rows += 1
@@ -311,6 +313,24 @@ def _looks_like_report(data: bytes) -> bool:
     first = (BASE_COLUMNS[0] + ",").encode()
     head = data.rstrip(b"\0")[: len(first) + 1].replace(b'"', b"")[: len(first)]
     return first.startswith(head)
+
+
+#: Columns a resume reads: a report re-saved without them would silently lose its rows.
+RESUME_COLUMNS = ("path", "status", "model", "threshold")
+
+
+def _check_columns(data: bytes, path: Path) -> None:
+    """Refuse a report whose header lost a column a resume needs (a spreadsheet renamed it)."""
+    text = data.decode("utf-8", errors="replace")
+    if "\n" not in text:
+        return  # a header cut by a crash: there are no rows to lose
+    header = next(csv.reader(io.StringIO(text, newline="")))
+    missing = [c for c in RESUME_COLUMNS if c not in header]
+    if missing:
+        raise ReportError(
+            f"{path}: its header lacks the column(s) {', '.join(missing)} (was it re-saved by a spreadsheet "
+            "that renamed them?); restore the header or choose another --out"
+        )
 
 
 def _rows_to_keep(data: bytes, model_id: str, threshold: str | None, path: Path) -> Iterator[dict[str, str]]:
