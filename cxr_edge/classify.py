@@ -133,17 +133,24 @@ def classify_to_report(options: ClassifyOptions) -> Run:
         except KeyboardInterrupt:
             raise Interrupted(_stopped_classifying(options, writer.rows)) from None
     run.tally.stop()
-    rows = report.read_rows(writer.path) if writer.path is not None else []
-    whole = [report.row_result(row, bundle.labels, writer.path.parent) for row in rows] if rows else results
+    if writer.path is None or not (options.html or options.excel or options.resume):
+        return _page_of_results(options, run, results, classifier)
+    rows = report.read_rows(writer.path)  # the whole report: a resumed run's outputs cover the runs before it
     if options.excel is not None:
         spreadsheet.write_xlsx(options.excel, writer.header, rows, writer.path)
+    whole = [report.row_result(row, bundle.labels, writer.path.parent) for row in rows]
     if options.resume:
         run.whole = _tally(whole)
+    return _page_of_results(options, run, whole, classifier)
+
+
+def _page_of_results(options: ClassifyOptions, run: Run, results: list[Result], classifier: Classifier) -> Run:
+    """The run, with its page of ``results`` written when one was asked for."""
     if options.html is not None:
         try:
-            run.page_stats = _write_page(options, whole, classifier)
+            run.page_stats = _write_page(options, results, classifier)
         except KeyboardInterrupt:
-            raise Interrupted(_stopped_paging(options, writer.rows)) from None
+            raise Interrupted(_stopped_paging(options, len(results))) from None
     return run
 
 

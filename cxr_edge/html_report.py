@@ -193,7 +193,8 @@ class _Page:
         except ImageReadError as exc:  # changed or removed since it was classified
             return "", "", f"cannot show: {exc}"
         size = display_size(result)
-        thumb = f'<a href="{link(result, self.folder)}">{_img(Image.fromarray(pixels).resize(size), "JPEG", result.display)}</a>'
+        href = link(result, self.folder)
+        thumb = f'<a href="{href}">{_img(Image.fromarray(pixels).resize(size), "JPEG", result.display)}</a>'
         if not (flagged and self.explain_flagged):
             return thumb, "", ""
         if explain.at_ceiling(result.probability or 0.0, bundle):
@@ -205,7 +206,7 @@ class _Page:
         self.stats.seconds += time.perf_counter() - started
         picture = explain.overlay(pixels, heatmap.level).resize(size)
         # a grey overlay would otherwise read as "nothing found"
-        return thumb, _img(picture, "PNG", f"heatmap of {result.display}"), heatmap.flat_note
+        return thumb, f'<a href="{href}">{_img(picture, "PNG", f"heatmap of {result.display}")}</a>', heatmap.flat_note
 
 
 def model_line(bundle: Bundle) -> str:
