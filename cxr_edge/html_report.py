@@ -69,10 +69,11 @@ tr.flagged .bar{background:#b00020}
   background:linear-gradient(to right,rgb(0,0,4),rgb(87,16,110),rgb(188,55,84),rgb(249,142,9),rgb(252,255,164))}
 img{display:block;image-rendering:auto;height:auto;max-width:100%}
 td.thumb{width:160px}
-.path{font-family:monospace;overflow-wrap:break-word}
+.path{font-family:monospace;overflow-wrap:break-word;min-width:16em}
+td.note{max-width:22em}
 .patient{font-family:system-ui,sans-serif;font-weight:bold}
 .nowrap{white-space:nowrap}
-@media (max-width:900px){body{margin:.6em}th,td{padding:4px}td.thumb{width:96px}}
+@media (max-width:900px){body{margin:.6em}th,td{padding:4px}td.thumb{width:96px}.path{min-width:10em}}
 """
 
 
@@ -182,7 +183,7 @@ class _Page:
             f'<tr class="{"flagged" if flagged else "normal"}"><td class="thumb">{thumb}</td>'
             f'<td class="path">{path}</td><td class="prediction">{html.escape(verdict(result, bundle))}</td>'
             f'<td class="probability">{score_cell(result.probability or 0.0, bundle.threshold)}</td>'
-            f"<td>{html.escape(note)}</td>{heat_cell}</tr>"
+            f'<td class="note">{html.escape(note)}</td>{heat_cell}</tr>'
         )
 
     def _pictures(self, result: Result, flagged: bool) -> tuple[str, str, str]:
