@@ -277,10 +277,11 @@ def page_from_report(
     """``cxr-edge page``: the page of any report, with the model and threshold its rows were decided by."""
     rows = report.read_rows(report_path)
     if not rows:
-        raise report.ReportError(f"{report_path} holds no rows (or is not a cxr-edge report)")
+        raise report.ReportError(f"{report_path} holds no row with as many cells as its header "
+                                 "(or is not a cxr-edge report)")
     options = ClassifyOptions(paths=(), out=report_path, model=model or _bundled_name(rows), phi=phi,
                               html=page, explain=explain, overwrite=overwrite, progress=progress,
-                              threshold=float(_one(rows, "threshold", report_path)))
+                              threshold=_threshold(rows, report_path))
     _check_outputs(options)
     classifier = open_classifier(options.model, None, threshold=options.threshold)
     made_by = _one(rows, "model", report_path)
@@ -300,6 +301,15 @@ def _one(rows: list[dict[str, str]], column: str, path: Path) -> str:
         raise report.ReportError(f"{path}: the {column!r} column holds {len(values)} different values "
                                  f"({', '.join(sorted(values)[:3])}); one page shows one model at one threshold")
     return values.pop()
+
+
+def _threshold(rows: list[dict[str, str]], path: Path) -> float:
+    cell = _one(rows, "threshold", path)
+    try:
+        return float(cell)
+    except ValueError:  # e.g. "0,6993" from a spreadsheet in a comma-decimal language
+        raise report.ReportError(f"{path}: the threshold {cell!r} is not a number written with a decimal "
+                                 "point; was the report re-saved by a spreadsheet?") from None
 
 
 def _bundled_name(rows: list[dict[str, str]]) -> str | None:

@@ -422,3 +422,13 @@ def test_only_flagged_bars_use_the_alarm_colour():
     css = html_report._CSS
     assert ".bar{position:absolute;left:0;top:0;height:100%;background:#888}" in css
     assert "tr.flagged .bar{background:#b00020}" in css
+
+
+def test_the_page_command_says_what_a_spreadsheet_changed_in_the_threshold(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    report_csv = tmp_path / "r.csv"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv).exit_code == 1
+    german = re.sub(r",0\.(216\d*),", r',"0,\1",', report_csv.read_text(encoding="utf-8"))
+    report_csv.write_text(german, encoding="utf-8")
+    result = cli("page", report_csv, "--html", tmp_path / "p.html", "--model", binary_model)
+    assert result.exit_code == 3 and "is not a number written with a decimal point" in result.stderr
