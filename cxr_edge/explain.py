@@ -99,10 +99,10 @@ def at_ceiling(probability: float, bundle: Bundle) -> bool:
     return probability >= ceiling(bundle)
 
 
-def ceiling_note(bundle: Bundle) -> str:
-    """Said once on a page whose heatmaps skip the films at the ceiling."""
-    return (f"Films scored at the output's ceiling ({ceiling(bundle):.3f}) get no heatmap: hiding one area "
-            "rarely moves such a score by a step, so their heatmaps came out blank.")
+def ceiling_note(bundle: Bundle, films: int) -> str:
+    """Said once on a page whose heatmaps skip ``films`` flagged films at the ceiling."""
+    return (f"{films} flagged film{'' if films == 1 else 's'} scored at the output's ceiling ({ceiling(bundle):.3f}) "
+            "get no heatmap: hiding one area rarely moves such a score by a step, so their heatmaps came out blank.")
 
 
 def positions(size: int, window: int, stride: int) -> list[int]:

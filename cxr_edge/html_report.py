@@ -281,7 +281,6 @@ def _head(out: TextIO, results: Sequence[Result], bundle: Bundle, source: Source
         f"{_report_meta(source)}<title>{title}</title><style>{_CSS}</style></head><body>\n"
         f"<h1>{title}</h1>\n"
         f'<p class="meta">{html.escape(source.line(len(results)))}: <strong>{flagged} flagged</strong> for review '
-        
         f"({html.escape(bundle.score_name)} &ge; {html.escape(operating_point(bundle))}; "
         f"&ldquo;borderline&rdquo; within {BORDERLINE:g} of it), {unscreened_text}. "
         f"{html.escape(model_line(bundle))}; "
@@ -289,8 +288,11 @@ def _head(out: TextIO, results: Sequence[Result], bundle: Bundle, source: Source
         "Screening aid only: a clinician reads every image.</p>\n"
     )
     if heatmaps:
+        at_ceiling = sum(r.status == OK and r.prediction != bundle.negative_label
+                         and explain.at_ceiling(r.probability or 0.0, bundle) for r in results)
+        ceiling = f" {explain.ceiling_note(bundle, at_ceiling)}" if at_ceiling else ""
         out.write(f'<p class="meta">{html.escape(HEATMAP_CAVEAT)}<br><span class="nowrap">Colour scale: no drop '
-                  f'<span class="legend"></span> largest drop.</span> {html.escape(explain.ceiling_note(bundle))}</p>\n')
+                  f'<span class="legend"></span> largest drop.</span>{html.escape(ceiling)}</p>\n')
     heat_header = "<th>heatmap</th>" if heatmaps else ""
     out.write(f"<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
               f"<th>{html.escape(bundle.score_name)}</th><th>note</th>{heat_header}</tr></thead><tbody>\n")

@@ -148,6 +148,9 @@ def test_page_is_self_contained_sorted_and_complete(report, tmp_path):
     explained = sum(r["prediction"] == "PNEUMONIA" and float(r["probability"]) < 255 / 256 for r in ok_rows)
     assert len(parsed.images) == len(ok_rows) + explained  # a thumbnail each, a heatmap per flagged image
     assert explained > 0  # below the 8-bit output's ceiling, where heatmaps are skipped
+    at_ceiling = sum(r["prediction"] == "PNEUMONIA" for r in ok_rows) - explained
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    assert f"{at_ceiling} flagged films scored at the output's ceiling (0.996) get no heatmap" in text
     assert f"threshold {float(rows[0]['threshold']):g}" in page.read_text(encoding="utf-8")
     for uri in parsed.images:
         kind, data = re.match(r"data:image/(jpeg|png);base64,(.+)", uri).groups()
