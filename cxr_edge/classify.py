@@ -4,22 +4,27 @@ The CLI parses options into :class:`ClassifyOptions` and calls :func:`classify_t
 tests and other commands call it the same way. Errors that stop the run are raised as
 they come (:class:`~cxr_edge.bundle.BundleError`,
 :class:`~cxr_edge.runtime.RuntimeUnavailable`, :class:`~cxr_edge.report.ReportError`);
-unreadable inputs are not errors here, they are rows.
+unreadable inputs are not errors here, they are rows. Ctrl-C becomes :class:`Interrupted`,
+whose message says what the report keeps and the exact command that carries on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from cxr_edge import report
+from cxr_edge import report, spreadsheet
 from cxr_edge.bundle import DEFAULT_MODEL, Bundle, BundleError, list_bundled, load_bundle
 from cxr_edge.discover import Found, discover
 from cxr_edge.engine import Classifier, Result, Tally, classify
+
+if TYPE_CHECKING:
+    from cxr_edge.html_report import PageStats
 
 CPU = "cpu"
 EDGETPU = "edgetpu"
@@ -40,7 +45,8 @@ class ClassifyOptions:
     phi: bool = True  # False: leave patient identifiers out of the report
     progress: bool = False
     threshold: float | None = None  # None: the manifest's
-    html: Path | None = None  # also write the HTML page of this run's results here
+    html: Path | None = None  # also write the HTML page of the whole report here
+    excel: Path | None = None  # also write the whole report as an .xlsx workbook here
     explain: bool = False  # with html: an occlusion heatmap per flagged image
     screen_all: bool = False  # screen what the gate rejects too (research), each such row noting it
 
@@ -69,19 +75,52 @@ def report_header(bundle: Bundle, phi: bool) -> list[str]:
     return report.columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=phi)
 
 
-def classify_to_report(options: ClassifyOptions) -> Tally:
-    """Classify every input into the report (and the HTML page, if asked); return the counts.
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the report keeps and how to carry on (the message)."""
+
+
+@dataclasses.dataclass
+class Run:
+    """What one ``classify`` did: this run's counts, the whole report's after a resume, where
+    the outputs went, and what the page took."""
+
+    tally: Tally | None  # None: nothing classified (``cxr-edge page``)
+    out: str
+    whole: Tally | None = None
+    page: Path | None = None
+    page_stats: PageStats | None = None
+    excel: Path | None = None
+
+    def summary(self) -> str:
+        """The lines printed after a run: counts and the classifying rate, the whole report
+        after a resume, the heatmaps' own time, and where the report and the page went."""
+        lines = [self.tally.summary()] if self.tally else []
+        if self.whole is not None:
+            lines.append(f"whole report: {self.whole.counts()}")
+        stats = self.page_stats
+        if stats is not None and (stats.heatmaps or stats.at_ceiling):
+            each = f" ({stats.seconds / stats.heatmaps:.1f} s each)" if stats.heatmaps else ""
+            skipped = f"; none for {stats.at_ceiling} at the score's ceiling" if stats.at_ceiling else ""
+            lines.append(f"heatmaps: {stats.heatmaps} in {stats.seconds:.1f} s{each}{skipped}")
+        where = [f"report: {'standard output' if self.out == report.STDOUT else self.out}"]
+        where += [f"{name}: {path}" for name, path in (("page", self.page), ("workbook", self.excel)) if path]
+        lines.append("; ".join(where))
+        return "\n".join(lines)
+
+
+def classify_to_report(options: ClassifyOptions) -> Run:
+    """Classify every input into the report, then write the page of the whole report if asked.
 
     Inputs stream from discovery to the report: nothing grows with the number of files
     except discovery's set of absolute paths (one row per file), with ``resume`` the set of
-    paths already done, and with ``html`` the results.
+    paths already done, and with a page the report's rows.
     """
-    _check_html_target(options)
+    _check_outputs(options)
     classifier = open_classifier(options.model, options.threads, options.device, options.threshold,
                                  options.screen_all)
     bundle = classifier.bundle
-    tally = Tally()
-    results: list[Result] = []
+    run = Run(Tally(), str(options.out), page=options.html, excel=options.excel)
+    results: list[Result] = []  # kept for a page of a report on stdout, which cannot be read back
     with report.ReportWriter(
         options.out,
         report_header(bundle, options.phi),
@@ -90,55 +129,193 @@ def classify_to_report(options: ClassifyOptions) -> Tally:
         resume=options.resume,
         threshold=bundle.threshold,
     ) as writer:
-
-        def todo() -> Iterator[Found]:
-            for found in discover(options.paths, recursive=options.recursive):
-                if writer.is_done(found.display):
-                    tally.skipped += 1
-                else:
-                    yield found
-
-        # Only a visible progress bar needs the total, at the cost of a second walk.
-        total = sum(1 for _ in todo()) if options.progress else None
-        tally.skipped = 0
-        with tqdm(total=total, unit="img", file=sys.stderr, disable=not options.progress, dynamic_ncols=True) as bar:
-            for result in classify(todo(), classifier, workers=options.workers):
-                writer.write(report.result_row(result, bundle.labels, bundle.threshold, bundle.short_id))
-                tally.add(result)
-                if options.html is not None:
+        try:
+            for result in _classified(options, classifier, writer, run.tally):
+                if options.html is not None and writer.path is None:
                     results.append(result)
-                bar.update()
+        except KeyboardInterrupt:
+            raise Interrupted(_stopped_classifying(options, writer.rows)) from None
+    run.tally.stop()
+    if writer.path is None or not (options.html or options.excel or options.resume):
+        return _page_of_results(options, run, results, classifier)
+    rows = report.read_rows(writer.path)  # the whole report: a resumed run's outputs cover the runs before it
+    if options.excel is not None:
+        spreadsheet.write_xlsx(options.excel, writer.header, rows, writer.path)
+    whole = [report.row_result(row, bundle.labels, writer.path.parent) for row in rows]
+    if options.resume:
+        run.whole = _tally(whole)
+    return _page_of_results(options, run, whole, classifier)
+
+
+def _page_of_results(options: ClassifyOptions, run: Run, results: list[Result], classifier: Classifier) -> Run:
+    """The run, with its page of ``results`` written when one was asked for."""
     if options.html is not None:
-        _write_page(options, results, classifier)
+        try:
+            run.page_stats = _write_page(options, results, classifier)
+        except KeyboardInterrupt:
+            raise Interrupted(_stopped_paging(options, len(results))) from None
+    return run
+
+
+def _classified(
+    options: ClassifyOptions, classifier: Classifier, writer: report.ReportWriter, tally: Tally
+) -> Iterator[Result]:
+    """Classify the inputs not yet in the report, writing and counting each result."""
+    bundle = classifier.bundle
+
+    def todo() -> Iterator[Found]:
+        for found in discover(options.paths, recursive=options.recursive):
+            if writer.is_done(found.display):
+                tally.skipped += 1
+            else:
+                yield found
+
+    # Only a visible progress bar needs the total, at the cost of a second walk.
+    total = sum(1 for _ in todo()) if options.progress else None
+    tally.skipped = 0
+    with tqdm(total=total, unit="img", file=sys.stderr, disable=not options.progress, dynamic_ncols=True) as bar:
+        for result in classify(todo(), classifier, workers=options.workers):
+            writer.write(report.result_row(result, bundle.labels, bundle.threshold, bundle.short_id))
+            tally.add(result)
+            bar.update()
+            yield result
+
+
+def _tally(results: Sequence[Result]) -> Tally:
+    tally = Tally()
+    for result in results:
+        tally.add(result)
     return tally
 
 
-def _check_html_target(options: ClassifyOptions) -> None:
-    """Refuse, before any work, an HTML path that would destroy the report or an older page,
-    or that could only be written after the whole run to fail (its folder is missing)."""
-    page = options.html
-    if page is None:
-        return
-    if not page.parent.is_dir():
-        raise report.NotAFile(f"--html {page}: the folder {page.parent} does not exist; "
+def resume_command(options: ClassifyOptions) -> str:
+    """The command that carries on this run: the same inputs, report, model and page, with ``--resume``."""
+    words = ["cxr-edge", "classify", *map(str, options.paths), "--out", str(options.out), "--resume"]
+    optional = {"--model": options.model, "--threshold": options.threshold, "--html": options.html,
+                "--excel": options.excel, "--threads": options.threads, "--workers": options.workers}
+    for flag, value in optional.items():
+        words += [flag, str(value)] if value is not None else []
+    words += ["--device", options.device] if options.device != CPU else []
+    words += [flag for flag, on in (("--explain", options.explain), ("--no-phi", not options.phi),
+                                     ("--no-recursive", not options.recursive)) if on]
+    return shlex.join(words)
+
+
+def page_command(options: ClassifyOptions) -> str:
+    """The command that builds the page of a finished report."""
+    words = ["cxr-edge", "page", str(options.out), "--html", str(options.html)]
+    words += ["--model", str(options.model)] if options.model is not None else []
+    words += [flag for flag, on in (("--explain", options.explain), ("--no-phi", not options.phi)) if on]
+    return shlex.join(words)
+
+
+def _stopped_classifying(options: ClassifyOptions, rows: int) -> str:
+    if options.out == report.STDOUT:
+        return f"interrupted after {rows} rows on standard output (a report on stdout cannot be resumed)"
+    return (f"interrupted: {options.out} keeps {rows} rows; continue with:\n  {resume_command(options)}")
+
+
+def _stopped_paging(options: ClassifyOptions, rows: int) -> str:
+    where = "standard output" if options.out == report.STDOUT else str(options.out)
+    return (f"interrupted while writing the page: the report ({where}, {rows} rows) is complete; "
+            f"the page {options.html} was not written" + (
+                "" if options.out == report.STDOUT else f"; build it with:\n  {page_command(options)}"))
+
+
+def _check_outputs(options: ClassifyOptions) -> None:
+    """Refuse, before any work, a page or workbook path that would destroy the report or a file
+    it does not own, or that could only be written after the whole run to fail (missing folder)."""
+    if options.excel is not None and options.out == report.STDOUT:
+        raise report.NotAFile("--excel needs a report file to read back; --out - writes to stdout")
+    if options.html is not None and options.html == options.excel:
+        raise report.ReportExists(f"--html and --excel both name {options.html}; give each its own file")
+    for flag, path, owned in (("--html", options.html, _page_of), ("--excel", options.excel, spreadsheet.report_of)):
+        if path is not None:
+            _check_target(flag, path, options, owned)
+
+
+def _check_target(flag: str, path: Path, options: ClassifyOptions, owned: Callable[[Path], Path | None]) -> None:
+    """``owned(path)``: the report an existing output was made from, which a resume may replace
+    (its new version lists every row of the report)."""
+    if not path.parent.is_dir():
+        raise report.NotAFile(f"{flag} {path}: the folder {path.parent} does not exist; "
                               "create it or give another path")
-    if options.out != "-" and page.resolve() == Path(options.out).resolve():
-        raise report.ReportExists(f"--html {page} is the CSV report itself; give the page another name")
-    if not page.exists():
+    if options.out != report.STDOUT and path.resolve() == Path(options.out).resolve():
+        raise report.ReportExists(f"{flag} {path} is the CSV report itself; give it another name")
+    if not path.exists() or options.overwrite:
         return
-    if options.resume:  # the page shows one run: replacing it would drop the earlier one
-        raise report.ReportExists(f"{page} exists, and this resumed run's page would list only the images it "
-                           "classifies; give this page another name")
-    if not options.overwrite:
-        raise report.ReportExists(f"{page} exists; use --overwrite to replace it (or another --html path)")
+    if not options.resume:
+        raise report.ReportExists(f"{path} exists; use --overwrite to replace it (or another {flag} path)")
+    if owned(path) != Path(options.out).absolute():
+        raise report.ReportExists(f"{path} exists and was not made from {options.out}; give it another name")
 
 
-def _write_page(options: ClassifyOptions, results: list[Result], classifier: Classifier) -> None:
-    """The HTML page of this run, made with the run's own classifier (for the heatmaps)."""
-    from cxr_edge.html_report import write_html  # local: only runs that ask for a page load it
+def _page_of(page: Path) -> Path | None:
+    """The report an existing cxr-edge page was made from, if it is one."""
+    from cxr_edge.html_report import report_of  # local: only runs that ask for a page load it
 
     try:
-        write_html(options.html, results, classifier, explain_flagged=options.explain, progress=options.progress,
-                   phi=options.phi)
+        with open(page, encoding="utf-8", errors="replace") as fh:
+            return report_of(fh.read(4096))
+    except OSError:
+        return None
+
+
+def _write_page(options: ClassifyOptions, results: list[Result], classifier: Classifier) -> PageStats:
+    """The HTML page of the whole report, made with the run's own classifier (for the heatmaps)."""
+    from cxr_edge.html_report import Source, write_html  # local: only runs that ask for a page load it
+
+    source = Source(None if options.out == report.STDOUT else Path(options.out), len(results))
+    try:
+        return write_html(options.html, results, classifier, source, explain_flagged=options.explain,
+                          progress=options.progress, phi=options.phi)
     except OSError as exc:
         raise report.ReportError(f"cannot write the HTML report {options.html}: {exc.strerror or exc}") from exc
+
+
+def page_from_report(
+    report_path: Path, page: Path, model: str | Path | None = None, explain: bool = False, phi: bool = True,
+    overwrite: bool = False, progress: bool = False,
+) -> Run:
+    """``cxr-edge page``: the page of any report, with the model and threshold its rows were decided by."""
+    rows = report.read_rows(report_path)
+    if not rows:
+        raise report.ReportError(f"{report_path} holds no row with as many cells as its header "
+                                 "(or is not a cxr-edge report)")
+    options = ClassifyOptions(paths=(), out=report_path, model=model or _bundled_name(rows), phi=phi,
+                              html=page, explain=explain, overwrite=overwrite, progress=progress,
+                              threshold=_threshold(rows, report_path))
+    _check_outputs(options)
+    classifier = open_classifier(options.model, None, threshold=options.threshold)
+    made_by = _one(rows, "model", report_path)
+    if made_by != classifier.bundle.short_id:
+        raise report.ReportError(f"{report_path} was written by model {made_by}, not {classifier.bundle.short_id}: "
+                                  "give that model's bundle with --model")
+    results = [report.row_result(row, classifier.bundle.labels, report_path.parent) for row in rows]
+    run = Run(None, str(report_path), whole=_tally(results), page=page)
+    run.page_stats = _write_page(options, results, classifier)
+    return run
+
+
+def _one(rows: list[dict[str, str]], column: str, path: Path) -> str:
+    """The one value a column has in every row (the model, the threshold), or a refusal."""
+    values = {row.get(column, "") for row in rows}
+    if len(values) != 1 or "" in values:
+        raise report.ReportError(f"{path}: the {column!r} column holds {len(values)} different values "
+                                 f"({', '.join(sorted(values)[:3])}); one page shows one model at one threshold")
+    return values.pop()
+
+
+def _threshold(rows: list[dict[str, str]], path: Path) -> float:
+    cell = _one(rows, "threshold", path)
+    try:
+        return float(cell)
+    except ValueError:  # e.g. "0,6993" from a spreadsheet in a comma-decimal language
+        raise report.ReportError(f"{path}: the threshold {cell!r} is not a number written with a decimal "
+                                 "point; was the report re-saved by a spreadsheet?") from None
+
+
+def _bundled_name(rows: list[dict[str, str]]) -> str | None:
+    """The bundled model a report names (``pneumonia@...`` -> ``pneumonia``), None if not installed."""
+    name = rows[0].get("model", "").partition("@")[0]
+    return name if name in list_bundled() else None

@@ -75,8 +75,8 @@ def fatal_errors(interrupted: str = "interrupted") -> Iterator[None]:
         raise click.UsageError(str(exc)) from exc
     except (BundleError, runtime.RuntimeUnavailable, ReportError) as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
-        fail(interrupted, 130)
+    except KeyboardInterrupt as exc:
+        fail(str(exc) or interrupted, 130)  # classify.Interrupted says what is kept and how to go on
     except BrokenPipeError:
         sys.stderr.close()  # e.g. `--out - | head`: the reader left, nothing more to say
         sys.exit(EXIT_OK)
@@ -127,8 +127,11 @@ def main() -> None:
               help="Continue an existing report of this model and threshold: skip images already 'ok', retry errors.")
 @click.option("--no-phi", is_flag=True, help="Leave patient identifiers (DICOM patient_id, study_date) out.")
 @click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write a self-contained HTML page, most suspicious image first (images of this run).")
+              help="Also write a self-contained HTML page of the whole report, most suspicious image first.")
 @click.option("--explain", is_flag=True, help="With --html: add an occlusion heatmap for each flagged image.")
+@click.option("--excel", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="BOOK.xlsx",
+              help="Also write the whole report as an .xlsx workbook: names and numbers open right in Excel "
+                   "and LibreOffice in any language (a CSV's decimal points do not).")
 @click.option("--threshold", type=FloatRange(0, 1), default=None,
               help="Flag at this probability instead of the model's threshold (one chosen on your own labelled "
                    "films with 'cxr-edge evaluate --target-sensitivity'); every row records the threshold used.")
@@ -137,8 +140,8 @@ def main() -> None:
                    "sideways films); each such row is screened with a warning saying so in its note.")
 @model_run_options
 def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, no_phi: bool, html: Path | None,
-             explain: bool, threshold: float | None, screen_all: bool, model: str | None, device: str,
-             threads: int | None, workers: int | None, recursive: bool, quiet: bool) -> None:
+             explain: bool, excel: Path | None, threshold: float | None, screen_all: bool, model: str | None,
+             device: str, threads: int | None, workers: int | None, recursive: bool, quiet: bool) -> None:
     """Classify the images in PATHS (folders or files) into a CSV report, one row per image.
 
     JPEG, PNG (8/16 bit), BMP, TIFF and DICOM files are read; hidden files are skipped.
@@ -158,16 +161,50 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     options = ClassifyOptions(
         paths=paths, out=out, model=model, recursive=recursive, workers=workers, threads=threads,
         device=device, overwrite=overwrite, resume=resume, phi=not no_phi,
-        progress=not quiet and sys.stderr.isatty(), threshold=threshold, html=html, explain=explain,
+        progress=not quiet and sys.stderr.isatty(), threshold=threshold, html=html, explain=explain, excel=excel,
         screen_all=screen_all,
     )
     with fatal_errors(interrupted="interrupted; run again with --resume to continue"):
-        tally = classify_to_report(options)
+        run = classify_to_report(options)
+    tally = run.tally
+    assert tally is not None  # classify always classifies
     if not quiet:
-        click.echo(tally.summary(), err=True)
+        click.echo(run.summary(), err=True)
     if tally.inputs == 0:  # even with --quiet: an unmounted share must not look like a quiet day
         fail(f"no image files found in {', '.join(map(str, paths))}", EXIT_UNREADABLE)
-    sys.exit(EXIT_UNREADABLE if tally.errors or tally.rejected else EXIT_OK)
+    sys.exit(EXIT_UNREADABLE if tally.errors else EXIT_OK)
+
+
+PAGE_EXIT_HELP = (
+    "\b\nExit codes:\n"
+    "  0  the page was written\n"
+    "  2  usage error (bad option, missing report, page exists without --overwrite)\n"
+    "  3  fatal: report unreadable or written by another model, model missing, page not writable"
+)
+
+
+@main.command(epilog=PAGE_EXIT_HELP)
+@click.argument("report_csv", metavar="REPORT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--html", "html", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML page to write.")
+@click.option("--explain", is_flag=True, help="Add an occlusion heatmap for each flagged image.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing page.")
+@click.option("--no-phi", is_flag=True, help="Leave patient identifiers (DICOM patient_id, study_date) out.")
+@model_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+def page(report_csv: Path, html: Path, explain: bool, overwrite: bool, no_phi: bool, model: str | None,
+         quiet: bool) -> None:
+    """Build the HTML triage page of any REPORT (a classify CSV): every row, most suspicious first.
+
+    The model is the bundled one the report names, or --model; the threshold is the report's.
+    """
+    from cxr_edge.classify import page_from_report
+
+    with fatal_errors():
+        run = page_from_report(report_csv, html, model=model, explain=explain, phi=not no_phi, overwrite=overwrite,
+                               progress=not quiet and sys.stderr.isatty())
+    if not quiet:
+        click.echo(run.summary(), err=True)
 
 
 INFO_EXIT_HELP = (

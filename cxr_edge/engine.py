@@ -34,7 +34,6 @@ from cxr_edge.preprocess import ImageReadError, Prepared, load_image
 OK = "ok"
 ERROR = "error"
 REJECTED = "rejected"  # read, but the bundle's gate says it is not an upright frontal chest film
-NOT_SCREENED = (ERROR, REJECTED)
 
 
 def default_workers() -> int:
@@ -63,15 +62,21 @@ class Result:
     info: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+#: How the summary names the inputs of a status other than ``ok``: none of them was screened.
+NOT_SCREENED_WORDS = {ERROR: "unreadable", REJECTED: "rejected (not an upright frontal chest film)"}
+#: Reasons the summary names one by one, most frequent first; the rest are counted together.
+REASONS_SHOWN = 3
+
+
 @dataclasses.dataclass
 class Tally:
-    """Counts for the final summary."""
+    """Counts for the final summary: labels of the screened inputs, reasons of the others."""
 
     labels: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-    errors: int = 0
-    rejected: int = 0
+    not_screened: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # (status, reason)
     skipped: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
+    seconds: float | None = None  # set by stop(): the classifying alone, without the page after it
 
     def add(self, result: Result) -> None:
         if result.status == OK:
@@ -79,7 +84,15 @@ class Tally:
         elif result.status == REJECTED:
             self.rejected += 1
         else:
-            self.errors += 1
+            self.not_screened[result.status, result.error] += 1
+
+    def stop(self) -> None:
+        self.seconds = time.monotonic() - self.started
+
+    @property
+    def errors(self) -> int:
+        """Inputs not screened, whatever the reason."""
+        return sum(self.not_screened.values())
 
     @property
     def classified(self) -> int:
@@ -90,13 +103,25 @@ class Tally:
         """Every input discovered: classified, unreadable, rejected or already in the report."""
         return self.classified + self.errors + self.rejected + self.skipped
 
-    def summary(self) -> str:
-        elapsed = time.monotonic() - self.started
-        done = self.classified + self.errors + self.rejected
-        rate = done / elapsed if elapsed > 0 else 0.0
+    def counts(self) -> str:
+        """``5 classified (NORMAL 3, PNEUMONIA 2); 7 unreadable: pydicom not installed (7)``."""
         per_label = ", ".join(f"{label} {n}" for label, n in sorted(self.labels.items())) or "none"
-        parts = [f"{self.classified} classified ({per_label})", f"{self.errors} errors",
-                 f"{self.rejected} rejected (not frontal chest films)"]
+        statuses = sorted({status for status, _ in self.not_screened}) or [ERROR]
+        return "; ".join([f"{self.classified} classified ({per_label})", *map(self._not_screened, statuses)])
+
+    def _not_screened(self, status: str) -> str:
+        reasons = collections.Counter({why: n for (s, why), n in self.not_screened.items() if s == status})
+        named = [f"{why or 'no reason given'} ({n})" for why, n in reasons.most_common(REASONS_SHOWN)]
+        rest = sum(reasons.values()) - sum(n for _, n in reasons.most_common(REASONS_SHOWN))
+        named += [f"{rest} for other reasons"] if rest else []
+        head = f"{sum(reasons.values())} {NOT_SCREENED_WORDS.get(status, status)}"
+        return f"{head}: {', '.join(named)}" if named else head
+
+    def summary(self) -> str:
+        elapsed = time.monotonic() - self.started if self.seconds is None else self.seconds
+        done = self.classified + self.errors
+        rate = done / elapsed if elapsed > 0 else 0.0
+        parts = [self.counts()]
         if self.skipped:
             parts.append(f"{self.skipped} already in the report")
         return f"{'; '.join(parts)}; {elapsed:.1f} s, {rate:.1f} images/s"

@@ -36,6 +36,16 @@ FILENAME_SUBTYPES = {"BACTERIAL": ("BACTERIAL", "BACTERIA"), "VIRAL": ("VIRAL", 
 N_BOOT = 1000
 #: Below this many positives a threshold tuned to a sensitivity is a rough estimate.
 FEW_POSITIVES = 50
+#: Below this many readable images of either class the table warns: the intervals span most
+#: of the scale, and one film more or less moves every figure.
+MIN_PER_CLASS = 50
+#: Below this many images of either class a bootstrap interval of F1, balanced accuracy or
+#: AUC is not estimated: two films give "1.000-1.000", which reads as certainty.
+MIN_FOR_BOOTSTRAP = 10
+#: From this share of Kermany-style file names on, the folder looks like the training set.
+KERMANY_SHARE = 0.5
+#: Metrics whose interval is the bootstrap's alone (the others also have an exact one).
+BOOTSTRAP_ONLY = tuple(m for m in metrics.CI_METRICS if m not in metrics.PROPORTIONS)
 PREDICTIONS_CSV = "predictions.csv"
 METRICS_JSON = "metrics.json"
 TRUTH_COLUMN = "truth"
@@ -191,7 +201,39 @@ class Evaluation:
 
     @functools.cached_property
     def intervals(self) -> dict[str, tuple[float, float]]:
-        return metrics.bootstrap_ci(self.y_true, self.score, self.threshold, n_boot=self.n_boot, groups=self.groups)
+        """Bootstrap intervals (proportions widened to their exact ones); ``nan`` where the
+        sample is too small for the bootstrap alone to say anything (:attr:`too_few_for_bootstrap`)."""
+        found = metrics.bootstrap_ci(self.y_true, self.score, self.threshold, n_boot=self.n_boot, groups=self.groups)
+        if self.too_few_for_bootstrap:
+            found.update({name: (math.nan, math.nan) for name in BOOTSTRAP_ONLY})
+        return found
+
+    @property
+    def class_sizes(self) -> tuple[int, int]:
+        """(positives, negatives) among the readable images."""
+        positives = int(self.y_true.sum())
+        return positives, len(self.y_true) - positives
+
+    @property
+    def too_few_for_bootstrap(self) -> bool:
+        return min(self.class_sizes) < MIN_FOR_BOOTSTRAP
+
+    @functools.cached_property
+    def warnings(self) -> list[str]:
+        """What makes these figures less than they look: too few films, or the training films."""
+        positives, negatives = self.class_sizes
+        found = []
+        if min(positives, negatives) < MIN_PER_CLASS:
+            found.append(f"only {positives} positive and {negatives} negative readable images (fewer than "
+                         f"{MIN_PER_CLASS} of a class): every figure is rough; check on a few hundred films")
+        kermany = sum(bool(patient_key(self.results[i], self.truths[i])) and not self.results[i].info.get("patient_id")
+                      for i in self.ok)
+        if kermany >= KERMANY_SHARE * len(self.ok):
+            found.append(f"{kermany} of {len(self.ok)} file names follow the Kermany et al. pattern "
+                         "(person12_virus_3.jpeg, IM-0101-0001.jpeg): the bundled models were trained on that "
+                         "dataset's train split, and on films they were trained on the figures are optimistic; "
+                         "only its test split is held out")
+        return found
 
     @functools.cached_property
     def multiclass(self) -> dict[str, Any] | None:
@@ -220,7 +262,15 @@ class Evaluation:
         positives = int(self.y_true.sum())
         rough = positives < FEW_POSITIVES  # each positive moves the sensitivity by over 2%
         note = f"rough estimate: only {positives} positives (fewer than {FEW_POSITIVES})" if rough else ""
-        return {"target_sensitivity": self.target_sensitivity, "note": note, **found}
+        return {
+            "target_sensitivity": self.target_sensitivity,
+            "note": note,
+            **found,
+            # the sensitivity reached, at worst (exact): 99 of 100 found is compatible with 0.95
+            "sensitivity_lower_95": metrics.clopper_pearson(found["tp"], positives)[0],
+            "threshold_ci95": metrics.threshold_interval(self.y_true, self.score, self.target_sensitivity,
+                                                         n_boot=self.n_boot, groups=self.groups),
+        }
 
     @functools.cached_property
     def at_prevalences(self) -> list[dict[str, Any]]:
@@ -248,12 +298,13 @@ class Evaluation:
                 "data_dir": self.data_dir,
                 "threshold": self.threshold,
                 "threshold_source": self.threshold_source,
+                "warnings": self.warnings,
                 "n_images": len(self.results),
                 "n_unreadable": len(self.errors),
                 "n_rejected": len(self.rejected),
                 "classes": self.class_counts(),
                 "binary": binary,
-                "ci95": {k: list(v) for k, v in self.intervals.items()},
+                "ci95": {k: list(v) for k, v in self.intervals.items()},  # null: cannot be estimated
                 "bootstrap": {
                     "n_boot": self.n_boot,
                     "level": 0.95,
@@ -327,6 +378,10 @@ def rejected_line(ev: Evaluation) -> str:
     return f"{len(ev.rejected)} rejected by the gate as not frontal chest films{detail}, left out of the metrics"
 
 
+def _interval(low: float, high: float) -> str:
+    return "cannot be estimated" if math.isnan(low) or math.isnan(high) else f"{_cell(low)}-{_cell(high)}"
+
+
 def format_table(ev: Evaluation) -> str:
     """The stdout summary: counts, metrics with 95% intervals, confusion matrices."""
     binary, ci = ev.binary, ev.intervals
@@ -335,13 +390,15 @@ def format_table(ev: Evaluation) -> str:
         f"model {ev.bundle.short_id} ({ev.bundle.quantization}), "
         f"threshold {ev.threshold:g} ({ev.threshold_source})",
         f"{len(ev.results)} images ({counts}); {len(ev.errors)} unreadable; {rejected_line(ev)}",
+        *(f"warning: {warning}" for warning in ev.warnings),
         "",
         f"{'metric':<18} {'value':>6}   95% CI",
     ]
     for name in metrics.CI_METRICS:
-        lo, hi = ci[name]
-        lines.append(f"{name:<18} {_cell(binary[name]):>6}   {_cell(lo)}-{_cell(hi)}")
-    lines.append(f"(intervals: {ev.n_boot} resamples of {ev.resampled})")
+        lines.append(f"{name:<18} {_cell(binary[name]):>6}   {_interval(*ci[name])}")
+    lines.append(f"(intervals: {ev.n_boot} resamples of {ev.resampled}"
+                 + (f"; none for {', '.join(BOOTSTRAP_ONLY)} with fewer than {MIN_FOR_BOOTSTRAP} images of a "
+                    "class, where a bootstrap says nothing" if ev.too_few_for_bootstrap else "") + ")")
     lines += ["", "confusion (rows: truth, columns: prediction)"]
     lines += _matrix(*ev.binary_confusion())
     multi = ev.multiclass
@@ -360,6 +417,9 @@ def format_table(ev: Evaluation) -> str:
             f"{report.threshold_cell(target['threshold'])} "
             f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})"
             + (f"; {target['note']}" if target["note"] else ""),
+            f"  95% CI of that threshold over resamples: {_interval(*target['threshold_ci95'])}; "
+            "the sensitivity it reaches is at least "  # rounded down: a lower bound must not round up
+            f"{_cell(math.floor(target['sensitivity_lower_95'] * 1000) / 1000)} (exact 95% bound)",
         ]
     elif ev.target_sensitivity is not None:  # asked for, so say why it is missing
         lines += ["", f"no threshold for sensitivity >= {ev.target_sensitivity:g}: no readable positive image"]

@@ -14,15 +14,17 @@ The overlay is drawn with Pillow and a small colormap in numpy; matplotlib is no
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 import time
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from cxr_edge.bundle import Bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import Classifier, read
 from cxr_edge.preprocess import ImageReadError
@@ -38,6 +40,11 @@ FLAT_DROP = 0.01
 #: Why an overlay is blank; true at any probability and any threshold.
 FLAT = ("no hidden region lowers the score by 0.01 or more: the evidence is spread out or "
         "redundant, or the score is already at its limit")
+DEJAVU = "DejaVuSans.ttf"
+SYSTEM_FONTS = (Path("/usr/share/fonts/truetype/dejavu") / DEJAVU, Path("/usr/share/fonts/TTF") / DEJAVU)
+#: The score's top step for an 8-bit output (scale 1/256): a film there cannot show a drop smaller
+#: than a step, and most of those heatmaps came out blank at 1.5 s each.
+TOP_STEP_8BIT = 255 / 256
 #: Anchor colours of the heat colormap, cold to hot (black-purple-red-yellow, like "inferno").
 _ANCHORS = np.array(
     [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
@@ -80,6 +87,22 @@ class Heatmap:
         ]
         note = self.flat_note
         return [*lines, note] if note else lines
+
+
+def ceiling(bundle: Bundle) -> float:
+    """The highest score the model's output can give: its top step when 8-bit, else 1."""
+    return TOP_STEP_8BIT if bundle.manifest.get("output", {}).get("dtype") in ("uint8", "int8") else 1.0
+
+
+def at_ceiling(probability: float, bundle: Bundle) -> bool:
+    """Whether a score sits at the output's ceiling, where occlusion shows next to nothing."""
+    return probability >= ceiling(bundle)
+
+
+def ceiling_note(bundle: Bundle, films: int) -> str:
+    """Said once on a page whose heatmaps skip ``films`` flagged films at the ceiling."""
+    return (f"{films} flagged film{'' if films == 1 else 's'} scored at the output's ceiling ({ceiling(bundle):.3f}) "
+            "get no heatmap: hiding one area rarely moves such a score by a step, so their heatmaps came out blank.")
 
 
 def positions(size: int, window: int, stride: int) -> list[int]:
@@ -135,18 +158,49 @@ def overlay(pixels: np.ndarray, level: np.ndarray) -> Image.Image:
     return Image.fromarray(np.rint(blended).astype(np.uint8), mode="RGB")
 
 
-def figure(pixels: np.ndarray, level: np.ndarray, caption: Sequence[str], zoom: int = 2) -> Image.Image:
-    """Side by side: the X-ray and its overlay, enlarged, with caption lines below."""
-    left = Image.fromarray(pixels).convert("RGB")
-    width, height = left.width * zoom, left.height * zoom
-    canvas = Image.new("RGB", (2 * width + 8, height + 14 * len(caption) + 10), "white")
-    canvas.paste(left.resize((width, height), Image.Resampling.BILINEAR), (0, 0))
+def caption_font(size: int = 13) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans (matplotlib's bundled copy, else the system's) for captions: Pillow's default
+    font shows boxes for non-Latin file names. matplotlib is found, not imported (slow to load)."""
+    spec = importlib.util.find_spec("matplotlib")
+    bundled = [Path(spec.origin).parent / "mpl-data/fonts/ttf" / DEJAVU] if spec and spec.origin else []
+    for path in [*bundled, *SYSTEM_FONTS]:
+        if path.is_file():
+            return ImageFont.truetype(str(path), size)
+    return ImageFont.load_default(size)
+
+
+def fit(width: int, height: int, longest: int) -> tuple[int, int]:
+    """``width`` x ``height`` scaled so that its longest side is ``longest``: a film's own
+    proportions, which the model's square input squashed."""
+    scale = longest / max(width, height, 1)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def colour_bar(width: int, height: int = 10) -> Image.Image:
+    """The overlay's scale, from no drop (left) to full colour (right)."""
+    ramp = colormap(np.linspace(0.0, 1.0, width))
+    return Image.fromarray(np.repeat(ramp[None], height, axis=0), mode="RGB")
+
+
+def figure(pixels: np.ndarray, level: np.ndarray, caption: Sequence[str], zoom: int = 2,
+           film_size: tuple[int, int] | None = None) -> Image.Image:
+    """Side by side: the X-ray and its overlay, enlarged to the film's own proportions
+    (``film_size``, the original width and height), a colour bar, then the caption lines."""
+    longest = zoom * max(pixels.shape)
+    width, height = fit(*(film_size or pixels.shape[::-1]), longest)
+    font = caption_font()
+    line = 17
+    canvas = Image.new("RGB", (2 * width + 8, height + 30 + line * len(caption) + 6), "white")
+    canvas.paste(Image.fromarray(pixels).convert("RGB").resize((width, height), Image.Resampling.BILINEAR), (0, 0))
     canvas.paste(overlay(pixels, level).resize((width, height), Image.Resampling.BILINEAR), (width + 8, 0))
     draw = ImageDraw.Draw(canvas)
-    for i, line in enumerate(caption):
-        while len(line) > 4 and draw.textlength(line) > canvas.width - 8:
-            line = "..." + line[4:]  # too long for the figure: keep the end (file name, numbers)
-        draw.text((4, height + 5 + 14 * i), line, fill="black")
+    canvas.paste(colour_bar(width // 2), (width + 8 + width // 4, height + 6))
+    draw.text((width + 8 + width // 4 - 4, height + 4), "no drop", fill="black", font=font, anchor="ra")
+    draw.text((width + 8 + 3 * width // 4 + 4, height + 4), "full colour", fill="black", font=font)
+    for i, text in enumerate(caption):
+        while len(text) > 4 and draw.textlength(text, font=font) > canvas.width - 8:
+            text = "..." + text[4:]  # too long for the figure: keep the end (file name, numbers)
+        draw.text((4, height + 28 + line * i), text, fill="black", font=font)
     return canvas
 
 
@@ -202,12 +256,13 @@ def explain_to_dir(
     bar = tqdm(inputs, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     for found, name in zip(bar, names):
         try:
-            pixels = read(found, classifier.bundle).pixels
+            prepared = read(found, classifier.bundle)
         except ImageReadError as exc:
             yield Explained(found.display, error=str(exc))
             continue
+        pixels = prepared.pixels
         heat = occlusion_map(classifier, pixels, window=window, stride=stride, batch=batch)
         path = out / name
         caption = heat.caption(f"{found.display} ({classifier.bundle.short_id})", classifier.bundle.score_name)
-        figure(pixels, heat.level, caption).save(path)
+        figure(pixels, heat.level, caption, film_size=(prepared.width, prepared.height)).save(path)
         yield Explained(found.display, heat, path)

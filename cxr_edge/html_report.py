@@ -1,10 +1,13 @@
 """The visual triage report: one self-contained HTML page, most suspicious image first.
 
-The flagged images come first, then the unreadable ones (never screened, so a clinician
-must read them too: listed after the normals they would be the easiest to miss), then the
-rest.
+The flagged images come first, then those not screened (unreadable, or any status other
+than ``ok``: a clinician must read them too, and listed after the normals they would be the
+easiest to miss), then the rest.
 
-``classify --html report.html`` writes it next to the CSV. Everything is inline (thumbnails
+``classify --html report.html`` writes it next to the CSV, from every row of the report
+(a resumed run's page lists the rows of the runs before it too); ``cxr-edge page`` rebuilds
+it from any report. The page is written to a temporary file and renamed over the old one
+only when whole, so an interrupted run never leaves a page that hides films. Everything is inline (thumbnails
 and heatmaps as base64 data URIs, CSS in a ``<style>`` element, no script, no network), so
 it opens from a USB stick in any browser on the device with no server. Rows are written one
 by one after sorting, so memory holds the small results, never all the pictures.
@@ -13,10 +16,16 @@ by one after sorting, so memory holds the small results, never all the pictures.
 from __future__ import annotations
 
 import base64
+import collections
+import dataclasses
 import datetime
 import html
 import io
+import os
+import re
 import sys
+import time
+import urllib.parse
 from pathlib import Path
 from typing import Sequence, TextIO
 
@@ -26,11 +35,16 @@ from tqdm import tqdm
 from cxr_edge import __version__, explain
 from cxr_edge.bundle import Bundle
 from cxr_edge.dicom import PHI_COLUMNS
-from cxr_edge.engine import ERROR, OK, REJECTED, Classifier, Result
+from cxr_edge.engine import NOT_SCREENED_WORDS, OK, Classifier, Result
 from cxr_edge.preprocess import ImageReadError, load_image
-from cxr_edge.report import input_note
+from cxr_edge.report import input_note, written_whole
 
 THUMBNAIL = 160  # px, longest side
+#: Within this distance of the threshold a score is marked "borderline": one int8 output step
+#: is 1/256, and a film re-scanned or re-exported can move by a few.
+BORDERLINE = 0.05
+BAR_WIDTH = 80  # px: a score of 1
+CEILING_CELL = "none: score at the ceiling"
 #: Printed above the table when it has heatmaps: a hot area reads as "the lesion is here" otherwise.
 HEATMAP_CAVEAT = (
     "Heatmaps (flagged images only): colour marks where hiding that area lowers the model's score, "
@@ -39,19 +53,38 @@ HEATMAP_CAVEAT = (
 )
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
-h1{font-size:1.4em;margin:0 0 .3em}
-.meta{color:#555;margin-bottom:1em}
+h1{font-size:1.4em;margin:0 0 .3em;overflow-wrap:anywhere}
+.meta{color:#555;margin-bottom:1em;overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #ddd;padding:6px 8px;text-align:left;vertical-align:middle}
 th{background:#f3f3f3}
 tr.flagged td.prediction{color:#b00020;font-weight:bold}
-tr.error td{background:#fff4d6}
-tr.error td.prediction{font-weight:bold}
-.bar{display:inline-block;height:.7em;background:#b00020;margin-left:.5em}
-img{display:block;image-rendering:auto}
-.path{font-family:monospace;word-break:break-all}
+tr.unscreened td{background:#fff4d6}
+tr.unscreened td.prediction{font-weight:bold}
+.track{display:inline-block;position:relative;width:80px;height:.7em;background:#eee;margin-left:.5em;vertical-align:middle}
+.bar{position:absolute;left:0;top:0;height:100%;background:#888}
+tr.flagged .bar{background:#b00020}
+.tick{position:absolute;top:-3px;bottom:-3px;width:2px;background:#222}
+.borderline{display:block;font-size:.85em;color:#8a5a00;font-weight:bold}
+.legend{display:inline-block;width:120px;height:.8em;vertical-align:middle;
+  background:linear-gradient(to right,rgb(0,0,4),rgb(87,16,110),rgb(188,55,84),rgb(249,142,9),rgb(252,255,164))}
+img{display:block;image-rendering:auto;height:auto;max-width:100%}
+td.thumb{width:160px}
+.path{font-family:monospace;overflow-wrap:break-word;min-width:16em}
+td.note{max-width:22em}
 .patient{font-family:system-ui,sans-serif;font-weight:bold}
+.nowrap{white-space:nowrap}
+@media (max-width:900px){body{margin:.6em}th,td{padding:4px}td.thumb{width:96px}.path{min-width:10em}}
 """
+
+
+@dataclasses.dataclass
+class PageStats:
+    """What building the page took, for the summary: heatmap time is not classification time."""
+
+    heatmaps: int = 0
+    seconds: float = 0.0
+    at_ceiling: int = 0  # flagged films whose heatmap was skipped (score at the output's top)
 
 
 def _data_uri(image: Image.Image, fmt: str) -> str:
@@ -60,20 +93,28 @@ def _data_uri(image: Image.Image, fmt: str) -> str:
     return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
-def _img(uri: str, alt: str) -> str:
-    return f'<img src="{uri}" alt="{html.escape(alt)}" width="{THUMBNAIL}" height="{THUMBNAIL}">'
+def display_size(result: Result, longest: int = THUMBNAIL) -> tuple[int, int]:
+    """The film's own proportions at ``longest`` px: the model's input is squashed to a square."""
+    return explain.fit(result.width or 1, result.height or 1, longest)
+
+
+def _img(image: Image.Image, fmt: str, alt: str) -> str:
+    return f'<img src="{_data_uri(image, fmt)}" alt="{html.escape(alt)}" width="{image.width}" height="{image.height}">'
+
+
+def link(result: Result, page_folder: Path) -> str:
+    """The film's address relative to the page (pages and films moved together keep working)."""
+    target = os.path.relpath(Path(result.path).absolute(), page_folder.absolute())
+    return urllib.parse.quote(Path(target).as_posix())
 
 
 def order(results: Sequence[Result], negative_label: str) -> list[Result]:
-    """Flagged images by probability, highest first (ties by path), then the unreadable ones,
+    """Flagged images by probability, highest first (ties by path), then those not screened,
     then the images not flagged, by probability too."""
     ok = sorted((r for r in results if r.status == OK), key=lambda r: (-(r.probability or 0.0), r.display))
     flagged = [r for r in ok if r.prediction != negative_label]
-    unreadable = sorted((r for r in results if r.status != OK), key=lambda r: r.display)
-    return flagged + unreadable + [r for r in ok if r.prediction == negative_label]
-
-
-NOT_SCREENED = {ERROR: "unreadable: not screened", REJECTED: "rejected: not screened (not a frontal chest film?)"}
+    unscreened = sorted((r for r in results if r.status != OK), key=lambda r: (r.status, r.display))
+    return flagged + unscreened + [r for r in ok if r.prediction == negative_label]
 
 
 def verdict(result: Result, bundle: Bundle) -> str:
@@ -87,46 +128,87 @@ def verdict(result: Result, bundle: Bundle) -> str:
     return f"flagged for review; weak hint: {result.prediction} (P {p:.2f})"
 
 
+def not_screened(status: str) -> str:
+    """The screening cell of an input the model never scored: ``unreadable: not screened``."""
+    return f"{NOT_SCREENED_WORDS.get(status, status)}: not screened"
+
+
 def whose(result: Result) -> str:
-    """The film's patient and study date from its DICOM header ("" when it has none): with DICOM
-    files named by UID, the path alone does not tell a reader whose film a row is."""
+    """The film's patient and study date from its DICOM header as HTML, each kept on one line
+    ("" when it has none): with DICOM files named by UID, the path alone tells a reader nothing."""
     named = zip(PHI_COLUMNS, ("patient", "study"))  # the CSV's identifying columns, as the page names them
-    return ", ".join(f"{label} {result.info[key]}" for key, label in named if result.info.get(key))
+    return ", ".join(f'<span class="nowrap">{label} {html.escape(result.info[key])}</span>'
+                     for key, label in named if result.info.get(key))
 
 
-def _row(result: Result, classifier: Classifier, explain_flagged: bool, phi: bool) -> str:
-    """One table row; the image is re-read through the contract for its thumbnail."""
-    bundle = classifier.bundle
-    path = html.escape(result.display)
+def _path_cell(result: Result, phi: bool) -> str:
+    """The path, breakable after its separators (``/``, ``_``, ``-``) rather than mid-word,
+    then the patient line."""
+    path = re.sub(r"([/_-])", r"\1<wbr>", html.escape(result.display))
     patient = whose(result) if phi else ""
-    if patient:
-        path += f'<br><span class="patient">{html.escape(patient)}</span>'
-    if result.status != OK:
-        return (f'<tr class="error"><td></td><td class="path">{path}</td>'
-                f'<td class="prediction">{NOT_SCREENED[result.status]}</td><td></td>'
-                f"<td>{html.escape(result.error)}</td><td></td></tr>")
-    flagged = result.prediction != bundle.negative_label
-    try:
-        pixels = load_image(result.path, bundle.contract).pixels
-    except ImageReadError as exc:  # changed or removed since it was classified
-        thumb, heat, note = "", "", f"cannot show: {exc}"
-    else:
-        thumbnail = Image.fromarray(pixels).resize((THUMBNAIL, THUMBNAIL))
-        thumb = _img(_data_uri(thumbnail, "JPEG"), result.display)
-        heat, note = "", ""
-        if flagged and explain_flagged:
-            heatmap = explain.occlusion_map(classifier, pixels)
-            picture = explain.overlay(pixels, heatmap.level).resize((THUMBNAIL, THUMBNAIL))
-            heat = _img(_data_uri(picture, "PNG"), f"heatmap of {result.display}")
-            note = heatmap.flat_note  # a grey overlay would otherwise read as "nothing found"
-    note = "; ".join(n for n in (input_note(result.info), note) if n)  # the CSV's warnings, e.g. a lateral view
-    probability = result.probability or 0.0
-    bar = f'<span class="bar" style="width:{probability * 80:.0f}px"></span>'
-    return (
-        f'<tr class="{"flagged" if flagged else "normal"}"><td>{thumb}</td><td class="path">{path}</td>'
-        f'<td class="prediction">{html.escape(verdict(result, bundle))}</td>'
-        f'<td class="probability">{probability:.3f}{bar}</td><td>{html.escape(note)}</td><td>{heat}</td></tr>'
-    )
+    return f'{path}<br><span class="patient">{patient}</span>' if patient else path
+
+
+def score_cell(probability: float, threshold: float) -> str:
+    """The score, a bar with the threshold ticked on it, and "borderline" near the threshold."""
+    tick = f'<span class="tick" style="left:{threshold * BAR_WIDTH:.0f}px"></span>'
+    bar = f'<span class="track"><span class="bar" style="width:{probability * BAR_WIDTH:.0f}px"></span>{tick}</span>'
+    near = abs(probability - threshold) < BORDERLINE
+    return f"{probability:.3f}{bar}" + ('<span class="borderline">borderline</span>' if near else "")
+
+
+class _Page:
+    """Rows of one page: the classifier (for thumbnails and heatmaps) and what to show."""
+
+    def __init__(self, classifier: Classifier, folder: Path, explain_flagged: bool, phi: bool):
+        self.classifier = classifier
+        self.folder = folder
+        self.explain_flagged = explain_flagged
+        self.phi = phi
+        self.stats = PageStats()
+
+    def row(self, result: Result) -> str:
+        """One table row; the image is re-read through the contract for its thumbnail."""
+        path = _path_cell(result, self.phi)
+        heat_cell = "<td></td>" if self.explain_flagged else ""
+        if result.status != OK:
+            return (f'<tr class="unscreened {html.escape(result.status)}"><td></td><td class="path">{path}</td>'
+                    f'<td class="prediction">{html.escape(not_screened(result.status))}</td><td></td>'
+                    f"<td>{html.escape(result.error)}</td>{heat_cell}</tr>")
+        bundle = self.classifier.bundle
+        flagged = result.prediction != bundle.negative_label
+        thumb, heat, note = self._pictures(result, flagged)
+        note = "; ".join(n for n in (input_note(result.info), note) if n)  # the CSV's warnings, e.g. a lateral view
+        heat_cell = f"<td>{heat}</td>" if self.explain_flagged else ""
+        return (
+            f'<tr class="{"flagged" if flagged else "normal"}"><td class="thumb">{thumb}</td>'
+            f'<td class="path">{path}</td><td class="prediction">{html.escape(verdict(result, bundle))}</td>'
+            f'<td class="probability">{score_cell(result.probability or 0.0, bundle.threshold)}</td>'
+            f'<td class="note">{html.escape(note)}</td>{heat_cell}</tr>'
+        )
+
+    def _pictures(self, result: Result, flagged: bool) -> tuple[str, str, str]:
+        """(thumbnail, heatmap, note) cells' content; the thumbnail links to the film."""
+        bundle = self.classifier.bundle
+        try:
+            pixels = load_image(result.path, bundle.contract).pixels
+        except ImageReadError as exc:  # changed or removed since it was classified
+            return "", "", f"cannot show: {exc}"
+        size = display_size(result)
+        href = link(result, self.folder)
+        thumb = f'<a href="{href}">{_img(Image.fromarray(pixels).resize(size), "JPEG", result.display)}</a>'
+        if not (flagged and self.explain_flagged):
+            return thumb, "", ""
+        if explain.at_ceiling(result.probability or 0.0, bundle):
+            self.stats.at_ceiling += 1
+            return thumb, CEILING_CELL, ""
+        started = time.perf_counter()
+        heatmap = explain.occlusion_map(self.classifier, pixels)
+        self.stats.heatmaps += 1
+        self.stats.seconds += time.perf_counter() - started
+        picture = explain.overlay(pixels, heatmap.level).resize(size)
+        # a grey overlay would otherwise read as "nothing found"
+        return thumb, f'<a href="{href}">{_img(picture, "PNG", f"heatmap of {result.display}")}</a>', heatmap.flat_note
 
 
 def model_line(bundle: Bundle) -> str:
@@ -144,52 +226,100 @@ def operating_point(bundle: Bundle) -> str:
     return text if own == bundle.threshold else f"{text}, set with --threshold; the model's own is {own:g}"
 
 
-def _head(out: TextIO, results: Sequence[Result], classifier: Classifier, title: str, heatmaps: bool) -> None:
-    bundle = classifier.bundle
+def count(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@dataclasses.dataclass
+class Source:
+    """The report a page shows: its path (None for a report sent to stdout) and its row count."""
+
+    report: Path | None
+    rows: int
+
+    @property
+    def title(self) -> str:
+        """The page's title names its report, so two pages' tabs and files are told apart."""
+        return f"cxr-edge triage: {self.report.name}" if self.report else "cxr-edge triage report"
+
+    def line(self, shown: int) -> str:
+        """Which report, where, and how many of its rows the page shows."""
+        if self.report is None:
+            return f"Report on standard output: {count(shown, 'row')}"
+        which = f"Report {self.report.name} in {self.report.absolute().parent}"
+        if shown == self.rows:
+            return f"{which}: {'all ' if self.rows > 1 else ''}{count(self.rows, 'row')} shown"
+        return f"{which}: {shown} of its {count(self.rows, 'row')} shown"
+
+
+_REPORT_META = re.compile(r'<meta name="cxr-edge-report" content="([^"]*)">')
+
+
+def _report_meta(source: Source) -> str:
+    """The report's absolute path, so that a resumed run knows a page as its report's own."""
+    if source.report is None:
+        return ""
+    return f'<meta name="cxr-edge-report" content="{html.escape(str(source.report.absolute()))}">'
+
+
+def report_of(head: str) -> Path | None:
+    """The report a page's start names (:func:`_report_meta`), or None for any other file."""
+    match = _REPORT_META.search(head)
+    return Path(html.unescape(match[1])) if match else None
+
+
+def _head(out: TextIO, results: Sequence[Result], bundle: Bundle, source: Source, heatmaps: bool) -> None:
     flagged = sum(r.status == OK and r.prediction != bundle.negative_label for r in results)
-    errors = sum(r.status == ERROR for r in results)
-    rejected = sum(r.status == REJECTED for r in results)
+    unscreened = len(results) - sum(r.status == OK for r in results)
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    caveat = f'<p class="meta">{html.escape(HEATMAP_CAVEAT)}</p>\n' if heatmaps else ""
-    unreadable = (f"<strong>{errors} unreadable</strong> (not screened: listed after the flagged ones, each must "
-                  "be read)") if errors else "0 unreadable"
-    if rejected:
-        unreadable += (f", <strong>{rejected} rejected</strong> (not screened: the model's gate found they are not "
-                       "upright frontal chest films; listed with the unreadable ones, each says why)")
+    kinds = collections.Counter(NOT_SCREENED_WORDS.get(r.status, r.status) for r in results if r.status != OK)
+    detail = ", ".join(f"{n} {html.escape(kind)}" for kind, n in sorted(kinds.items()))
+    unscreened_text = (f"<strong>{unscreened} not screened</strong> ({detail}; listed after the flagged ones, each "
+                       "must be read)") if unscreened else "0 not screened"
+    title = html.escape(source.title)
     out.write(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1>\n"
-        f'<p class="meta">{len(results)} images: <strong>{flagged} flagged</strong> for review '
-        f"({html.escape(bundle.score_name)} &ge; {html.escape(operating_point(bundle))}), "
-        f"{unreadable}. "
+        f"{_report_meta(source)}<title>{title}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>{title}</h1>\n"
+        f'<p class="meta">{html.escape(source.line(len(results)))}: <strong>{flagged} flagged</strong> for review '
+        f"({html.escape(bundle.score_name)} &ge; {html.escape(operating_point(bundle))}; "
+        f"&ldquo;borderline&rdquo; within {BORDERLINE:g} of it), {unscreened_text}. "
         f"{html.escape(model_line(bundle))}; "
         f"cxr-edge {__version__}; {html.escape(when)}. "
         "Screening aid only: a clinician reads every image.</p>\n"
-        f"{caveat}<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
-        f"<th>{html.escape(bundle.score_name)}</th>"
-        "<th>note</th><th>heatmap</th></tr></thead><tbody>\n"
     )
+    if heatmaps:
+        at_ceiling = sum(r.status == OK and r.prediction != bundle.negative_label
+                         and explain.at_ceiling(r.probability or 0.0, bundle) for r in results)
+        ceiling = f" {explain.ceiling_note(bundle, at_ceiling)}" if at_ceiling else ""
+        out.write(f'<p class="meta">{html.escape(HEATMAP_CAVEAT)}<br><span class="nowrap">Colour scale: no drop '
+                  f'<span class="legend"></span> largest drop.</span>{html.escape(ceiling)}</p>\n')
+    heat_header = "<th>heatmap</th>" if heatmaps else ""
+    out.write(f"<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
+              f"<th>{html.escape(bundle.score_name)}</th><th>note</th>{heat_header}</tr></thead><tbody>\n")
 
 
 def write_html(
     path: str | Path,
     results: Sequence[Result],
     classifier: Classifier,
+    source: Source,
     explain_flagged: bool = False,
-    title: str = "cxr-edge triage report",
     progress: bool = False,
     phi: bool = True,
-) -> Path:
-    """Write the page for ``results``; heatmaps for flagged images when ``explain_flagged``; each
-    DICOM film's patient and study date unless ``phi`` is False (``--no-phi``, as in the CSV)."""
+) -> PageStats:
+    """Write the page for ``results`` (the rows of ``source``) atomically; heatmaps for flagged
+    images when ``explain_flagged``; each DICOM film's patient and study date unless ``phi`` is
+    False (``--no-phi``, as in the CSV). An interruption leaves the old page, or none."""
     path = Path(path)
     rows = order(results, classifier.bundle.negative_label)
-    with open(path, "w", encoding="utf-8") as out:
-        _head(out, rows, classifier, title, heatmaps=explain_flagged)
+    page = _Page(classifier, path.parent, explain_flagged, phi)
+    with written_whole(path, "w", encoding="utf-8") as out:
+        _head(out, rows, classifier.bundle, source, heatmaps=explain_flagged)
         bar = tqdm(rows, unit="img", desc="html", file=sys.stderr, disable=not progress, dynamic_ncols=True)
         for result in bar:
-            out.write(_row(result, classifier, explain_flagged, phi) + "\n")
+            out.write(page.row(result) + "\n")
         out.write("</tbody></table>\n</body></html>\n")
-    return path
+    return page.stats

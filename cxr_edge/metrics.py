@@ -326,6 +326,20 @@ def threshold_for_sensitivity(y_true: Sequence, score: Sequence, target: float =
     return float(thresholds[np.argmax(tps >= target * tps[-1] - 1e-9)])
 
 
+def threshold_interval(
+    y_true: Sequence, score: Sequence, target: float, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+    groups: Sequence | None = None,
+) -> tuple[float, float]:
+    """Bootstrap ``level`` interval of :func:`threshold_for_sensitivity`: how far the threshold
+    tuned on this sample would move on another like it (resamples without positives left out)."""
+    y, s = _binary_inputs(y_true, score)
+
+    def statistic(idx: np.ndarray) -> dict[str, float]:
+        return {"threshold": threshold_for_sensitivity(y[idx], s[idx], target) if y[idx].any() else NAN}
+
+    return bootstrap(statistic, len(y), n_boot=n_boot, seed=seed, level=level, groups=groups)["threshold"]
+
+
 def brier_score(y_true: Sequence, prob: Sequence) -> float:
     """Mean squared difference between the probability and the 0/1 outcome."""
     y, p = _binary_inputs(y_true, prob)

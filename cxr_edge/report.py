@@ -23,10 +23,11 @@ import io
 import os
 import stat
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import IO, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -132,6 +133,7 @@ class ReportWriter:
         self.model_id = model_id
         self.threshold = None if threshold is None else threshold_cell(threshold)
         self.done: set[str] = set()
+        self.rows = 0  # rows in the report: kept by a resume, then written
         self._last_sync = time.monotonic()
         if str(out) == STDOUT:
             self.path = None
@@ -157,8 +159,11 @@ class ReportWriter:
         blob = bytearray(format_row(self.header))
         if resume and not _looks_like_report(body):
             raise ReportError(f"{self.path} is not a cxr-edge report; refusing to resume into it")
+        if resume:
+            _check_columns(body, self.path)
         for row in _rows_to_keep(body, self.model_id, self.threshold, self.path) if resume else ():
             self.done.add(row["path"])
+            self.rows += 1
             blob += format_row(row.get(c, "") for c in self.header)
         with _disk_errors(self.path):
             if existing and existing.startswith(blob):
@@ -200,6 +205,7 @@ class ReportWriter:
     def write(self, cells: dict[str, str]) -> None:
         """Append one row now (a single write), and fsync if the last sync is old."""
         self._write(format_row(cells.get(c, "") for c in self.header))
+        self.rows += 1
         if time.monotonic() - self._last_sync >= FSYNC_SECONDS:
             self.sync()
 
@@ -234,6 +240,21 @@ def _disk_errors(path: Path) -> Iterator[None]:
             f"cannot write the report {path}: {exc.strerror or exc}; the rows already in it are kept: "
             "fix the disk (free space), then run again with --resume"
         ) from exc
+
+
+@contextmanager
+def written_whole(path: Path, mode: str = "wb", **open_args: Any) -> Iterator[IO[Any]]:
+    """A file that appears at ``path`` only once whole: written to a temporary file beside it,
+    then renamed over the old one. An interruption leaves the old file (or none), never a cut one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with open(fd, mode, **open_args) as fh:
+            yield fh
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from the clinic's other accounts
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _sync_folder(folder: Path) -> None:
@@ -287,9 +308,29 @@ def _read_all(fd: int) -> bytes:
 
 
 def _looks_like_report(data: bytes) -> bool:
-    """A report starts with its ``path`` column; a torn first write may have cut even that."""
-    head = data[: len(BASE_COLUMNS[0]) + 1].rstrip(b"\0")
-    return head == b"" or (BASE_COLUMNS[0] + ",").encode().startswith(head)
+    """A report starts with its ``path`` column, quoted or not (a spreadsheet may quote every
+    field when it saves); a torn first write may have cut even that."""
+    first = (BASE_COLUMNS[0] + ",").encode()
+    head = data.rstrip(b"\0")[: len(first) + 1].replace(b'"', b"")[: len(first)]
+    return first.startswith(head)
+
+
+#: Columns a resume reads: a report re-saved without them would silently lose its rows.
+RESUME_COLUMNS = ("path", "status", "model", "threshold")
+
+
+def _check_columns(data: bytes, path: Path) -> None:
+    """Refuse a report whose header lost a column a resume needs (a spreadsheet renamed it)."""
+    text = data.decode("utf-8", errors="replace")
+    if "\n" not in text:
+        return  # a header cut by a crash: there are no rows to lose
+    header = next(csv.reader(io.StringIO(text, newline="")))
+    missing = [c for c in RESUME_COLUMNS if c not in header]
+    if missing:
+        raise ReportError(
+            f"{path}: its header lacks the column(s) {', '.join(missing)} (was it re-saved by a spreadsheet "
+            "that renamed them?); restore the header or choose another --out"
+        )
 
 
 def _rows_to_keep(data: bytes, model_id: str, threshold: str | None, path: Path) -> Iterator[dict[str, str]]:
@@ -298,15 +339,9 @@ def _rows_to_keep(data: bytes, model_id: str, threshold: str | None, path: Path)
     Rows ``ok`` for another model, or decided at another threshold, are results that
     resuming would lose or contradict: refuse instead.
     """
-    text = data.rstrip(b"\0").decode("utf-8", errors="replace")
-    if not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]  # a crash cut the last row: drop it
-    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = next(reader)
-        for record in reader:
-            row = dict(zip(header, record))
-            if len(record) != len(header) or row.get("status") != OK:
+        for row in parse_rows(data):
+            if row.get("status") != OK:
                 continue
             if row.get("model") != model_id:
                 raise ReportExists(
@@ -319,5 +354,68 @@ def _rows_to_keep(data: bytes, model_id: str, threshold: str | None, path: Path)
                     "with that --threshold, or choose another --out (--overwrite replaces those results)"
                 )
             yield row
-    except (StopIteration, csv.Error):
-        return  # no header, or unparseable text (a torn quoted cell): keep what came before
+    except csv.Error:
+        return  # unparseable text (a torn quoted cell): keep what came before
+
+
+def parse_rows(data: bytes) -> Iterator[dict[str, str]]:
+    """The complete records of a report's bytes as dicts (a byte-order mark and a torn last
+    record are dropped, as are records whose cell count is not the header's); raises
+    ``csv.Error`` where a torn quoted cell makes the rest unreadable."""
+    text = data.removeprefix(codecs.BOM_UTF8).rstrip(b"\0").decode("utf-8", errors="replace")
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a crash cut the last row: drop it
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    for record in reader if header else ():
+        if len(record) == len(header):
+            yield dict(zip(header, record))
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """Every complete record of the report at ``path``, with formula guards taken off again."""
+    try:
+        return [{k: unneutralise(v) for k, v in row.items()} for row in parse_rows(Path(path).read_bytes())]
+    except csv.Error as exc:
+        raise ReportError(f"{path}: not a readable CSV report ({exc})") from exc
+    except OSError as exc:
+        raise ReportError(f"cannot read the report {path}: {exc.strerror or exc}") from exc
+
+
+def unneutralise(cell: str) -> str:
+    """The cell as it was before :func:`neutralise`."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+
+
+def row_result(row: dict[str, str], labels: Sequence[str], base: Path) -> Result:
+    """A report row back as the :class:`Result` it was written from (what the page needs).
+
+    ``path`` is as named on the command line: relative paths are taken from the current
+    folder when the file is there, else from ``base`` (the report's folder).
+    """
+    display = row["path"]
+    here = Path(display)
+    path = here if here.is_absolute() or here.exists() else base / here
+    return Result(
+        path=str(path),
+        display=display,
+        status=row.get("status", ""),
+        error=row.get("error", ""),
+        prediction=row.get("prediction", ""),
+        probability=_number(row.get("probability", "")),
+        label_probs=tuple(_number(row.get(f"p_{label}", "")) or 0.0 for label in labels),
+        width=_integer(row.get("width", "")),
+        height=_integer(row.get("height", "")),
+        info={k: row[k] for k in (*HEADER_COLUMNS, NOTE_COLUMN) if row.get(k)},
+    )
+
+
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _integer(cell: str) -> int | None:
+    return int(cell) if cell.isdigit() else None

@@ -68,7 +68,8 @@ def test_classify_writes_one_ok_row_per_image_and_a_summary(cli, folder, binary_
         assert row["model"] == model.short_id
         assert (row["width"], row["height"]) == ("96", "80")
         assert (float(row["probability"]) >= model.threshold) == (row["prediction"] != model.negative_label)
-    assert "5 classified" in result.stderr and "0 errors" in result.stderr and "images/s" in result.stderr
+    assert "5 classified" in result.stderr and "0 unreadable" in result.stderr and "images/s" in result.stderr
+    assert result.stderr.splitlines()[-1] == f"report: {out}"
     assert result.stdout == ""
 
 
@@ -83,7 +84,7 @@ def test_bad_inputs_get_error_rows_and_exit_code_1(cli, folder, binary_model, ba
         [row] = (rows[path] for path in under(folder, f"bad/{name}"))
         assert row["status"] == "error" and row["prediction"] == "" and row["probability"] == ""
         assert re.search(message, row["error"]), row["error"]
-    assert f"{len(expected)} errors" in result.stderr
+    assert f"{len(expected)} unreadable: " in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -372,7 +373,7 @@ def test_a_folder_that_cannot_be_listed_gets_an_error_row_and_exit_code_1(cli, f
     unlistable(folder / "sub")
     out = folder.parent / "report.csv"
     result = cli("classify", folder, "--out", out, "--model", binary_model)
-    assert result.exit_code == 1 and "1 errors" in result.stderr
+    assert result.exit_code == 1 and "1 unreadable: cannot list this folder: Permission denied (1)" in result.stderr
     rows = {r["path"]: r for r in report_rows(out)}
     [locked] = (rows[path] for path in under(folder, "sub/"))
     assert locked["status"] == "error" and locked["error"] == "cannot list this folder: Permission denied"

@@ -13,7 +13,7 @@ import pytest
 from cxr_edge import runtime
 from cxr_edge.bundle import BundleError, load_bundle
 from cxr_edge.discover import Found, discover
-from cxr_edge.engine import ERROR, OK, Classifier, Tally, classify
+from cxr_edge.engine import ERROR, OK, Classifier, Result, Tally, classify
 from cxr_edge.preprocess import load_image
 
 
@@ -91,7 +91,20 @@ def test_tally_counts_labels_and_errors(tmp_path, make_image, binary_model) -> N
     for result in classify(discover([tmp_path]), Classifier(load_bundle(binary_model))):
         tally.add(result)
     assert (tally.classified, tally.errors) == (3, 1)
-    assert "3 classified" in tally.summary() and "1 errors" in tally.summary() and "images/s" in tally.summary()
+    assert "3 classified" in tally.summary() and "1 unreadable: empty file" in tally.summary()
+    assert "images/s" in tally.summary()
+
+
+def test_the_summary_groups_the_reasons_inputs_were_not_screened() -> None:
+    """"7 errors" sends a reader through the CSV; "7 unreadable: pydicom not installed (7)" does not."""
+    tally = Tally()
+    reasons = ["pydicom not installed"] * 7 + ["empty file"] * 2 + ["a", "b", "c"]
+    for n, why in enumerate(reasons):
+        tally.add(Result(f"{n}", f"{n}.dcm", ERROR, error=why))
+    tally.add(Result("x", "x.png", "rejected", error="not a chest film"))
+    assert tally.counts() == ("0 classified (none); 12 unreadable: pydicom not installed (7), empty file (2), "
+                              "a (1), 2 for other reasons; 1 rejected: not a chest film (1)")
+    assert tally.errors == 13
 
 
 def test_a_model_whose_input_differs_from_its_manifest_is_refused(tmp_path, binary_model, copy_bundle) -> None:

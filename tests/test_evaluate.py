@@ -448,3 +448,55 @@ def test_an_out_dir_that_cannot_take_the_predictions_is_fatal_after_printing_the
     (tmp_path / "out" / "predictions.csv").mkdir(parents=True)
     result = cli("evaluate", data, "--model", binary_model, "--out-dir", tmp_path / "out", "--no-plots")
     assert result.exit_code == 3 and "cannot write into" in result.stderr and "95% CI" in result.stdout
+
+
+# --- what the figures cannot say ----------------------------------------------------------------
+
+
+def test_fewer_than_the_minimum_of_a_class_is_warned_in_table_and_json():
+    few = evaluation([0] * 30 + [1] * 60, np.r_[np.linspace(0, 0.4, 30), np.linspace(0.6, 1, 60)])
+    warning = "only 60 positive and 30 negative readable images (fewer than 50 of a class): every figure is rough"
+    assert re.search(f"^warning: {re.escape(warning)}", evaluate.format_table(few), re.M)
+    assert few.to_json()["warnings"][0].startswith(warning)
+    enough = evaluation([0] * 50 + [1] * 50, np.r_[np.linspace(0, 0.4, 50), np.linspace(0.6, 1, 50)])
+    assert enough.warnings == [] and "warning:" not in evaluate.format_table(enough)
+
+
+def test_intervals_on_two_films_say_they_cannot_be_estimated():
+    """On 2 films AUC printed "1.000 1.000-1.000"."""
+    ev = evaluation([0, 1], [0.1, 0.9])
+    table = evaluate.format_table(ev)
+    for name in ("f1", "balanced_accuracy", "auc"):
+        assert re.search(f"^{name} +1\\.000 +cannot be estimated$", table, re.M)
+    assert re.search(r"^sensitivity +1\.000 +0\.025-1\.000$", table, re.M)  # exact: 1 of 1 proves little
+    assert "none for f1, balanced_accuracy, auc with fewer than 10 images of a class" in table
+    assert json.loads(json.dumps(ev.to_json(), allow_nan=False))["ci95"]["auc"] == [None, None]
+
+
+def test_a_target_threshold_comes_with_its_interval_and_the_sensitivity_it_surely_reaches():
+    """99 of 100 positives found is compatible with a sensitivity of about 0.95, not 0.99."""
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(100), np.ones(100)]
+    p = np.r_[rng.uniform(0, 0.6, 100), rng.uniform(0.3, 1, 100)]
+    target = evaluation(y, p, target_sensitivity=0.99).at_target
+    assert target["tp"] == 99 and target["sensitivity_lower_95"] == pytest.approx(0.9455, abs=5e-4)
+    low, high = target["threshold_ci95"]
+    assert low <= target["threshold"] <= high and low < high
+    line = evaluate.format_table(evaluation(y, p, target_sensitivity=0.99)).splitlines()[-1]
+    assert line == (f"  95% CI of that threshold over resamples: {low:.3f}-{high:.3f}; "
+                    "the sensitivity it reaches is at least 0.945 (exact 95% bound)")
+
+
+def test_metrics_threshold_interval_holds_the_threshold_of_every_resample():
+    y, s = [0, 0, 1, 1, 1], [0.1, 0.5, 0.4, 0.7, 0.9]
+    low, high = metrics.threshold_interval(y, s, 1.0, n_boot=300)
+    assert 0.4 <= low <= high <= 0.9
+
+
+def test_a_folder_of_kermany_file_names_is_warned_to_look_like_the_training_set():
+    names = [f"NORMAL/IM-{i:04d}-0001.jpeg" for i in range(3)] + [f"PNEUMONIA/person{i}_virus_{i}.jpeg" for i in range(3)]
+    ev = evaluation([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.8, 0.9], names=names)
+    assert any(w.startswith("6 of 6 file names follow the Kermany et al. pattern") for w in ev.warnings)
+    assert "the bundled models were trained on that dataset's train split" in evaluate.format_table(ev)
+    clinic = evaluation([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    assert not any("Kermany" in w for w in clinic.warnings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFont
 
 from conftest import hotspot
 from cxr_edge import explain
@@ -145,8 +145,28 @@ def test_explain_command_writes_one_figure_per_image(cli, binary_model, tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["in0.occlusion.png", "in1.occlusion.png"]
     assert "in0.png: probability" in result.stdout
     with Image.open(out / "in0.occlusion.png") as img:
-        size = load_bundle(binary_model).contract.size
-        assert img.size[0] == 2 * 2 * size[0] + 8 and img.mode == "RGB"
+        side = 2 * max(load_bundle(binary_model).contract.size)
+        assert img.size[0] == 2 * side + 8 and img.mode == "RGB"
+        film = np.asarray(img.convert("L"))[:, :side]
+    height = round(side * 260 / 300)  # 300x260: the film's proportions, not a square
+    assert film[height - 1].min() < 250 and film[height + 1 : height + 20].min() > 250
+
+
+def test_figure_captions_render_non_latin_names_and_keep_spaces(tmp_path):
+    """Pillow's default font drew boxes for 肺 and collapsed spaces."""
+    font = explain.caption_font()
+    assert isinstance(font, ImageFont.FreeTypeFont) and "DejaVu" in font.getname()[0]
+    assert font.getlength("a  b") > font.getlength("a b")
+    missing = font.getmask("\ue000")  # a private-use character: no font has it, so its box is drawn
+    for letter in "ЖΩüł":
+        glyph = font.getmask(letter)
+        assert (glyph.size, bytes(glyph)) != (missing.size, bytes(missing)), letter
+
+
+def test_a_figure_has_a_colour_bar_from_no_drop_to_full_colour():
+    bar = np.asarray(explain.colour_bar(50))
+    assert bar[0, 0].tolist() == explain.colormap(np.array(0.0)).tolist()
+    assert bar[0, -1].tolist() == explain.colormap(np.array(1.0)).tolist()
 
 
 def test_explain_without_images_says_so(cli, binary_model, tmp_path):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import html.parser
 import io
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +21,7 @@ import pytest
 from PIL import Image
 
 from cxr_edge import explain, html_report
+from cxr_edge.report import ReportWriter
 from cxr_edge.engine import ERROR, OK, Result
 from cxr_edge.html_report import order
 from cxr_edge.preprocess import Contract
@@ -38,6 +42,7 @@ class Page(html.parser.HTMLParser):
         self.rows: list[tuple[str, list[str]]] = []
         self.images: list[str] = []
         self.external: list[str] = []
+        self.links: list[str] = []
         self._cell: list[str] | None = None
         self.feed(text)
 
@@ -49,9 +54,10 @@ class Page(html.parser.HTMLParser):
             self.rows[-1][1].append("")
         if tag == "img":
             self.images.append(attrs["src"])
-        for name in ("src", "href"):
-            if name in attrs and not attrs[name].startswith("data:"):
-                self.external.append(attrs[name])
+        if tag == "a":
+            self.links.append(attrs["href"])  # a film beside the page, not the network
+        elif "src" in attrs and not attrs["src"].startswith("data:") or "href" in attrs:
+            self.external.append(attrs.get("src") or attrs["href"])
         if tag in ("script", "link", "iframe"):
             self.external.append(tag)
 
@@ -81,17 +87,32 @@ def test_order_is_flagged_first_then_unreadable_then_the_rest():
     assert [r.display for r in order(results, "NORMAL")] == ["c.png", "d.png", "b.png", "e.png", "a.png"]
 
 
+def fake_bundle(**manifest) -> SimpleNamespace:
+    return SimpleNamespace(negative_label="NORMAL", positive_labels=("PNEUMONIA",), threshold=0.5,
+                           contract=Contract(width=32, height=32), manifest=manifest)
+
+
 def test_a_blank_heatmap_of_a_saturated_positive_says_why(tmp_path, monkeypatch):
     synthetic_xray(0, (32, 32), lesion=True).save(tmp_path / "film.png")
-    flat = np.zeros((32, 32), np.float32)  # P = 0.996: no occluded square lowers the score
+    flat = np.zeros((32, 32), np.float32)  # P = 0.99: no occluded square lowers the score
     monkeypatch.setattr(
-        explain, "occlusion_map", lambda classifier, pixels: explain.Heatmap(pixels, 0.996, flat, 0.1, 10)
+        explain, "occlusion_map", lambda classifier, pixels: explain.Heatmap(pixels, 0.99, flat, 0.1, 10)
     )
-    bundle = SimpleNamespace(negative_label="NORMAL", positive_labels=("PNEUMONIA",),
-                             contract=Contract(width=32, height=32))
-    result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=0.996)
-    row = Page(html_report._row(result, SimpleNamespace(bundle=bundle), explain_flagged=True, phi=True)).rows[0][1]
-    assert row[4] == explain.FLAT
+    result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=0.99,
+                    width=32, height=32)
+    page = html_report._Page(SimpleNamespace(bundle=fake_bundle()), tmp_path, explain_flagged=True, phi=True)
+    assert Page(page.row(result)).rows[0][1][4] == explain.FLAT
+
+
+def test_a_film_at_the_output_ceiling_gets_no_heatmap_and_the_page_says_why_once(tmp_path, monkeypatch):
+    """82 of 97 flagged films sat at 0.996 (255/256) and their heatmaps came out blank, at 1.5 s each."""
+    synthetic_xray(0, (32, 32), lesion=True).save(tmp_path / "film.png")
+    monkeypatch.setattr(explain, "occlusion_map", lambda *a: pytest.fail("occlusion at the ceiling"))
+    result = Result(str(tmp_path / "film.png"), "film.png", OK, prediction="PNEUMONIA", probability=255 / 256,
+                    width=32, height=32)
+    page = html_report._Page(SimpleNamespace(bundle=fake_bundle(output={"dtype": "uint8"})), tmp_path, True, True)
+    assert Page(page.row(result)).rows[0][1][5] == html_report.CEILING_CELL
+    assert page.stats.at_ceiling == 1 and page.stats.heatmaps == 0
 
 
 @pytest.fixture
@@ -100,7 +121,7 @@ def report(cli, binary_model, tmp_path, report_rows):
     data = folder_of_images(tmp_path / "data")
     page = tmp_path / "report.html"
     result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv",
-                 "--html", page, "--explain")
+                 "--html", page, "--explain", "--threshold", "0.02")  # flags one film below the output's top
     assert result.exit_code == 1  # the damaged file
     return page, report_rows(tmp_path / "r.csv")
 
@@ -122,15 +143,19 @@ def test_page_is_self_contained_sorted_and_complete(report, tmp_path):
     assert [cells[2] for cells, _ in classified] == [verdicts[r["prediction"]] for _, r in classified]
     broken = next(r for r in rows if r["status"] == "error")
     error_row = parsed.rows[len(flagged_rows)]
-    assert error_row[0] == "error" and error_row[1][2] == "unreadable: not screened"
+    assert error_row[0] == "unscreened error" and error_row[1][2] == "unreadable: not screened"
     assert error_row[1][4] == broken["error"] != ""
-    flagged = sum(r["prediction"] == "PNEUMONIA" for r in ok_rows)
-    assert len(parsed.images) == len(ok_rows) + flagged  # a thumbnail each, a heatmap per flagged image
+    explained = sum(r["prediction"] == "PNEUMONIA" and float(r["probability"]) < 255 / 256 for r in ok_rows)
+    assert len(parsed.images) == len(ok_rows) + explained  # a thumbnail each, a heatmap per flagged image
+    assert explained > 0  # below the 8-bit output's ceiling, where heatmaps are skipped
+    at_ceiling = sum(r["prediction"] == "PNEUMONIA" for r in ok_rows) - explained
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    assert f"{at_ceiling} flagged films scored at the output's ceiling (0.996) get no heatmap" in text
     assert f"threshold {float(rows[0]['threshold']):g}" in page.read_text(encoding="utf-8")
     for uri in parsed.images:
         kind, data = re.match(r"data:image/(jpeg|png);base64,(.+)", uri).groups()
         with Image.open(io.BytesIO(base64.b64decode(data))) as img:
-            assert img.size == (160, 160)
+            assert img.size == (160, 160)  # the films are square
 
 
 def test_a_subtype_is_a_weak_hint_with_its_own_probability_beside_the_screening_score(
@@ -152,8 +177,8 @@ def test_a_subtype_is_a_weak_hint_with_its_own_probability_beside_the_screening_
 
 
 @pytest.mark.parametrize("threshold, operating_point", [
-    ([], "P(PNEUMONIA) ≥ threshold 0.216005), "),
-    (["--threshold", "0.5"], "P(PNEUMONIA) ≥ threshold 0.5, set with --threshold; the model's own is 0.216005), "),
+    ([], "P(PNEUMONIA) ≥ threshold 0.216005; "),
+    (["--threshold", "0.5"], "P(PNEUMONIA) ≥ threshold 0.5, set with --threshold; the model's own is 0.216005; "),
 ])
 def test_the_header_names_the_model_version_and_whose_threshold_it_is(
     cli, binary_model, tmp_path, threshold, operating_point
@@ -184,20 +209,38 @@ def test_explain_needs_html(cli, binary_model, tmp_path):
     assert result.exit_code == 2 and "--explain needs --html" in result.stderr
 
 
-@pytest.mark.parametrize("target, message", [
-    ("r.csv", "is the CSV report itself"),  # would overwrite the report
-    ("page.html", "give this page another name"),  # would replace the earlier run's page with this run's
-])
-def test_a_resumed_run_never_writes_its_page_over_what_the_run_before_wrote(
-    cli, binary_model, tmp_path, target, message
-):
+def test_a_resumed_run_replaces_its_reports_page_with_one_of_every_row(cli, binary_model, tmp_path, make_image):
+    """A resumed run's page listed only the films of that run: 51 of the report's 97 flagged ones."""
     data = folder_of_images(tmp_path / "data")
     report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
-    assert cli("classify", data, "--model", binary_model, "-o", report_csv, "--html", page).exit_code == 1
-    before = {path: path.read_bytes() for path in (report_csv, page)}
-    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", tmp_path / target)
-    assert result.exit_code == 2 and message in result.stderr
-    assert {path: path.read_bytes() for path in before} == before
+    args = ["--model", binary_model, "-o", report_csv, "--html", page]
+    assert cli("classify", data, *args).exit_code == 1
+    make_image(data / "later.png", size=(120, 90))
+    result = cli("classify", data, *args, "--resume")
+    assert result.exit_code == 1, result.stderr
+    assert len(Page(page.read_text(encoding="utf-8")).rows) == 6  # four films, broken.jpg and the new film
+    assert ": all 6 rows shown: " in page.read_text(encoding="utf-8")
+
+
+def test_a_resumed_run_never_writes_its_page_over_another_reports_page(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    page = tmp_path / "page.html"
+    assert cli("classify", data, "--model", binary_model, "-o", tmp_path / "a.csv", "--html", page).exit_code == 1
+    assert cli("classify", data, "--model", binary_model, "-o", tmp_path / "b.csv").exit_code == 1
+    before = page.read_bytes()
+    result = cli("classify", data, "--model", binary_model, "-o", tmp_path / "b.csv", "--resume", "--html", page)
+    assert result.exit_code == 2 and "was not made from" in result.stderr
+    assert page.read_bytes() == before
+
+
+def test_a_page_over_its_report_is_refused(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    report_csv = tmp_path / "r.csv"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv).exit_code == 1
+    before = report_csv.read_bytes()
+    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", report_csv)
+    assert result.exit_code == 2 and "is the CSV report itself" in result.stderr
+    assert report_csv.read_bytes() == before
 
 
 def test_a_page_in_a_missing_folder_is_refused_before_any_work(cli, binary_model, tmp_path):
@@ -239,4 +282,156 @@ def test_headless_chromium_renders_the_page(report, tmp_path):
     assert len(parsed.rows) == len(rows)
     images_in_dom = re.findall(r'<img src="data:image/', dom)
     assert len(images_in_dom) == len(parsed.images) > 0
-    assert "cxr-edge triage report" in dom
+    assert "<title>cxr-edge triage: r.csv</title>" in dom
+
+
+def interrupt_on_call(n: int):
+    """A stand-in that raises Ctrl-C on its n-th call and does what the original did before."""
+
+    def install(monkeypatch, owner, name):
+        original, calls = getattr(owner, name), []
+
+        def wrapped(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapped)
+
+    return install
+
+
+def test_ctrl_c_while_classifying_says_how_many_rows_are_kept_and_the_exact_command_to_go_on(
+    cli, binary_model, tmp_path, monkeypatch
+):
+    data = folder_of_images(tmp_path / "data")
+    report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
+    interrupt_on_call(3)(monkeypatch, ReportWriter, "write")
+    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--html", page, "--explain")
+    assert result.exit_code == 130
+    assert f"{report_csv} keeps 2 rows; continue with:" in result.stderr
+    command = shlex.split(result.stderr.splitlines()[-1])
+    assert command[:2] == ["cxr-edge", "classify"] and "--resume" in command and "--explain" in command
+    monkeypatch.undo()
+    assert cli(*command[1:]).exit_code == 1  # broken.jpg
+    assert len(Page(page.read_text(encoding="utf-8")).rows) == 5  # the rows of both runs
+
+
+def test_ctrl_c_while_drawing_heatmaps_leaves_the_old_page_whole_and_says_the_report_is_complete(
+    cli, binary_model, tmp_path, monkeypatch
+):
+    """A cut-off page said "200 images: 97 flagged" over 11 rows."""
+    data = folder_of_images(tmp_path / "data")
+    report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
+    page.write_text("yesterday's page")
+    args = ["--model", binary_model, "-o", report_csv, "--html", page, "--threshold", "0.02", "--explain"]
+    interrupt_on_call(1)(monkeypatch, explain, "occlusion_map")
+    result = cli("classify", data, *args, "--overwrite")
+    assert result.exit_code == 130
+    assert f"the report ({report_csv}, 5 rows) is complete; the page {page} was not written" in result.stderr
+    assert page.read_text() == "yesterday's page" and [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+    command = shlex.split(result.stderr.splitlines()[-1])
+    assert command[:2] == ["cxr-edge", "page"]
+    monkeypatch.undo()
+    result = cli(*command[1:], "--overwrite")
+    assert result.exit_code == 0, result.stderr
+    assert len(Page(page.read_text(encoding="utf-8")).rows) == 5
+
+
+def test_the_page_command_rebuilds_the_page_of_a_report_a_spreadsheet_resaved(cli, binary_model, tmp_path, report_rows):
+    """Every field quoted, a byte-order mark: what LibreOffice and Excel write back."""
+    data = folder_of_images(tmp_path / "data")
+    report_csv = tmp_path / "clinic day 1.csv"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv).exit_code == 1
+    rows = report_rows(report_csv)
+    with open(report_csv, "w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), quoting=csv.QUOTE_ALL)
+        writer.writeheader()
+        writer.writerows(rows)
+    page = tmp_path / "page.html"
+    result = cli("page", report_csv, "--html", page, "--model", binary_model)
+    assert result.exit_code == 0, result.stderr
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    assert "<title>cxr-edge triage: clinic day 1.csv</title>" in text
+    assert f"Report clinic day 1.csv in {tmp_path}: all 5 rows shown: <strong>2 flagged</strong>" in text
+    assert sorted(cells[1] for _, cells in Page(text).rows) == sorted(r["path"] for r in rows)
+    assert f"page: {page}" in result.stderr
+
+
+def test_the_page_command_refuses_a_report_of_another_model(cli, binary_model, float_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    assert cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv").exit_code == 1
+    result = cli("page", tmp_path / "r.csv", "--html", tmp_path / "p.html", "--model", float_model)
+    assert result.exit_code == 3 and "was written by model tiny_binary_int8@" in result.stderr
+    assert not (tmp_path / "p.html").exists()
+
+
+def test_after_a_resume_the_summary_gives_the_whole_report_and_where_it_went(cli, binary_model, tmp_path, make_image):
+    data = folder_of_images(tmp_path / "data")
+    report_csv, page = tmp_path / "r.csv", tmp_path / "page.html"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv).exit_code == 1
+    make_image(data / "later.png")
+    result = cli("classify", data, "--model", binary_model, "-o", report_csv, "--resume", "--html", page)
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("1 classified (") and "1 unreadable: not a readable image" in lines[0]
+    assert "4 already in the report" in lines[0]
+    assert lines[1].startswith("whole report: 5 classified (") and "; 1 unreadable: " in lines[1]
+    assert lines[-1] == f"report: {report_csv}; page: {page}"
+
+
+@pytest.mark.parametrize("rows, shown, line", [
+    (1, 1, "Report r.csv in /clinic: 1 row shown"),
+    (200, 200, "Report r.csv in /clinic: all 200 rows shown"),
+    (200, 150, "Report r.csv in /clinic: 150 of its 200 rows shown"),
+])
+def test_the_header_says_which_report_and_how_many_of_its_rows_the_page_shows(rows, shown, line):
+    assert html_report.Source(Path("/clinic/r.csv"), rows).line(shown) == line
+
+
+def test_thumbnails_keep_the_films_proportions_and_link_to_the_file(cli, binary_model, tmp_path, make_image):
+    """A squashed square thumbnail makes a heart look too big or too small."""
+    data = tmp_path / "films"
+    make_image(data / "wide film.png", size=(300, 200))
+    make_image(data / "tall.png", size=(100, 200))
+    page = tmp_path / "out" / "page.html"
+    page.parent.mkdir()
+    assert cli("classify", data, "--model", binary_model, "-o", tmp_path / "r.csv", "--html", page).exit_code == 0
+    parsed = Page(page.read_text(encoding="utf-8"))
+    sizes = sorted(Image.open(io.BytesIO(base64.b64decode(uri.split(",")[1]))).size for uri in parsed.images)
+    assert sizes == [(80, 160), (160, 107)]
+    assert sorted(parsed.links) == ["../films/tall.png", "../films/wide%20film.png"]
+    assert all((page.parent / urllib.parse.unquote(href)).is_file() for href in parsed.links)
+
+
+def test_without_explain_there_is_no_heatmap_column(cli, binary_model, tmp_path):
+    page = tmp_path / "page.html"
+    cli("classify", folder_of_images(tmp_path / "data"), "--model", binary_model, "-o", tmp_path / "r.csv",
+        "--html", page)
+    text = page.read_text(encoding="utf-8")
+    assert "<th>heatmap</th>" not in text
+    assert {len(cells) for _, cells in Page(text).rows} == {5}
+
+
+@pytest.mark.parametrize("probability, flagged, borderline", [(0.52, True, True), (0.48, False, True),
+                                                               (0.9, True, False), (0.1, False, False)])
+def test_a_score_near_the_threshold_is_marked_borderline_and_the_threshold_ticked(probability, flagged, borderline):
+    cell = html_report.score_cell(probability, 0.5)
+    assert ("borderline" in cell) == borderline
+    assert '<span class="tick" style="left:40px">' in cell  # the threshold on the 80 px bar
+
+
+def test_only_flagged_bars_use_the_alarm_colour():
+    css = html_report._CSS
+    assert ".bar{position:absolute;left:0;top:0;height:100%;background:#888}" in css
+    assert "tr.flagged .bar{background:#b00020}" in css
+
+
+def test_the_page_command_says_what_a_spreadsheet_changed_in_the_threshold(cli, binary_model, tmp_path):
+    data = folder_of_images(tmp_path / "data")
+    report_csv = tmp_path / "r.csv"
+    assert cli("classify", data, "--model", binary_model, "-o", report_csv).exit_code == 1
+    german = re.sub(r",0\.(216\d*),", r',"0,\1",', report_csv.read_text(encoding="utf-8"))
+    report_csv.write_text(german, encoding="utf-8")
+    result = cli("page", report_csv, "--html", tmp_path / "p.html", "--model", binary_model)
+    assert result.exit_code == 3 and "is not a number written with a decimal point" in result.stderr

@@ -260,3 +260,31 @@ def test_resume_refuses_a_file_that_is_not_a_report(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="not a cxr-edge report"):
         ReportWriter(out, HEADER, MODEL, resume=True)
     assert out.read_bytes() == b"name,phone\r\nAda,123\r\n"
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+@pytest.mark.parametrize("line_end", ["\r\n", "\n"])
+def test_resume_accepts_a_report_a_spreadsheet_re_saved_with_every_field_quoted(
+    tmp_path: Path, bom: bytes, line_end: str
+) -> None:
+    """LibreOffice's "quote all text cells" was refused as "not a cxr-edge report", rows and all."""
+    out = tmp_path / "r.csv"
+    write_report(out, row("a.png"), row("b.png", status=ERROR))
+    with open(out, newline="", encoding="utf-8") as fh:
+        records = list(csv.reader(fh))
+    quoted = io.StringIO()
+    csv.writer(quoted, quoting=csv.QUOTE_ALL, lineterminator=line_end).writerows(records)
+    out.write_bytes(bom + quoted.getvalue().encode("utf-8"))
+    writer = write_report(out, row("b.png"), resume=True)
+    assert writer.is_done("a.png") and not writer.is_done("b.png")
+    assert out.read_bytes().startswith(b"path,") and paths_in(out) == ["a.png", "b.png"]
+
+
+def test_resume_says_which_columns_a_re_saved_report_lost(tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, row("a.png"))
+    text = out.read_text(encoding="utf-8").replace(",status,", ",Status,", 1)
+    out.write_text(text, encoding="utf-8", newline="")
+    with pytest.raises(ReportError, match=r"header lacks the column\(s\) status"):
+        ReportWriter(out, HEADER, MODEL, resume=True)
+    assert out.read_text(encoding="utf-8") == text  # its rows are kept
