@@ -68,6 +68,11 @@ NOT_SCREENED_WORDS = {ERROR: "unreadable", REJECTED: "rejected (not an upright f
 REASONS_SHOWN = 3
 
 
+def _reason_kind(result: Result) -> str:
+    """The reason without its measurements, so the summary groups "rotate it upright" films together."""
+    return result.error.split(" (")[0].removeprefix("not screened: ") if result.status == REJECTED else result.error
+
+
 @dataclasses.dataclass
 class Tally:
     """Counts for the final summary: labels of the screened inputs, reasons of the others."""
@@ -81,10 +86,8 @@ class Tally:
     def add(self, result: Result) -> None:
         if result.status == OK:
             self.labels[result.prediction] += 1
-        elif result.status == REJECTED:
-            self.rejected += 1
         else:
-            self.not_screened[result.status, result.error] += 1
+            self.not_screened[result.status, _reason_kind(result)] += 1
 
     def stop(self) -> None:
         self.seconds = time.monotonic() - self.started
@@ -101,7 +104,7 @@ class Tally:
     @property
     def inputs(self) -> int:
         """Every input discovered: classified, unreadable, rejected or already in the report."""
-        return self.classified + self.errors + self.rejected + self.skipped
+        return self.classified + self.errors + self.skipped
 
     def counts(self) -> str:
         """``5 classified (NORMAL 3, PNEUMONIA 2); 7 unreadable: pydicom not installed (7)``."""
