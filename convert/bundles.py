@@ -17,6 +17,7 @@ from typing import Any
 import cxr_edge
 from convert import ops
 from cxr_edge.bundle import Bundle, load_bundle, write_bundle
+from cxr_edge.gate import GATE_SUFFIX
 from cxr_edge.preprocess import Contract
 
 DEFAULT_VERSION = "1.0.0"
@@ -100,6 +101,10 @@ def install(bundle: Bundle, folder: Path, name: str) -> Bundle:
         edgetpu = folder / f"{name}_edgetpu.tflite"
         shutil.copyfile(bundle.edgetpu_model_path, edgetpu)
         manifest["edgetpu_model_file"] = edgetpu.name
+    if bundle.gate_path is not None:
+        gate = folder / f"{name}{GATE_SUFFIX}"
+        shutil.copyfile(bundle.gate_path, gate)
+        manifest["gate"] = {**manifest["gate"], "file": gate.name}
     return load_bundle(write_bundle(model_path, manifest))
 
 

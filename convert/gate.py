@@ -26,7 +26,7 @@ from convert import ood_set
 from convert.errors import ConvertError
 from cxr_edge import runtime
 from cxr_edge.bundle import FEATURES_OUTPUT, Bundle, load_bundle, write_bundle
-from cxr_edge.gate import UPRIGHT, Gate
+from cxr_edge.gate import GATE_SUFFIX, UPRIGHT, Gate
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 DISTANCE_QUANTILE = 0.995  # validation films farther than this share's distance are rejected (0.5%)
@@ -35,7 +35,6 @@ FOREIGN = "foreign"
 PROBE_CLASSES = (UPRIGHT, *ood_set.MADE_WRONG, FOREIGN)
 MADE_WRONG_FILMS = 600  # training films turned, inverted and cropped to teach the probe
 CHECK_FILMS = 300  # validation films turned, inverted and cropped to measure it
-GATE_SUFFIX = ".gate.npz"
 OUTPUTS = ["probabilities", FEATURES_OUTPUT]
 RULE = (f"reject when the squared Mahalanobis distance of the model's pooled features from the training "
         f"films' exceeds the {DISTANCE_QUANTILE:.1%} quantile of the validation films' distances, or when "

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 UPRIGHT = "upright"
+GATE_SUFFIX = ".gate.npz"  # the arrays' file beside NAME.tflite
 ARRAYS = ("mean", "whitening", "probe_mean", "probe_scale", "probe_weights", "probe_bias")
 
 # What a technician should do, by the probe's most likely kind of wrong input.

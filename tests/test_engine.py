@@ -103,7 +103,7 @@ def test_the_summary_groups_the_reasons_inputs_were_not_screened() -> None:
         tally.add(Result(f"{n}", f"{n}.dcm", ERROR, error=why))
     tally.add(Result("x", "x.png", "rejected", error="not a chest film"))
     assert tally.counts() == ("0 classified (none); 12 unreadable: pydicom not installed (7), empty file (2), "
-                              "a (1), 2 for other reasons; 1 rejected: not a chest film (1)")
+                              "a (1), 2 for other reasons; 1 rejected (not an upright frontal chest film): not a chest film (1)")
     assert tally.errors == 13
 
 

@@ -33,13 +33,17 @@ def test_the_committed_samples_are_what_the_script_makes(tmp_path: Path) -> None
         assert np.abs(made - committed).mean() < 1.0, name  # JPEG encoders may differ by a grey level
 
 
-def test_the_readme_command_classifies_every_sample(cli, tmp_path: Path, report_rows) -> None:
+def test_the_readme_command_rejects_every_drawing_and_screen_all_classifies_them(cli, tmp_path: Path,
+                                                                                  report_rows) -> None:
+    """The samples are drawings, not films: the gate rejects them (exit 1, as README says)."""
     if DEFAULT_MODEL not in list_bundled():
         pytest.skip("no bundled default model in this checkout yet")
     out = tmp_path / "report.csv"
     result = cli("classify", SAMPLES, "--out", out)
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr
     rows = report_rows(out)
     assert sorted(r["path"] for r in rows) == sorted(p.as_posix() for p in SAMPLES.glob("synthetic_*"))
-    assert {r["status"] for r in rows} == {"ok"}
-    assert "classified" in result.stderr
+    assert {r["status"] for r in rows} == {"rejected"} and "8 rejected" in result.stderr
+    result = cli("classify", SAMPLES, "--out", out, "--overwrite", "--screen-all")
+    assert result.exit_code == 0, result.stderr
+    assert {r["status"] for r in report_rows(out)} == {"ok"} and "8 classified" in result.stderr
