@@ -57,6 +57,42 @@ def expose_features(tflite: bytes) -> bytes:
     return bytes(fb.convert_object_to_bytearray(model))
 
 
+def head_arrays(tflite: bytes) -> dict[str, np.ndarray]:
+    """The last FULLY_CONNECTED op's weights and bias in float (:mod:`cxr_edge.head`), dequantized
+    with their own scales and zero points (per output channel where the file has several)."""
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    model = fb.convert_bytearray_to_object(bytearray(tflite))
+    graph = model.subgraphs[0]
+    dense = [op for op in graph.operators if _builtin(model, op) == fb.schema_fb.BuiltinOperator.FULLY_CONNECTED][-1]
+    weights = _constant(model, graph, int(dense.inputs[1]))
+    bias = _constant(model, graph, int(dense.inputs[2])) if len(dense.inputs) > 2 and dense.inputs[2] >= 0 \
+        else np.zeros(weights.shape[0])
+    return {"head_weights": weights.reshape(weights.shape[0], -1), "head_bias": bias.reshape(-1)}
+
+
+TENSOR_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 9: np.int8}  # TFLite TensorType codes
+
+
+def _constant(model: Any, graph: Any, index: int) -> np.ndarray:
+    tensor = graph.tensors[index]
+    data = model.buffers[tensor.buffer].data
+    if data is None or len(data) == 0:  # float16 files compute the float weights with a DEQUANTIZE op
+        producer = next(op for op in graph.operators if index in op.outputs)
+        return _constant(model, graph, int(producer.inputs[0]))
+    raw = np.frombuffer(bytes(data), dtype=TENSOR_DTYPES[tensor.type])
+    values = raw.reshape(tensor.shape).astype(np.float64)
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return values
+    scale = np.asarray(q.scale, np.float64)
+    zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else np.zeros_like(scale), np.float64)
+    if len(scale) > 1:  # per output channel: the first axis of a FULLY_CONNECTED weight
+        shape = (-1,) + (1,) * (values.ndim - 1)
+        return (values - zero.reshape(shape)) * scale.reshape(shape)
+    return (values - zero[0]) * scale[0]
+
+
 def _builtin(model: Any, op: Any) -> int:
     code = model.operatorCodes[op.opcodeIndex]
     return max(code.builtinCode, code.deprecatedBuiltinCode)  # old files keep small codes in the second
@@ -208,7 +244,7 @@ def _readable(files: Sequence[tuple[str, str]], contract: Contract) -> tuple[np.
 def _write_bundle(bundle: Bundle, model_path: Path, gate: Gate, data: GateData,
                   figures: dict[str, Any], version: str | None) -> Bundle:
     gate_path = model_path.with_name(model_path.stem + GATE_SUFFIX)
-    gate.save(gate_path)
+    gate.save(gate_path, head_arrays(model_path.read_bytes()))
     manifest = {k: v for k, v in bundle.manifest.items() if k not in ("model_file", "sha256", "schema_version")}
     manifest["outputs"] = OUTPUTS
     manifest["version"] = version or manifest.get("version")

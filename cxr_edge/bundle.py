@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cxr_edge.gate import Gate
+from cxr_edge.head import Head
 from cxr_edge.preprocess import Contract
 
 SCHEMA_VERSION = 2  # 2: the model may have a features output and a gate (cxr_edge.gate); 1 still loads
@@ -49,6 +50,7 @@ class Bundle:
     manifest_path: Path
     manifest: dict[str, Any]
     gate: Gate | None = None  # None: a bundle made before gates (schema 1), or converted without one
+    head: Head | None = None  # the last layer in float, for a score that ranks (comes with the gate)
 
     @property
     def features_output(self) -> int | None:
@@ -92,6 +94,13 @@ class Bundle:
     def positive_probability(self, label_probs: np.ndarray) -> np.ndarray:
         """P(not negative_label) for each row: the score compared with the threshold."""
         return 1.0 - label_probs[:, self.labels.index(self.negative_label)]
+
+    def rank_scores(self, features: np.ndarray | None) -> np.ndarray | None:
+        """The positive score recomputed in float from the features (None without a head): it orders
+        films the 8-bit probability ties; the decision stays with the probability."""
+        if self.head is None or features is None:
+            return None
+        return self.positive_probability(self.label_probabilities(self.head.outputs(features)))
 
     def decide(self, label_probs: np.ndarray) -> list[str]:
         """Labels by the manifest's rule: flagged (score >= threshold) -> most likely positive label.
@@ -207,10 +216,10 @@ def _verify_file(bundle: Bundle) -> Bundle:
         raise BundleError(f"{bundle.gate_path}: gate file named by {bundle.manifest_path.name} is missing")
     _verify_sha256(bundle.gate_path, bundle.manifest["gate"]["sha256"])
     try:
-        gate = Gate.load(bundle.gate_path, bundle.manifest["gate"])
+        gate, head = Gate.load(bundle.gate_path, bundle.manifest["gate"])
     except (KeyError, OSError, ValueError) as exc:
         raise BundleError(f"{bundle.gate_path}: unreadable gate ({exc})") from exc
-    return dataclasses.replace(bundle, gate=gate)
+    return dataclasses.replace(bundle, gate=gate, head=head)
 
 
 def _verify_sha256(path: Path, expected: str) -> None:

@@ -57,6 +57,7 @@ class Result:
     prediction: str = ""
     probability: float | None = None  # P(not the negative label): compared with the threshold
     label_probs: tuple[float, ...] = ()  # one per manifest label, in label order
+    score: float | None = None  # the probability before the output's 8-bit rounding: orders, never decides
     width: int | None = None
     height: int | None = None
     info: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -168,14 +169,15 @@ class Classifier:
         """A single-threaded copy for one worker thread (interpreters are not thread-safe)."""
         return Classifier(self.bundle, threads=1, screen_all=self.screen_all)
 
-    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, list[Verdict] | None]:
-        """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W), and the gate's verdicts
-        (None when the bundle has no gate): one invoke gives both."""
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, list[Verdict] | None, np.ndarray | None]:
+        """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W), the gate's verdicts and
+        the rank scores (each None when the bundle has no gate or head): one invoke gives all three."""
         outputs = runtime.run_outputs(self.interpreter, batch)
         probs = self.bundle.label_probabilities(outputs[0])
-        if self.bundle.gate is None:
-            return probs, None
-        return probs, self.bundle.gate.check(outputs[self.bundle.features_output])
+        index = self.bundle.features_output
+        features = outputs[index] if index is not None else None
+        verdicts = self.bundle.gate.check(features) if self.bundle.gate is not None and features is not None else None
+        return probs, verdicts, self.bundle.rank_scores(features)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W) of prepared pixels."""
@@ -191,7 +193,7 @@ class Classifier:
         One image per invoke: batches of 4 or 8 were no faster on the CPU (decoding is the
         bottleneck) and would change the model's batch size, which not every model allows.
         """
-        probs, verdicts = self.outputs(prepared.pixels[None])
+        probs, verdicts, ranks = self.outputs(prepared.pixels[None])
         info = dict(prepared.info)
         verdict = verdicts[0] if verdicts else None
         if verdict is not None and not verdict.passed:
@@ -206,6 +208,7 @@ class Classifier:
             prediction=self.bundle.decide(probs)[0],
             probability=float(self.bundle.positive_probability(probs)[0]),
             label_probs=tuple(float(p) for p in probs[0]),
+            score=None if ranks is None else float(ranks[0]),
             width=prepared.width,
             height=prepared.height,
             info=info,

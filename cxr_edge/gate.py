@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from cxr_edge.head import Head
+
 UPRIGHT = "upright"
 GATE_SUFFIX = ".gate.npz"  # the arrays' file beside NAME.tflite
 ARRAYS = ("mean", "whitening", "probe_mean", "probe_scale", "probe_weights", "probe_bias")
@@ -109,20 +111,23 @@ class Gate:
             reason = f"not screened: {ADVICE['foreign']} {probe}"
         return Verdict(distance, p_upright, likeliest, reason)
 
-    def save(self, path: Path) -> None:
-        """Write the arrays (the cut-offs and class names go in the manifest)."""
+    def save(self, path: Path, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Write the arrays, and ``extra`` ones beside them (the model's head: :mod:`cxr_edge.head`);
+        the cut-offs and class names go in the manifest."""
         with open(path, "wb") as fh:
-            np.savez(fh, **{name: getattr(self, name) for name in ARRAYS})
+            np.savez(fh, **{name: getattr(self, name) for name in ARRAYS}, **(extra or {}))
 
     @classmethod
-    def load(cls, path: Path, record: dict[str, Any]) -> "Gate":
-        """The gate of ``path`` with the manifest's ``gate`` record (cut-offs, class names)."""
-        with np.load(path, allow_pickle=False) as arrays:
-            values = {name: np.asarray(arrays[name], dtype=np.float64) for name in ARRAYS}
+    def load(cls, path: Path, record: dict[str, Any]) -> tuple["Gate", Head | None]:
+        """The gate of ``path`` with the manifest's ``gate`` record (cut-offs, class names), and the
+        model's head when the file holds it."""
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        values = {name: np.asarray(arrays[name], dtype=np.float64) for name in ARRAYS}
         gate = cls(**values, probe_classes=tuple(record["probe_classes"]),
                    max_distance=float(record["max_distance"]), min_upright=float(record["min_upright"]))
         gate._check_shapes()
-        return gate
+        return gate, Head.from_arrays(arrays)
 
     def _check_shapes(self) -> None:
         d = self.mean.shape[0]

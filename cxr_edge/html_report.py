@@ -108,10 +108,16 @@ def link(result: Result, page_folder: Path) -> str:
     return urllib.parse.quote(Path(target).as_posix())
 
 
+def rank(result: Result) -> tuple[float, float, str]:
+    """Most suspicious first: by probability, then by the finer rank score among equal probabilities
+    (the 8-bit output ties most flagged films), then by path."""
+    return (-(result.probability or 0.0), -(result.score or 0.0), result.display)
+
+
 def order(results: Sequence[Result], negative_label: str) -> list[Result]:
     """Flagged images by probability, highest first (ties by path), then those not screened,
     then the images not flagged, by probability too."""
-    ok = sorted((r for r in results if r.status == OK), key=lambda r: (-(r.probability or 0.0), r.display))
+    ok = sorted((r for r in results if r.status == OK), key=rank)
     flagged = [r for r in ok if r.prediction != negative_label]
     unscreened = sorted((r for r in results if r.status != OK), key=lambda r: (r.status, r.display))
     return flagged + unscreened + [r for r in ok if r.prediction == negative_label]

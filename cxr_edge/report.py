@@ -42,7 +42,7 @@ except ImportError:  # Windows: no flock; the report is then unlocked
 STDOUT = "-"
 FSYNC_SECONDS = 1.0
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-BASE_COLUMNS = ("path", "prediction", "probability")
+BASE_COLUMNS = ("path", "prediction", "probability", "score")
 TAIL_COLUMNS = ("threshold", "status", "error", "model", "width", "height")
 NOTE_COLUMN = "note"
 
@@ -72,6 +72,11 @@ def _probability(value: float | None) -> str:
     return "" if value is None else np.format_float_positional(np.float32(value), trim="-")
 
 
+def _score(value: float | None) -> str:
+    """The rank score with the digits that tell films apart (it orders; it is not compared with anything)."""
+    return "" if value is None else f"{value:.12g}"
+
+
 def threshold_cell(threshold: float) -> str:
     """The threshold as the report writes it: exactly the value decided with."""
     return np.format_float_positional(threshold, trim="-")
@@ -84,6 +89,7 @@ def result_row(result: Result, labels: Sequence[str], threshold: float, model_id
         "path": result.display,
         "prediction": result.prediction,
         "probability": _probability(result.probability),
+        "score": _score(result.score),
         **{f"p_{label}": _probability(p) for label, p in zip(labels, result.label_probs)},
         "threshold": threshold_cell(threshold),
         "status": result.status,
@@ -403,6 +409,7 @@ def row_result(row: dict[str, str], labels: Sequence[str], base: Path) -> Result
         error=row.get("error", ""),
         prediction=row.get("prediction", ""),
         probability=_number(row.get("probability", "")),
+        score=_number(row.get("score", "")),
         label_probs=tuple(_number(row.get(f"p_{label}", "")) or 0.0 for label in labels),
         width=_integer(row.get("width", "")),
         height=_integer(row.get("height", "")),

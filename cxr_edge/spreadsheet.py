@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 from cxr_edge.report import written_whole
 
 #: Columns written as numbers (a probability per label too); the rest are text.
-NUMBER_COLUMNS = ("probability", "threshold", "width", "height")
+NUMBER_COLUMNS = ("probability", "score", "threshold", "width", "height")
 SHEET = "report"
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _RELS = "http://schemas.openxmlformats.org/package/2006/relationships"

@@ -131,3 +131,10 @@ def test_backend_agreement_counts_changed_labels_and_probability_moves() -> None
     result = agreement(first, second)
     assert result["same_label"] == 1 and result["changed"] == [{"path": "a", "labels": ["PNEUMONIA", "NORMAL"]}]
     assert result["max_abs_dp"] == pytest.approx(0.2) and result["mean_abs_dp"] == pytest.approx(0.1)
+
+
+def test_gate_cost_times_the_gated_model_against_itself_without_the_gate():
+    import gate_cost
+
+    rows = dict(gate_cost.measure("pneumonia", None, rounds=1, repeats=2))
+    assert set(rows) == {"model only", "model + gate"} and all(ms > 0 for ms in rows.values())

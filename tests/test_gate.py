@@ -20,6 +20,7 @@ from cxr_edge.bundle import load_bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import OK, REJECTED, Classifier, classify
 from cxr_edge.gate import UPRIGHT, Gate
+from cxr_edge.head import Head
 from cxr_edge.synthetic import synthetic_xray
 
 SHIPPED = ("pneumonia", "subtype")
@@ -61,9 +62,27 @@ def test_a_gate_survives_saving_and_loading(tmp_path):
     gate = toy_gate()
     gate.save(tmp_path / "g.npz")
     record = {"probe_classes": list(CLASSES), "max_distance": 9.0, "min_upright": 0.5}
-    loaded = Gate.load(tmp_path / "g.npz", record)
+    loaded, head = Gate.load(tmp_path / "g.npz", record)
+    assert head is None  # written without the model's head
     features = np.array([[0.1, 0.2], [2.5, 0.0], [0.0, 5.0]])
     assert [v.reason for v in loaded.check(features)] == [v.reason for v in gate.check(features)]
+
+
+def test_the_head_recomputes_the_models_output_before_its_rounding():
+    head = Head(weights=np.array([[2.0, -1.0]]), bias=np.array([0.5]))
+    assert head.outputs(np.array([[1.0, 1.0]]))[0, 0] == pytest.approx(1 / (1 + np.exp(-1.5)))
+    three = Head(weights=np.eye(3), bias=np.zeros(3)).outputs(np.array([[1.0, 0.0, 0.0]]))
+    assert three.sum() == pytest.approx(1.0) and three[0, 0] > three[0, 1] == pytest.approx(three[0, 2])
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_bundles_rank_score_separates_what_its_8_bit_probability_ties(name):
+    """The int8 output has 256 steps; the rank score orders films the probability ties, never decides."""
+    bundle = load_bundle(name)
+    images = np.stack([synthetic_xray(seed, (224, 224), lesion=True).convert("L") for seed in range(12)])
+    probs, _, ranks = Classifier(bundle, screen_all=True).outputs(images)
+    scores = bundle.positive_probability(probs)
+    assert len(np.unique(ranks)) == 12 and np.abs(ranks - scores).max() < 0.05
 
 
 def test_a_gate_whose_arrays_disagree_is_refused(tmp_path):

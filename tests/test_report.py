@@ -36,11 +36,11 @@ def paths_in(path: Path, status: str | None = None) -> list[str]:
 
 
 def test_columns_follow_the_issue_and_multiclass_adds_one_probability_per_label() -> None:
-    assert HEADER[:3] == ["path", "prediction", "probability"]
-    assert HEADER[3:9] == ["threshold", "status", "error", "model", "width", "height"]
-    assert HEADER[9:] == [*HEADER_COLUMNS, "note"]
+    assert HEADER[:4] == ["path", "prediction", "probability", "score"]
+    assert HEADER[4:10] == ["threshold", "status", "error", "model", "width", "height"]
+    assert HEADER[10:] == [*HEADER_COLUMNS, "note"]
     multi = report.columns(["NORMAL", "BACTERIA", "VIRUS"], multiclass=True)
-    assert multi[3:6] == ["p_NORMAL", "p_BACTERIA", "p_VIRUS"]
+    assert multi[4:7] == ["p_NORMAL", "p_BACTERIA", "p_VIRUS"]
 
 
 def test_no_phi_drops_the_patient_identifier_columns() -> None:
