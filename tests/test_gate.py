@@ -143,6 +143,27 @@ def test_synthetic_drawings_of_a_chest_are_rejected_by_design_and_screened_with_
     assert all(r.prediction in bundle.labels and "SCREENED WITH --screen-all" in r.info["warning"] for r in screened)
 
 
+def radiograph_of_a_hand(size: tuple[int, int] = (400, 500)) -> Image.Image:
+    """A drawn hand radiograph: soft tissue on a dark plate, bright metacarpals and phalanges."""
+    img = Image.new("L", size, 20)
+    draw = ImageDraw.Draw(img)
+    w, h = size
+    draw.ellipse((w * 0.2, h * 0.45, w * 0.8, h * 0.95), fill=90)  # palm and wrist soft tissue
+    for k, x in enumerate(np.linspace(0.27, 0.73, 5)):
+        top = h * (0.08 + 0.06 * abs(k - 2))
+        draw.rounded_rectangle((w * (x - 0.05), top, w * (x + 0.05), h * 0.6), radius=12, fill=90)
+        for j, (y0, y1) in enumerate(((0.6, 0.78), (0.42, 0.57), (0.28, 0.4), (0.15, 0.26))):
+            draw.rounded_rectangle((w * (x - 0.025), max(top, h * y0), w * (x + 0.025), h * y1), radius=6,
+                                   fill=210 - 10 * j)
+    return img
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_drawn_radiograph_of_a_hand_is_rejected_as_not_a_frontal_chest_film(name, tmp_path):
+    (result,) = classify([write(radiograph_of_a_hand(), tmp_path / "hand.png")], Classifier(load_bundle(name)))
+    assert result.status == REJECTED and "does not look like a frontal chest X-ray" in result.error
+
+
 def real_films(count: int) -> list[Path]:
     root = Path(os.environ.get("CXR_DATA", SHARED / "chest_xray_224"))
     films = sorted((root / "val").glob("*/*.jpeg")) + sorted((root / "train").glob("*/*.jpeg"))[::300]
