@@ -7,8 +7,9 @@
 # Raspberry Pi OS Bookworm is built on; installs the project in each as README tells a Pi user;
 # runs `cxr-edge info` and `cxr-edge classify` with both bundled models on sample_data/ and the
 # FOLDERs; and compares every row with this machine's run of the same files
-# (benchmarks/pi_agreement.py). A third run, `armhf-k64`, is the 32-bit OS on a 64-bit kernel
-# (Pi 4/5 default): its Python sees `uname -m` aarch64 and installs the `edge-armv7` extra.
+# (benchmarks/pi_agreement.py). Runs: `arm64` (64-bit OS, a Pi 4's Cortex-A72), `arm64-pi5`
+# (a Pi 5's Cortex-A76), `armhf` (32-bit OS, `uname -m` armv7l) and `armhf-k64` (the 32-bit OS
+# on a 64-bit kernel, the Pi 4/5 default: its Python sees aarch64; the `edge-armv7` extra).
 #
 # Exit: 0 same decisions (a flip within the tolerance of the threshold is listed, not failed);
 # 1 a decision or a status differs; 2 the project failed to install or run; 77 this machine
@@ -17,7 +18,7 @@
 #
 # Environment: CXR_PI_ROOTFS  cache of root file systems (~/.cache/cxr-edge/pi-rootfs)
 #              CXR_PI_OUT     reports, logs and the table pi-emulated.md (a new folder in /tmp)
-#              CXR_PI_RUNS    which runs ("arm64 armhf armhf-k64")
+#              CXR_PI_RUNS    which runs ("arm64 arm64-pi5 armhf armhf-k64")
 #              CXR_PI_HOST_PYTHON  a Python with the edge dependencies for the x86 reference
 #                             (default: a venv in the cache); cxr_edge is taken from this tree
 #              CXR_PI_MIRROR  Debian mirror (http://deb.debian.org/debian)
@@ -28,7 +29,7 @@ readonly SKIP=77
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${CXR_PI_ROOTFS:-${HOME:-/root}/.cache/cxr-edge/pi-rootfs}"
 out="${CXR_PI_OUT:-$(mktemp -d /tmp/cxr-pi.XXXXXX)}"
-runs="${CXR_PI_RUNS:-arm64 armhf armhf-k64}"
+runs="${CXR_PI_RUNS:-arm64 arm64-pi5 armhf armhf-k64}"
 mirror="${CXR_PI_MIRROR:-http://deb.debian.org/debian}"
 tolerance="${CXR_PI_TOLERANCE:-0.07}"
 models=(pneumonia subtype)
@@ -48,6 +49,19 @@ trap cleanup EXIT
 trap 'exit 143' TERM INT  # so that a timeout still unmounts
 
 arch_of() { echo "${1%%-*}"; }  # run name -> Debian architecture (armhf-k64 -> armhf)
+
+# The emulated core and the /proc/cpuinfo it sees: a Pi's. qemu's default core ("max") has
+# features no Pi has (SME), which LiteRT 2.3 then uses, and under qemu 7.2 those gave wrong
+# outputs (docs/pi.md); cortex-a7 is the ARMv7 core (NEON, VFPv4) that armhf builds assume.
+cpu_of() { case $1 in arm64) echo cortex-a72 ;; arm64-pi5) echo cortex-a76 ;; *) echo cortex-a7 ;; esac; }
+cpuinfo_of() { case $1 in arm64-pi5) echo pi5-cpuinfo-arm64.txt ;; *) echo "pi4-cpuinfo-$(arch_of "$1").txt" ;; esac; }
+
+require_runs() {
+    local run
+    for run in $runs; do
+        case $run in arm64 | arm64-pi5 | armhf | armhf-k64) ;; *) fail "unknown run $run (arm64, arm64-pi5, armhf, armhf-k64)" ;; esac
+    done
+}
 
 # --- what the machine must offer; anything missing is a skip, not a failure ---
 require_machine() {
@@ -113,7 +127,7 @@ build_rootfs() {
 
 unmount_under() {
     local target
-    findmnt -rno TARGET | grep "^$1/" | sort -r | while read -r target; do umount -l "$target"; done
+    findmnt -rno TARGET | { grep "^$1/" || true; } | sort -r | while read -r target; do umount -l "$target"; done
     if findmnt -rno TARGET | grep -q "^$1/"; then skip "cannot unmount what is left mounted under $1"; fi
 }
 
@@ -124,7 +138,7 @@ enter() {
     mount -t proc proc "$root/proc" && mounts+=("$root/proc")
     mount -t sysfs -o ro sysfs "$root/sys" 2>/dev/null || mount --bind /sys "$root/sys"
     mounts+=("$root/sys")
-    mount --bind "$repo/ci/pi4-cpuinfo-$(arch_of "$run").txt" "$root/proc/cpuinfo" && mounts+=("$root/proc/cpuinfo")
+    mount --bind "$repo/ci/$(cpuinfo_of "$run")" "$root/proc/cpuinfo" && mounts+=("$root/proc/cpuinfo")
     cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
     cp -L "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$root/etc/ssl/certs/cxr-host-ca.crt" 2>/dev/null || true
 }
@@ -133,7 +147,8 @@ enter() {
 in_root() {
     local run=$1; shift
     local -a env=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
-        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT="${PIP_DEFAULT_TIMEOUT:-120}" PIP_INDEX_URL="$pypi")
+        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT="${PIP_DEFAULT_TIMEOUT:-120}" PIP_INDEX_URL="$pypi"
+        QEMU_CPU="$(cpu_of "$run")")  # read by the qemu that binfmt_misc starts for each ARM program
     [ -f "$cache/$(arch_of "$run")/etc/ssl/certs/cxr-host-ca.crt" ] && env+=(PIP_CERT=/etc/ssl/certs/cxr-host-ca.crt)
     local name
     for name in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
@@ -141,7 +156,7 @@ in_root() {
     done
     # 32-bit userland on a 64-bit kernel: qemu-arm always says armv7l, a Pi 4/5 kernel says aarch64.
     [ "$run" = armhf-k64 ] && env+=(PYTHONPATH=/opt/uname-aarch64)
-    chroot "$cache/$(arch_of "$run")" /usr/bin/env -i "${env[@]}" "$@"
+    QEMU_CPU="$(cpu_of "$run")" chroot "$cache/$(arch_of "$run")" /usr/bin/env -i "${env[@]}" "$@"
 }
 
 # This working tree (tracked and untracked, not ignored: no .venv, no .git) into DEST.
@@ -232,6 +247,7 @@ run_emulated() {
 
 main() {
     mkdir -p "$out/reports" "$cache"
+    require_runs
     require_machine
     exec 9>"$cache/.lock"  # one run at a time per cache: the chroots' mounts are shared
     flock -w 1800 9 || skip "another run has held $cache/.lock for 30 minutes"
