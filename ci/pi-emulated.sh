@@ -217,11 +217,13 @@ classify_all() {
 
 host_python() {
     [ -n "${CXR_PI_HOST_PYTHON:-}" ] && { echo "$CXR_PI_HOST_PYTHON"; return; }
-    local venv="$cache/x86_64-venv"
-    if [ ! -x "$venv/bin/python" ]; then
-        python3 -m venv "$venv.new" && "$venv.new/bin/pip" install --quiet "$repo[edge]" >"$out/install-x86_64.log" 2>&1 \
+    local venv="$cache/x86_64-venv" deps
+    deps="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)"  # rebuilt when the dependencies may have changed
+    if [ "$(cat "$venv/.pyproject-sha256" 2>/dev/null)" != "$deps" ]; then
+        rm -rf "$venv"
+        { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet "$repo[edge]"; } >"$out/install-x86_64.log" 2>&1 \
             || fail "x86_64: pip install '.[edge]' failed" "$out/install-x86_64.log"
-        mv "$venv.new" "$venv"
+        echo "$deps" >"$venv/.pyproject-sha256"
     fi
     echo "$venv/bin/python"
 }
