@@ -33,9 +33,14 @@ def classify(python: str, inputs: list[str], model: str, out: Path) -> dict[str,
     seconds = time.perf_counter() - start
     if done.returncode not in (0, 1):  # 1: some files unreadable, their rows say so and are left out
         raise SystemExit(f"{python}: cxr-edge classify exited {done.returncode}: {done.stderr.strip()}")
-    with out.open(newline="", encoding="utf-8") as handle:
-        rows = {row["path"]: row for row in csv.DictReader(handle) if row["status"] == "ok"}
+    rows = {path: row for path, row in read_report(out).items() if row["status"] == "ok"}
     return {"python": python, "backend": backend, "rows": rows, "images_per_s": len(rows) / seconds}
+
+
+def read_report(path: Path) -> dict[str, dict[str, str]]:
+    """Every row of a cxr-edge CSV report, by its ``path`` column (the key ``--resume`` uses too)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return {row["path"]: row for row in csv.DictReader(handle)}
 
 
 def agreement(first: dict[str, dict[str, str]], second: dict[str, dict[str, str]]) -> dict[str, object]:
