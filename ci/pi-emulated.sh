@@ -200,6 +200,9 @@ install_project() {
 }
 
 # `cxr-edge info` and one classify per model in the folder holding inputs/; wall seconds beside each report.
+# --screen-all: the generated films are drawings the gate rejects, and a rejected row has no
+# probability to compare; screened anyway, every row's probabilities are compared, and each
+# row the gate would reject says so in its note on both sides.
 classify_all() {
     local run=$1 work=$2; shift 2  # the rest: the command that runs cxr-edge there
     local model start status
@@ -207,7 +210,7 @@ classify_all() {
     for model in "${models[@]}"; do
         start=$(date +%s.%N)
         status=0
-        (cd "$work" && "$@" classify inputs --model "$model" --out "reports/$model.csv" --overwrite --quiet) \
+        (cd "$work" && "$@" classify inputs --model "$model" --out "reports/$model.csv" --overwrite --quiet --screen-all) \
             2>"$out/reports/$run-$model.log" || status=$?
         [ "$status" -le 1 ] || fail "$run: cxr-edge classify --model $model exited $status" "$out/reports/$run-$model.log"
         awk "BEGIN { print $(date +%s.%N) - $start }" >"$out/reports/$run-$model.seconds"
