@@ -13,7 +13,7 @@ from conftest import asset_bundle
 from train import distill, leakage
 from train.cli import main
 from train.pipeline import one_hot_targets
-from train.run import RunConfig
+from train.config import RunConfig
 from train_data import make_kermany
 
 SHIPPED_STYLE = "python -m train fit --data d --out o --seed 42 --val-fraction 0.2"

@@ -61,7 +61,7 @@ def run_224(tmp_path_factory) -> Path:
 @pytest.fixture
 def bundle_trained_with(copy_bundle, tmp_path, run_224):
     """A copy of the tiny binary bundle that says it was trained with ``command`` through the run's contract."""
-    from train.run import load_run
+    from train.rundir import load_run
 
     def make(command: str, folder: str) -> Path:
         manifest_path = copy_bundle(asset_bundle("tiny_binary_int8"), tmp_path / folder)

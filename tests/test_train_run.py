@@ -102,12 +102,12 @@ def test_run_json_records_command_versions_seed_and_contract(binary_run):
 
 
 def test_a_second_training_seed_can_keep_the_same_validation_patients(kermany, tmp_path):
-    from train import run
+    from train import config, run
 
     def val_files(name: str, **seeds) -> list[str]:
         out = tmp_path / name
         out.mkdir()
-        cfg = run.make_config("mobile", str(out), data=str(kermany), size=64, cache_dir=str(tmp_path / "cache"), **seeds)
+        cfg = config.make_config("mobile", str(out), data=str(kermany), size=64, cache_dir=str(tmp_path / "cache"), **seeds)
         records, _, val_idx, _ = run.prepare_data(cfg, log=lambda message: None)
         return sorted(str(records[i].path) for i in val_idx)
 
@@ -135,7 +135,7 @@ def test_a_deterministic_run_repeats_bit_for_bit(kermany, tmp_path):
 
 def test_a_run_from_before_contract_2_keeps_contract_1(binary_run, tmp_path):
     """Old run.json files have no reencode_jpeg: they were trained, and must be served, without it."""
-    from train.run import RUN_FILE, load_run
+    from train.rundir import RUN_FILE, load_run
 
     record = json.loads((binary_run / RUN_FILE).read_text())
     del record["config"]["reencode_jpeg"]
@@ -387,14 +387,14 @@ def test_a_bundle_trained_on_other_patients_is_not_scored_on_this_run(run_224, b
 def test_a_bundle_recording_its_validation_patients_is_checked_by_them_not_by_its_seed(binary_run, binary_model,
                                                                                         copy_bundle, tmp_path):
     from cxr_edge.bundle import load_bundle
-    from train import leakage
-    from train.run import load_run
+    from train import leakage, rundir
+    from train.rundir import load_run
 
     cfg, _ = load_run(binary_run)
-    patients = leakage.split_patients(binary_run, "val")
+    patients = rundir.split_patients(binary_run, "val")
     same = copy_bundle(binary_model, tmp_path / "same")
     other = copy_bundle(binary_model, tmp_path / "other")
-    for path, recorded in ((same, leakage.fingerprint(patients)), (other, leakage.fingerprint(patients - {min(patients)}))):
+    for path, recorded in ((same, rundir.fingerprint(patients)), (other, rundir.fingerprint(patients - {min(patients)}))):
         manifest = json.loads(path.read_text())
         manifest["training_run"] = {"command": "python -m train fit", "validation_patients": recorded}  # same seed
         path.write_text(json.dumps(manifest))

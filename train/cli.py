@@ -12,7 +12,7 @@ import click
 
 from cxr_edge.cli import FloatRange
 from cxr_edge.preprocess import NORMALIZE_CHOICES
-from train.run import make_config
+from train.config import make_config, parse_arch
 
 
 def _setup_tf() -> None:
@@ -137,12 +137,13 @@ def _run_errors(run_dir: str) -> Iterator[None]:
 @fit_options
 def fit_command(arch: str, out: str, resume: bool, **kw) -> None:
     """Train one model and write everything about it into --out."""
-    from train import run
+    from train import run  # lazy: the trainer loads TensorFlow; --help should not wait for it
+    from train.rundir import RUN_FILE
 
-    if resume and not (Path(out) / run.RUN_FILE).is_file():
-        raise click.UsageError(f"--resume: nothing to resume in {out} (no {run.RUN_FILE}); "
+    if resume and not (Path(out) / RUN_FILE).is_file():
+        raise click.UsageError(f"--resume: nothing to resume in {out} (no {RUN_FILE}); "
                                "leave out --resume to start a run there")
-    if kw["freeze_backbone"] and not arch.startswith("transfer:"):
+    if kw["freeze_backbone"] and not parse_arch(arch).pretrained:
         raise click.UsageError(f"--freeze-backbone needs a pretrained backbone (--arch transfer:<name>), not {arch}")
     with _fit_errors():
         run.train(make_config(arch, out, **kw), resume=resume, log=lambda m: click.echo(m, err=True))
@@ -171,7 +172,7 @@ def evaluate_command(run_dir: str) -> None:
 def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ...],
                        target_sensitivity: float | None) -> None:
     """Validation metrics under exposure/contrast/gamma/blur/noise/resolution shifts, fullres parity, calibration."""
-    from train import robustness
+    from train import card, robustness
 
     if target_sensitivity is not None and not bundles:
         _fail("--target-sensitivity needs --bundle: a run's Keras model is scored at the threshold its training chose")
@@ -182,6 +183,7 @@ def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ..
                                        target_sensitivity=target_sensitivity)
         else:
             robustness.measure(Path(run_dir), fullres_dir, log=click.echo)
+            card.write_card(Path(run_dir))  # the card quotes robustness.json
 
 
 @main.command("paired")

@@ -20,7 +20,7 @@ from train.leakage import check_bundle
 
 if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
-    from train.run import RunConfig
+    from train.config import RunConfig
 
 
 def bundle_probabilities(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:

@@ -21,9 +21,10 @@ from PIL import Image, ImageFilter
 
 from cxr_edge import metrics
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray
-from train import card, data
+from train import data
 from train.leakage import check_split, split_patients
-from train.run import METRICS_FILE, MODEL_FILE, load_run, predict, split_records
+from train.predict import positive_scores, predict
+from train.rundir import METRICS_FILE, MODEL_FILE, load_run, split_records
 
 if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
@@ -109,7 +110,7 @@ def shift_table(score: Scorer, clean: np.ndarray, raw: np.ndarray, y: np.ndarray
 
 def positive_score(model, pixels: np.ndarray) -> np.ndarray:
     """P(not the negative label) for each image."""
-    return 1.0 - predict(model, pixels)[:, 0]
+    return positive_scores(predict(model, pixels))
 
 
 def keras_scorer(model) -> Scorer:
@@ -238,7 +239,6 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     result = score_shifts(keras_scorer(model), raw, y, threshold, cfg.contract, fullres_dir, Path(cfg.data), log)
     (run_dir / ROBUSTNESS_FILE).write_text(json.dumps(result, indent=1) + "\n")
     (run_dir / ROBUSTNESS_MD).write_text(markdown(result))
-    card.write_card(run_dir)
     log(markdown(result))
     return result
 

@@ -22,7 +22,8 @@ import numpy as np
 from cxr_edge import metrics
 from train.data import Record, load_pixels
 from train.lite0_probe import fit_head
-from train.run import MODEL_FILE, load_run, predict, split_records
+from train.predict import predict
+from train.rundir import MODEL_FILE, load_run, split_records
 
 RESULT_FILE = "subtype_head_probe.json"
 BACTERIAL, VIRAL = 1, 2  # subtype class indices
