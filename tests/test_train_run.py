@@ -238,7 +238,7 @@ def test_a_subtype_run_reports_three_classes_and_bacterial_vs_viral(subtype_run)
 
 
 def test_a_dedicated_bacterial_vs_viral_head_is_compared_on_validation_pneumonias(subtype_run):
-    from train import subtype_head_probe
+    from experiments import subtype_head_probe
 
     assert subtype_head_probe.main([str(subtype_run)]) == 0
     result = json.loads((subtype_run / subtype_head_probe.RESULT_FILE).read_text())
@@ -250,7 +250,7 @@ def test_a_dedicated_bacterial_vs_viral_head_is_compared_on_validation_pneumonia
 
 
 def test_the_head_probe_refuses_a_binary_run(binary_run):
-    from train import subtype_head_probe
+    from experiments import subtype_head_probe
 
     with pytest.raises(SystemExit, match="binary run"):
         subtype_head_probe.main([str(binary_run)])

@@ -16,7 +16,8 @@ import pandas as pd
 from cxr_edge import metrics
 from cxr_edge.bundle import Bundle, sha256_file
 from cxr_edge.engine import OK, Result
-from cxr_edge.evaluate import Evaluation, Truth, format_table
+from cxr_edge.evaluate import Evaluation, format_table
+from cxr_edge.labelled import Truth
 from train import card, fit, plots
 from train.config import RunConfig
 from train.rundir import METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, load_run
