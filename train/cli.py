@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import click
 
 from cxr_edge.cli import FloatRange
-from cxr_edge.preprocess import NORMALIZE_CHOICES
-from train.config import make_config, parse_arch
+from train.config import RunConfig, make_config, parse_arch
 
 
 def _setup_tf() -> None:
@@ -25,63 +25,48 @@ def main() -> None:
     _setup_tf()
 
 
+def _click_option(field: dataclasses.Field) -> Callable:
+    """The Click option of one :class:`RunConfig` field, from its metadata (help, type, default written once)."""
+    meta = field.metadata
+    flag = "--" + field.name.replace("_", "-")
+    default = field.default
+    if meta.get("by_arch") or default is dataclasses.MISSING:
+        default = None  # by_arch: make_config fills it from the architecture
+    elif meta.get("multiple"):
+        default = []
+    kwargs: dict[str, Any] = {"help": meta["help"] or None, "default": default,
+                              "show_default": default is not None and default != []}
+    if "choices" in meta:
+        kwargs["type"] = click.Choice(meta["choices"])
+    elif "range" in meta:
+        lo, hi = meta["range"]
+        kwargs["type"] = (FloatRange if isinstance(field.default, float) else click.IntRange)(lo, hi)
+    elif meta.get("path"):
+        kwargs["type"] = click.Path(file_okay=False)
+    elif "type" in meta:
+        kwargs["type"] = meta["type"]
+    elif isinstance(field.default, (int, float)) and not isinstance(field.default, bool):
+        kwargs["type"] = type(field.default)
+    for key in ("envvar", "required", "multiple"):
+        if key in meta:
+            kwargs[key] = meta[key]
+    if meta.get("zero_is_none"):
+        kwargs["callback"] = lambda _ctx, _param, value: value or None
+    if isinstance(field.default, bool):
+        if meta.get("switch"):
+            flag = f"{flag}/--no-{flag[2:]}"
+        else:
+            kwargs["is_flag"] = True
+            kwargs.pop("show_default")
+    return click.option(flag, **kwargs)
+
+
+#: fit's options, one per RunConfig field (``--arch`` and ``--out`` are each command's own).
+FIT_OPTIONS = [_click_option(f) for f in dataclasses.fields(RunConfig) if f.metadata.get("cli", True)]
+
+
 def fit_options(func):
-    options = [
-        click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(file_okay=False),
-                     help="Kermany-style folder {train,val}/{NORMAL,PNEUMONIA}/ (or $CXR_DATA)."),
-        click.option("--task", type=click.Choice(["binary", "subtype"]), default="binary", show_default=True,
-                     help="binary: NORMAL vs PNEUMONIA; subtype: NORMAL / BACTERIAL / VIRAL."),
-        click.option("--weights", default="none", show_default=True,
-                     help="Backbone weights for transfer:<name>: imagenet, a file path, or none."),
-        click.option("--freeze-backbone", is_flag=True,
-                     help="transfer:<name> only: train the new head on frozen pretrained features."),
-        click.option("--size", type=click.IntRange(32, 1024), default=224, show_default=True, help="Input side in pixels."),
-        click.option("--normalize", type=click.Choice(NORMALIZE_CHOICES), default="none", show_default=True,
-                     help="Intensity normalisation of the shared preprocessing contract."),
-        click.option("--epochs", type=click.IntRange(1), default=None, help="Maximum epochs [arch default]."),
-        click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
-        click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak Adam learning rate."),
-        click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=None, help="LR schedule [cosine; baseline: constant]."),
-        click.option("--patience", type=click.IntRange(0), default=5, show_default=True,
-                     help="Stop after this many epochs without a better validation AUC (0: never)."),
-        click.option("--augment/--no-augment", default=None, help="Training augmentation [on; baseline: off]."),
-        click.option("--hflip/--no-hflip", default=False, show_default=True, help="Also flip horizontally (off: the heart is on the left)."),
-        click.option("--jpeg-augment/--no-jpeg-augment", default=True, show_default=True,
-                     help="Also re-encode half the training images as JPEG at quality 25-95 (breaks a compression-artifact shortcut)."),
-        click.option("--reencode-jpeg", type=click.IntRange(0, 95), default=75, show_default=True,
-                     callback=lambda _ctx, _param, value: value or None,
-                     help="Contract 2: JPEG quality of the round trip after a resize, as the Kermany copies were saved "
-                          "(0: none, contract 1)."),
-        click.option("--class-weights/--no-class-weights", default=None, help="Balanced class weights [on; baseline: off]."),
-        click.option("--val-fraction", type=FloatRange(0.05, 0.5), default=0.2, show_default=True,
-                     help="Share of images (whole patients) carved from train for validation."),
-        click.option("--seed", type=int, default=42, show_default=True, help="Seeds weights, augmentation and shuffling."),
-        click.option("--split-seed", type=int, default=None,
-                     help="Seed of the patient split [--seed]: vary --seed alone to retrain on the same split."),
-        click.option("--deterministic", is_flag=True,
-                     help="Bit-for-bit repeatable on the same machine and versions: deterministic TensorFlow "
-                          "kernels and augmentation order (no cost measured on CPU; may be slower on GPUs, "
-                          "see docs/training.md)."),
-        click.option("--teacher", multiple=True,
-                     help="Distil: blend the labels with this bundle's probabilities (name or manifest; repeat to "
-                          "average an ensemble). It must have been trained on this run's patient split."),
-        click.option("--distill-weight", type=FloatRange(0.0, 1.0), default=0.5, show_default=True,
-                     help="With --teacher: the teachers' share of each training target."),
-        click.option("--init-from", type=click.Path(file_okay=False), default=None,
-                     help="Start from this finished run's model instead of new weights (same task, arch, size "
-                          "and patient split)."),
-        click.option("--quant-aware", is_flag=True,
-                     help="Train as the int8 file computes: weights on their int8 grid, activations rounded, batch "
-                          "norm frozen (fine-tune an --init-from model with a small --lr)."),
-        click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
-                     default="auto", show_default=True, help="auto: mixed_float16 on tensor-core GPUs, else float32."),
-        click.option("--target-sensitivity", type=FloatRange(0.5, 1.0), default=0.95, show_default=True,
-                     help="Threshold rule: highest specificity with validation sensitivity >= this."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                     help="Where decoded pixels are cached [$CXR_CACHE or ~/.cache/cxr-edge]."),
-        click.option("--smoke", is_flag=True, help="A few images and 2 epochs: checks the whole pipeline in seconds."),
-    ]
-    for option in reversed(options):
+    for option in reversed(FIT_OPTIONS):
         func = option(func)
     return func
 
@@ -130,9 +115,8 @@ def _run_errors(run_dir: str) -> Iterator[None]:
 
 
 @main.command("fit")
-@click.option("--arch", default="mobile", show_default=True,
-              help="baseline, tuned, mobile, or transfer:<keras.applications name> (e.g. transfer:MobileNetV2).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to create.")
+@click.option("--arch", default=RunConfig.arch, show_default=True, help=RunConfig.__dataclass_fields__["arch"].metadata["help"])
+@click.option("--out", required=True, type=click.Path(file_okay=False), help=RunConfig.__dataclass_fields__["out"].metadata["help"])
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @fit_options
 def fit_command(arch: str, out: str, resume: bool, **kw) -> None:

@@ -10,10 +10,11 @@ import dataclasses
 import os
 import shlex
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from cxr_edge.preprocess import Contract
+from cxr_edge.preprocess import NORMALIZE_CHOICES, Contract
 from train import data
+from train.data import TASK_LABELS
 
 TRANSFER_PREFIX = "transfer:"
 LITE0 = "EfficientNetLite0"
@@ -50,40 +51,73 @@ def parse_arch(arch: str) -> Arch:
     return Arch(arch, backbone, blocks)
 
 
+def option(default, help: str, **cli) -> Any:
+    """A :class:`RunConfig` field and how ``python -m train fit`` offers it: the one place its help,
+    type and default are written (``train/cli.py`` makes the Click options from these).
+
+    ``cli`` keys: ``choices``, ``range`` (lo, hi; None: open), ``type``, ``path``, ``envvar``,
+    ``required``, ``switch`` (``--x/--no-x``), ``multiple``, ``zero_is_none``, ``by_arch`` (the
+    option defaults to the architecture's value, :data:`ARCH_DEFAULTS`), ``cli=False`` (not an
+    option of its own: ``--arch`` and ``--out`` differ by command).
+    """
+    if default is dataclasses.MISSING:
+        kwargs = {}
+    else:
+        kwargs = {"default_factory": tuple} if isinstance(default, tuple) else {"default": default}
+    return dataclasses.field(metadata={"help": help, **cli}, **kwargs)
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Every choice that shapes a run (saved as run.json)."""
 
-    data: str
-    out: str
-    task: str = "binary"
-    arch: str = "mobile"
-    weights: str = "none"
-    freeze_backbone: bool = False
-    size: int = 224
-    normalize: str = "none"
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    patience: int = 5
-    augment: bool = True
-    hflip: bool = False
-    jpeg_augment: bool = True
-    reencode_jpeg: int | None = 75
-    class_weights: bool = True
-    val_fraction: float = 0.2
-    seed: int = 42
-    split_seed: int | None = None
-    deterministic: bool = False
-    teacher: tuple[str, ...] = ()
-    distill_weight: float = 0.5
-    init_from: str | None = None
-    quant_aware: bool = False
-    precision: str = "auto"
-    target_sensitivity: float = 0.95
-    cache_dir: str | None = None
-    smoke: bool = False
+    data: str = option(dataclasses.MISSING, "Kermany-style folder {train,val}/{NORMAL,PNEUMONIA}/ (or $CXR_DATA).",
+                       path=True, envvar="CXR_DATA", required=True)
+    out: str = option(dataclasses.MISSING, "Run folder to create.", cli=False)
+    task: str = option("binary", "binary: NORMAL vs PNEUMONIA; subtype: NORMAL / BACTERIAL / VIRAL.",
+                       choices=tuple(TASK_LABELS))
+    arch: str = option("mobile", "baseline, tuned, mobile, or transfer:<keras.applications name> (e.g. transfer:MobileNetV2).",
+                       cli=False)
+    weights: str = option("none", "Backbone weights for transfer:<name>: imagenet, a file path, or none.")
+    freeze_backbone: bool = option(False, "transfer:<name> only: train the new head on frozen pretrained features.")
+    size: int = option(224, "Input side in pixels.", range=(32, 1024))
+    normalize: str = option("none", "Intensity normalisation of the shared preprocessing contract.",
+                            choices=NORMALIZE_CHOICES)
+    epochs: int = option(10, "Maximum epochs [arch default].", range=(1, None), by_arch=True)
+    batch_size: int = option(32, "", range=(1, None))
+    lr: float = option(1e-3, "Peak Adam learning rate.")
+    schedule: str = option("cosine", "LR schedule [cosine; baseline: constant].", choices=("cosine", "constant"),
+                           by_arch=True)
+    patience: int = option(5, "Stop after this many epochs without a better validation AUC (0: never).", range=(0, None))
+    augment: bool = option(True, "Training augmentation [on; baseline: off].", switch=True, by_arch=True)
+    hflip: bool = option(False, "Also flip horizontally (off: the heart is on the left).", switch=True)
+    jpeg_augment: bool = option(True, "Also re-encode half the training images as JPEG at quality 25-95 (breaks a "
+                                "compression-artifact shortcut).", switch=True)
+    reencode_jpeg: int | None = option(75, "Contract 2: JPEG quality of the round trip after a resize, as the Kermany "
+                                       "copies were saved (0: none, contract 1).", range=(0, 95), zero_is_none=True)
+    class_weights: bool = option(True, "Balanced class weights [on; baseline: off].", switch=True, by_arch=True)
+    val_fraction: float = option(0.2, "Share of images (whole patients) carved from train for validation.",
+                                 range=(0.05, 0.5))
+    seed: int = option(42, "Seeds weights, augmentation and shuffling.")
+    split_seed: int | None = option(None, "Seed of the patient split [--seed]: vary --seed alone to retrain on the "
+                                    "same split.", type=int)
+    deterministic: bool = option(False, "Bit-for-bit repeatable on the same machine and versions: deterministic "
+                                 "TensorFlow kernels and augmentation order (no cost measured on CPU; may be slower "
+                                 "on GPUs, see docs/training.md).")
+    teacher: tuple[str, ...] = option((), "Distil: blend the labels with this bundle's probabilities (name or manifest; "
+                                      "repeat to average an ensemble). It must have been trained on this run's patient "
+                                      "split.", multiple=True)
+    distill_weight: float = option(0.5, "With --teacher: the teachers' share of each training target.", range=(0.0, 1.0))
+    init_from: str | None = option(None, "Start from this finished run's model instead of new weights (same task, "
+                                   "arch, size and patient split).", path=True)
+    quant_aware: bool = option(False, "Train as the int8 file computes: weights on their int8 grid, activations "
+                               "rounded, batch norm frozen (fine-tune an --init-from model with a small --lr).")
+    precision: str = option("auto", "auto: mixed_float16 on tensor-core GPUs, else float32.",
+                            choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"))
+    target_sensitivity: float = option(0.95, "Threshold rule: highest specificity with validation sensitivity >= this.",
+                                       range=(0.5, 1.0))
+    cache_dir: str | None = option(None, "Where decoded pixels are cached [$CXR_CACHE or ~/.cache/cxr-edge].", path=True)
+    smoke: bool = option(False, "A few images and 2 epochs: checks the whole pipeline in seconds.")
 
     @property
     def patient_split_seed(self) -> int:
@@ -121,20 +155,19 @@ class RunConfig:
         return 1 if len(self.labels) == 2 else len(self.labels)
 
 
-# Per-architecture defaults: baseline reproduces the seed projects (no augmentation, no
+# Per-architecture defaults of the ``by_arch`` fields (others: RunConfig's): baseline reproduces the seed projects (no augmentation, no
 # class weights, constant Adam 1e-3, 10 epochs); the others use the full recipe.
 ARCH_DEFAULTS = {
     "baseline": {"epochs": 10, "augment": False, "class_weights": False, "schedule": "constant"},
     "tuned": {"epochs": 15},
     "mobile": {"epochs": 15},
 }
-FALLBACKS = {"epochs": 10, "schedule": "cosine", "augment": True, "class_weights": True}
-
-
 def make_config(arch: str, out: str, **options) -> RunConfig:
-    """CLI options (None = not given) -> RunConfig, filling gaps from the architecture's defaults."""
+    """CLI options (None = not given) -> RunConfig, filling gaps from the architecture's defaults
+    (:data:`ARCH_DEFAULTS`), then from RunConfig's own."""
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.metadata.get("by_arch")}
     options = dict(options)
-    for key, value in {**FALLBACKS, **ARCH_DEFAULTS.get(arch, {})}.items():
+    for key, value in {**defaults, **ARCH_DEFAULTS.get(arch, {})}.items():
         if options.get(key) is None:
             options[key] = value
     if not options.get("cache_dir"):
