@@ -91,7 +91,7 @@ def test_a_teacher_without_a_recorded_split_is_refused_before_the_run_folder_exi
     out = tmp_path / "student"
     result = fit("--data", str(kermany), "--out", str(out), "--smoke", "--size", "224",
                  "--teacher", str(make_teacher(command="")))
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "may have seen this run's validation patients" in result.output
     assert not out.exists()
 

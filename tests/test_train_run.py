@@ -80,7 +80,7 @@ def test_evaluate_without_a_pneumonia_fails_with_a_message_and_keeps_the_metrics
         writer.writerows({**row, "target": "0"} for row in rows)
     metrics_before = (run / "metrics.json").read_bytes()
     result = train_cli("evaluate", str(run))
-    assert result.exit_code == 2 and "no positive samples" in result.output
+    assert result.exit_code == 3 and "no positive samples" in result.output
     assert (run / "metrics.json").read_bytes() == metrics_before
 
 
@@ -163,7 +163,7 @@ def test_the_saved_model_takes_raw_grey_levels_and_holds_no_augmentation(binary_
 
 def test_an_existing_run_is_not_overwritten_but_resumes(binary_run, kermany):
     result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(binary_run), "--smoke"])
-    assert result.exit_code == 2 and "--resume" in result.output
+    assert result.exit_code == 3 and "--resume" in result.output
     state = json.loads((binary_run / fit.STATE_FILE).read_text())
     before = json.loads((binary_run / "run.json").read_text())
     result = train_cli("fit", "--data", str(kermany), "--out", str(binary_run), "--smoke", "--size", "64",
@@ -211,14 +211,14 @@ def test_rounding_reports_where_int8_would_change_a_runs_labels(binary_run):
 def test_a_start_that_would_leak_or_mismatch_is_refused(binary_run, kermany, tmp_path, args, message):
     result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke",
                                        "--size", "64", "--init-from", str(binary_run), *args])
-    assert result.exit_code == 2 and message in result.output
+    assert result.exit_code == 3 and message in result.output
     assert not (tmp_path / "r").exists()
 
 
 def test_a_start_from_a_folder_that_is_no_finished_run_is_refused(kermany, tmp_path):
     result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke",
                                        "--init-from", str(tmp_path)])
-    assert result.exit_code == 2 and "is not a finished run" in result.output
+    assert result.exit_code == 3 and "is not a finished run" in result.output
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +263,7 @@ def test_the_head_probe_refuses_a_binary_run(binary_run):
 ])
 def test_bad_architecture_requests_fail_with_a_message(kermany, tmp_path, args, message):
     result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke", *args])
-    assert result.exit_code == 2 and message in result.output
+    assert result.exit_code == 3 and message in result.output
 
 
 def test_a_subtype_run_refuses_pneumonia_films_named_without_a_subtype_before_it_starts(kermany, tmp_path):
@@ -275,13 +275,13 @@ def test_a_subtype_run_refuses_pneumonia_films_named_without_a_subtype_before_it
     shutil.copy(first, first.with_name("scan_0001.jpeg"))
     result = CliRunner().invoke(main, ["fit", "--data", str(data), "--out", str(tmp_path / "r"), "--smoke",
                                        "--task", "subtype"])
-    assert result.exit_code == 2 and "neither bacteria nor virus (e.g. scan_0001.jpeg)" in result.output
+    assert result.exit_code == 3 and "neither bacteria nor virus (e.g. scan_0001.jpeg)" in result.output
     assert not (tmp_path / "r").exists()
 
 
 def test_a_missing_data_folder_fails_with_a_message(tmp_path):
     result = CliRunner().invoke(main, ["fit", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r")])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    assert result.exit_code == 3 and "does not exist" in result.output
 
 
 def test_class_weights_balance_the_loss_and_the_bias_follows_the_weighted_prior():

@@ -1,17 +1,21 @@
-"""``python -m train``: fit, evaluate, compare and stress-test models."""
+"""``python -m train``: fit, evaluate, compare and stress-test models.
+
+Exit codes are those of all three command lines (:mod:`cxr_edge.commands`): 0 done, 2 usage
+error, 3 bad input (data, bundle, run folder, architecture), 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click
 
-from cxr_edge.cli import FloatRange
+from cxr_edge import commands
+from cxr_edge.commands import EXIT_FATAL, EXIT_INTERRUPTED, Float, FloatRange
 from train.config import RunConfig, make_config, parse_arch
 
 
@@ -19,7 +23,11 @@ def _setup_tf() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+PROG = "python -m train"
+
+
+@click.group(cls=commands.interruptible_class(click.Group, PROG), context_settings={"help_option_names": ["-h", "--help"]})
+@commands.version_option(PROG)
 def main() -> None:
     """Train and evaluate cxr-edge models (Keras 3 / TensorFlow)."""
     _setup_tf()
@@ -45,8 +53,10 @@ def _click_option(field: dataclasses.Field) -> Callable:
         kwargs["type"] = click.Path(file_okay=False)
     elif "type" in meta:
         kwargs["type"] = meta["type"]
-    elif isinstance(field.default, (int, float)) and not isinstance(field.default, bool):
-        kwargs["type"] = type(field.default)
+    elif isinstance(field.default, float):
+        kwargs["type"] = Float()  # NaN refused, as in the other command lines
+    elif isinstance(field.default, int) and not isinstance(field.default, bool):
+        kwargs["type"] = int
     for key in ("envvar", "required", "multiple"):
         if key in meta:
             kwargs[key] = meta[key]
@@ -72,13 +82,12 @@ def fit_options(func):
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    commands.fail(PROG, message, EXIT_FATAL)
 
 
 @contextlib.contextmanager
 def _input_errors(*more: type[Exception]) -> Iterator[None]:
-    """Exit 2 with the message of bad input (data, bundle, value, or ``more``) instead of a traceback."""
+    """Exit 3 with the message of bad input (data, bundle, value, or ``more``) instead of a traceback."""
     from cxr_edge.bundle import BundleError
     from train.data import DataError
 
@@ -99,9 +108,8 @@ def _fit_errors() -> Iterator[None]:
     except OSError as exc:  # e.g. --out in a read-only place
         _fail(f"cannot write {exc.filename or 'the run'}: {exc.strerror or exc}")
     except KeyboardInterrupt:
-        click.echo("interrupted: finished epochs are checkpointed; run the command again to continue "
-                   "(fit: with --resume; compare resumes by itself)", err=True)
-        sys.exit(130)
+        commands.fail(PROG, "interrupted: finished epochs are checkpointed; run the command again to continue "
+                      "(fit: with --resume; compare resumes by itself)", EXIT_INTERRUPTED)
 
 
 @contextlib.contextmanager
@@ -159,7 +167,8 @@ def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ..
     from train import card, robustness
 
     if target_sensitivity is not None and not bundles:
-        _fail("--target-sensitivity needs --bundle: a run's Keras model is scored at the threshold its training chose")
+        raise click.UsageError("--target-sensitivity needs --bundle: a run's Keras model is scored at the threshold "
+                               "its training chose")
     fullres_dir = Path(fullres) if fullres else None
     with _run_errors(run_dir):
         if bundles:
