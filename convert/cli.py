@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 PROG = "python -m convert"
 EXIT_FLAGGED = EXIT_FINDINGS  # a variant was flagged by parity
 EXIT_BAD_INPUT = EXIT_FATAL
+EXIT_CODES_HELP = (
+    "\b\nExit codes: 0 done; 1 a variant flagged by parity (see --accept); 2 usage error;\n"
+    "3 bad input, failed conversion, or --install failed (the bundles stay in --out); 130 interrupted."
+)
 VARIANT_HELP = "Comma-separated: float32, float16, dynamic, int8."
 
 
@@ -50,7 +54,11 @@ def _variants(_ctx, _param, value: str) -> tuple[str, ...]:
 
 
 @click.command(cls=commands.interruptible_class(click.Command, PROG),
-               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               epilog=EXIT_CODES_HELP + "\n\n" + commands.example(
+                   "python -m convert runs/pneumonia-v1 --out build/pneumonia --install cxr_edge/models",
+                   "python -m convert model.keras --threshold 0.4 --calib-dir data/train --parity-dir data/val "
+                   "--out build/m"))
 @commands.version_option(PROG)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -94,15 +102,6 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
     variants, each with its manifest (labels, threshold, contract, sha256, dataset, metrics);
     compiles int8 for the Edge TPU when edgetpu_compiler is on PATH; then runs every variant
     through the edge tool's own code on a labelled set and writes parity.md/parity.json.
-
-    \b
-    Examples:
-      python -m convert runs/pneumonia-v1 --out build/pneumonia --install cxr_edge/models
-      python -m convert model.keras --threshold 0.4 --calib-dir data/train --parity-dir data/val --out build/m
-
-    \b
-    Exit codes: 0 done; 1 a variant flagged by parity (see --accept); 2 usage error;
-    3 bad input, failed conversion, or --install failed (the bundles stay in --out).
     """
     from convert import pipeline, source as sources
     from convert.errors import ConvertError

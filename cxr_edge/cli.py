@@ -108,7 +108,7 @@ def main() -> None:
     """Screen chest X-rays for pneumonia with a small TFLite model, on a Raspberry Pi or a Coral."""
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=EXIT_CODES_HELP + "\n\n" + commands.example("cxr-edge classify ./folder --out report.csv --html page.html"))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", required=True, metavar="FILE|-", help="The CSV report to write ('-' for stdout).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
@@ -172,7 +172,7 @@ PAGE_EXIT_HELP = (
 )
 
 
-@main.command(epilog=PAGE_EXIT_HELP)
+@main.command(epilog=PAGE_EXIT_HELP + "\n\n" + commands.example("cxr-edge page report.csv --html page.html --explain"))
 @click.argument("report_csv", metavar="REPORT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--html", "html", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The HTML page to write.")
@@ -204,7 +204,7 @@ INFO_EXIT_HELP = (
 )
 
 
-@main.command(epilog=INFO_EXIT_HELP)
+@main.command(epilog=INFO_EXIT_HELP + "\n\n" + commands.example("cxr-edge info --model pneumonia"))
 @model_option
 def info(model: str | None) -> None:
     """Print the interpreter backend, library versions and the model's manifest."""
@@ -252,7 +252,7 @@ EVALUATE_EXIT_HELP = (
 )
 
 
-@main.command(epilog=EVALUATE_EXIT_HELP)
+@main.command(epilog=EVALUATE_EXIT_HELP + "\n\n" + commands.example("cxr-edge evaluate labelled/ --out-dir eval/ --target-sensitivity 0.97"))
 @click.argument("data_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write metrics.json, predictions.csv and PNG plots (ROC, confusion, histogram) here.")
@@ -321,7 +321,7 @@ EXPLAIN_EXIT_HELP = (
 )
 
 
-@main.command(epilog=EXPLAIN_EXIT_HELP)
+@main.command(epilog=EXPLAIN_EXIT_HELP + "\n\n" + commands.example("cxr-edge explain film.jpg --out-dir heatmaps/"))
 @click.argument("paths", metavar="IMAGE...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the heatmap PNGs (one per image: <name>.occlusion.png).")

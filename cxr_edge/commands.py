@@ -52,6 +52,11 @@ class Float(click.types.FloatParamType):
         return number
 
 
+def example(*lines: str) -> str:
+    """The block that ends every command's help: one or more command lines to copy."""
+    return "\b\nExample:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def fail(prog: str, message: str, code: int = EXIT_FATAL) -> NoReturn:
     """Print ``<prog>: error: <message>`` on stderr and exit with ``code``."""
     click.echo(f"{prog}: error: {message}", err=True)

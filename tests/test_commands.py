@@ -76,3 +76,11 @@ def test_ctrl_c_exits_130_with_one_line_in_train_and_convert(monkeypatch, tmp_pa
 def test_a_float_option_refuses_nan(main, args):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "not a number" in result.output
+
+
+@pytest.mark.parametrize("prog, words, command", commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_command_help_ends_with_an_example_to_copy(prog, words, command):
+    with click.Context(command, info_name=words) as ctx:
+        text = command.get_help(ctx).rstrip()
+    tail = text[text.rfind("Example"):]
+    assert tail.startswith("Example") and tail.splitlines()[-1].strip().startswith(words), text[-400:]

@@ -122,7 +122,7 @@ def _run_errors(run_dir: str) -> Iterator[None]:
         _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
 
 
-@main.command("fit")
+@main.command("fit", epilog=commands.example("python -m train fit --data $CXR_DATA --arch mobile --out runs/pneumonia-mobile-v1"))
 @click.option("--arch", default=RunConfig.arch, show_default=True, help=RunConfig.__dataclass_fields__["arch"].metadata["help"])
 @click.option("--out", required=True, type=click.Path(file_okay=False), help=RunConfig.__dataclass_fields__["out"].metadata["help"])
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -141,7 +141,7 @@ def fit_command(arch: str, out: str, resume: bool, **kw) -> None:
         run.train(make_config(arch, out, **kw), resume=resume, log=lambda m: click.echo(m, err=True))
 
 
-@main.command("evaluate")
+@main.command("evaluate", epilog=commands.example("python -m train evaluate runs/pneumonia-mobile-v1"))
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def evaluate_command(run_dir: str) -> None:
     """(Re)write metrics, plots and the model card of a finished run."""
@@ -151,7 +151,7 @@ def evaluate_command(run_dir: str) -> None:
         report.write_report(run_dir, log=click.echo)
 
 
-@main.command("robustness")
+@main.command("robustness", epilog=commands.example("python -m train robustness runs/pneumonia-mobile-v1 --fullres ../shared/data/fullres"))
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--fullres", envvar="CXR_FULLRES", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of full-resolution originals ({NORMAL,PNEUMONIA}/*.jpeg) for the parity check [$CXR_FULLRES].")
@@ -179,7 +179,7 @@ def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ..
             card.write_card(Path(run_dir))  # the card quotes robustness.json
 
 
-@main.command("paired")
+@main.command("paired", epilog=commands.example("python -m train paired runs/pneumonia-mobile-v1 pneumonia build/candidate/pneumonia_int8.json"))
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("bundle_a")
 @click.argument("bundle_b")
@@ -191,7 +191,7 @@ def paired_command(run_dir: str, bundle_a: str, bundle_b: str) -> None:
         paired.compare_bundles(Path(run_dir), bundle_a, bundle_b, log=click.echo)
 
 
-@main.command("rounding")
+@main.command("rounding", epilog=commands.example("python -m train rounding runs/pneumonia-mobile-v1"))
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def rounding_command(run_dir: str) -> None:
     """Where int8 would change RUN_DIR's labels: its weights' rounding, its activations', or both."""
@@ -204,7 +204,7 @@ def rounding_command(run_dir: str) -> None:
     click.echo(json.dumps(result["effects"], indent=1))
 
 
-@main.command("fullres-parity")
+@main.command("fullres-parity", epilog=commands.example("python -m train fullres-parity pneumonia --data $CXR_DATA --fullres ../shared/data/fullres"))
 @click.argument("bundle")
 @click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(exists=True, file_okay=False),
               help="Kermany-style folder holding the 224-px copies under train/ (or $CXR_DATA).")
@@ -223,7 +223,7 @@ def fullres_parity_command(bundle: str, data: str, fullres: str) -> None:
     click.echo(json.dumps(result, indent=1))
 
 
-@main.command("compare")
+@main.command("compare", epilog=commands.example("python -m train compare --data $CXR_DATA --arch baseline --arch mobile --out runs/compare"))
 @click.option("--arch", "archs", multiple=True, default=("baseline", "tuned", "mobile"), show_default=True,
               help="Architecture to train (repeat the option for several).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the runs and the table.")
@@ -240,7 +240,7 @@ def compare_command(archs: tuple[str, ...], out: str, fullres: str | None, **kw)
     click.echo(table)
 
 
-@main.command("table")
+@main.command("table", epilog=commands.example("python -m train table runs/compare/baseline runs/compare/mobile --out runs/compare"))
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where comparison.md/.csv go.")
 @click.option("--columns", default=None, help="Comma-separated subset of the columns [all].")
