@@ -19,6 +19,11 @@ from cxr_edge.commands import EXIT_FATAL, EXIT_INTERRUPTED, Float, FloatRange
 from train.config import RunConfig, make_config, parse_arch
 
 
+# Each command imports its library inside itself: `--help` and the other commands do not wait
+# for TensorFlow (the trainer, the measurements and Keras load it). None of these imports hides
+# a circle: train/ imports nothing from here (tests/test_layering.py).
+
+
 def _setup_tf() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
