@@ -365,12 +365,12 @@ def test_bundles_with_different_contracts_are_not_averaged(run_224, binary_model
     manifest["preprocessing"]["normalize"] = "autocontrast"
     other.write_text(json.dumps(manifest))
     result = CliRunner().invoke(main, ["robustness", str(run_224), "--bundle", str(binary_model), "--bundle", str(other)])
-    assert result.exit_code == 2 and "different preprocessing contracts" in result.output
+    assert result.exit_code == 3 and "different preprocessing contracts" in result.output
 
 
 def test_a_bundle_reading_films_otherwise_than_the_run_is_refused(binary_run, binary_model):
     result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(binary_model)])
-    assert result.exit_code == 2 and "another preprocessing contract than this run" in result.output
+    assert result.exit_code == 3 and "another preprocessing contract than this run" in result.output
     assert "cxr-gray-squash/1, 224x224; the run: cxr-gray-squash/2, 64x64, JPEG q75" in result.output
     assert not list(binary_run.glob("robustness-*"))
 
@@ -381,7 +381,7 @@ def test_a_bundle_trained_on_other_patients_is_not_scored_on_this_run(run_224, b
     manifest["training_run"] = {"command": "python -m train fit --seed 7"}
     other.write_text(json.dumps(manifest))
     result = CliRunner().invoke(main, ["robustness", str(run_224), "--bundle", str(other)])
-    assert result.exit_code == 2 and "has seen some of this run's validation patients" in result.output
+    assert result.exit_code == 3 and "has seen some of this run's validation patients" in result.output
 
 
 def test_a_bundle_recording_its_validation_patients_is_checked_by_them_not_by_its_seed(binary_run, binary_model,
@@ -413,7 +413,7 @@ def test_a_bundle_is_checked_on_full_size_originals_as_devices_run_it(binary_mod
 def test_fullres_parity_of_a_missing_bundle_fails_with_a_message(kermany, fullres, tmp_path):
     result = CliRunner().invoke(main, ["fullres-parity", str(tmp_path / "nope.json"), "--data", str(kermany),
                                        "--fullres", str(fullres)])
-    assert result.exit_code == 2 and "nope.json" in result.output
+    assert result.exit_code == 3 and "nope.json" in result.output
 
 
 def test_shifts_change_the_pixels_they_claim_to():
@@ -460,4 +460,4 @@ def test_freezing_a_backbone_needs_a_pretrained_one(kermany, tmp_path):
 def test_an_out_folder_that_cannot_be_made_is_one_line(kermany, tmp_path):
     (tmp_path / "a_file").write_text("not a folder")
     result = train_cli("fit", "--data", str(kermany), "--out", str(tmp_path / "a_file" / "run"), "--smoke")
-    assert result.exit_code == 2 and "cannot write" in result.output
+    assert result.exit_code == 3 and "cannot write" in result.output
