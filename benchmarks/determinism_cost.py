@@ -31,10 +31,10 @@ def child(deterministic: bool, arch: str, size: int, batch: int, warmup: int, st
     import keras
     import numpy as np
 
-    from train import fit, models, pipeline, run
+    from train import config, fit, models, pipeline
 
     fit.seed_everything(0, deterministic)
-    cfg = run.make_config(arch, "unused", data="unused", size=size, batch_size=batch)
+    cfg = config.make_config(arch, "unused", data="unused", size=size, batch_size=batch)
     n = (warmup + steps) * batch
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
@@ -42,7 +42,7 @@ def child(deterministic: bool, arch: str, size: int, batch: int, warmup: int, st
     model = models.build(arch, (size, size), 1, [0.0])
     fit.compile_model(model, fit.learning_rate(3e-4, 8, warmup + steps, "cosine"), 1)
     ds = pipeline.dataset(pixels, pipeline.one_hot_targets(y, 1), batch, sample_weights=np.ones(n),
-                          augment_cfg=run.augment_config(cfg), shuffle_seed=0)
+                          augment_cfg=config.augment_config(cfg), shuffle_seed=0)
     ends: list[float] = []
     model.fit(ds, epochs=1, verbose=0,
               callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_, **__: ends.append(time.perf_counter()))])

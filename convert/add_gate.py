@@ -24,7 +24,7 @@ EXIT_BAD_INPUT = 3
 def split_files(data: Path, val_fraction: float, seed: int, expected: str | None) -> tuple[list[str], list[str]]:
     """(training side, validation side) file paths of the run's patient split, remade from its seed."""
     from train import data as train_data  # local: the split's one definition lives with training
-    from train.leakage import fingerprint
+    from train.rundir import fingerprint
 
     records, _ = train_data.scan(data)
     train_idx, val_idx = train_data.patient_split(records, val_fraction, seed)

@@ -15,14 +15,21 @@ import click
 
 from convert.quiet import captured_output  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 from convert.bundles import DEFAULT_VERSION
+from cxr_edge import commands
+from cxr_edge.commands import EXIT_FATAL, EXIT_FINDINGS, FloatRange
 from cxr_edge.preprocess import NORMALIZE_CHOICES
 
 if TYPE_CHECKING:
     from convert.source import Source
     from cxr_edge.bundle import Bundle
 
-EXIT_FLAGGED = 1
-EXIT_BAD_INPUT = 3
+PROG = "python -m convert"
+EXIT_FLAGGED = EXIT_FINDINGS  # a variant was flagged by parity
+EXIT_BAD_INPUT = EXIT_FATAL
+EXIT_CODES_HELP = (
+    "\b\nExit codes: 0 done; 1 a variant flagged by parity (see --accept); 2 usage error;\n"
+    "3 bad input, failed conversion, or --install failed (the bundles stay in --out); 130 interrupted."
+)
 VARIANT_HELP = "Comma-separated: float32, float16, dynamic, int8."
 
 
@@ -46,7 +53,13 @@ def _variants(_ctx, _param, value: str) -> tuple[str, ...]:
     return chosen
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=commands.interruptible_class(click.Command, PROG),
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               epilog=EXIT_CODES_HELP + "\n\n" + commands.example(
+                   "python -m convert runs/pneumonia-v1 --out build/pneumonia --install cxr_edge/models",
+                   "python -m convert model.keras --threshold 0.4 --calib-dir data/train --parity-dir data/val "
+                   "--out build/m"))
+@commands.version_option(PROG)
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the bundles (<name>_<variant>.tflite/.json), parity.md/.json, convert.log.")
@@ -65,14 +78,14 @@ def _variants(_ctx, _param, value: str) -> tuple[str, ...]:
               help="Labelled folder (class subfolders, as `cxr-edge evaluate` reads) for the parity report "
                    "[the run's validation split].")
 @click.option("--no-parity", is_flag=True, help="Skip the parity report.")
-@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+@click.option("--min-agreement", type=FloatRange(0, 1), default=0.99, show_default=True,
               help="Least share of labels a variant must share with the Keras model.")
 @click.option("--accept", is_flag=True, help="Exit 0 even when a variant is flagged (the flags stay in the report).")
 @click.option("--install", "install_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also copy the int8 bundle as <name>.tflite/.json here (e.g. cxr_edge/models) once parity passed (or --accept).")
 @click.option("--labels", default="NORMAL,PNEUMONIA", show_default=True,
               help="Bare .keras file only: labels in output order, negative first.")
-@click.option("--threshold", type=float, default=None, help="Bare .keras file only: the decision threshold (required).")
+@click.option("--threshold", type=FloatRange(0, 1), default=None, help="Bare .keras file only: the decision threshold (required).")
 @click.option("--normalize", type=click.Choice(NORMALIZE_CHOICES), default="none", show_default=True,
               help="Bare .keras file only: the contract's intensity normalisation the model was trained with.")
 @click.option("--reencode-jpeg", type=click.IntRange(1, 95), default=None,
@@ -89,15 +102,6 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
     variants, each with its manifest (labels, threshold, contract, sha256, dataset, metrics);
     compiles int8 for the Edge TPU when edgetpu_compiler is on PATH; then runs every variant
     through the edge tool's own code on a labelled set and writes parity.md/parity.json.
-
-    \b
-    Examples:
-      python -m convert runs/pneumonia-v1 --out build/pneumonia --install cxr_edge/models
-      python -m convert model.keras --threshold 0.4 --calib-dir data/train --parity-dir data/val --out build/m
-
-    \b
-    Exit codes: 0 done; 1 a variant flagged by parity (see --accept); 2 usage error;
-    3 bad input, failed conversion, or --install failed (the bundles stay in --out).
     """
     from convert import pipeline, source as sources
     from convert.errors import ConvertError
@@ -119,11 +123,9 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
         )
         result = pipeline.run(job, log=_say, progress=_progress)
     except ConvertError as exc:
-        _say(f"Error: {exc}")
-        sys.exit(EXIT_BAD_INPUT)
+        commands.fail(PROG, str(exc), EXIT_BAD_INPUT)
     except OSError as exc:  # e.g. --out under a file or in a read-only place
-        _say(f"Error: cannot write {exc.filename or out}: {exc.strerror or exc}")
-        sys.exit(EXIT_BAD_INPUT)
+        commands.fail(PROG, f"cannot write {exc.filename or out}: {exc.strerror or exc}", EXIT_BAD_INPUT)
     for flag in result.flags:
         _say(f"!!! PARITY FLAG: {flag}")
     if result.flags and not accept:
@@ -143,8 +145,7 @@ def _install(bundle: Bundle, folder: Path, name: str, out: Path) -> None:
     try:
         installed = install(bundle, folder, name)
     except (OSError, BundleError) as exc:
-        _say(f"Error: cannot install into {folder} ({exc}); the converted bundles are in {out}")
-        sys.exit(EXIT_BAD_INPUT)
+        commands.fail(PROG, f"cannot install into {folder} ({exc}); the converted bundles are in {out}", EXIT_BAD_INPUT)
     _say(f"installed {installed.manifest_path}")
 
 

@@ -22,7 +22,7 @@ from convert.errors import ConvertError
 from convert.quiet import captured_output
 from cxr_edge import metrics, runtime
 from cxr_edge.bundle import Bundle
-from cxr_edge.evaluate import Truth
+from cxr_edge.labelled import Truth
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 DEFAULT_MIN_AGREEMENT = 0.99

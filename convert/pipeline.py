@@ -15,8 +15,8 @@ from convert import bundles, calibration, edgetpu, gate, keras_model, ops, parit
 from convert.errors import ConvertError
 from convert.quiet import captured_output
 from cxr_edge.bundle import Bundle
-from cxr_edge import evaluate
-from cxr_edge.evaluate import Truth
+from cxr_edge import labelled
+from cxr_edge.labelled import Truth
 
 LOG_FILE = "convert.log"
 SUMMARY_FILE = "conversion.json"
@@ -145,8 +145,8 @@ def _rate(bundle: Bundle) -> str:
 def _labelled_folder(folder: Path, bundle: Bundle) -> list[tuple[str, Truth]]:
     """A labelled folder read as ``cxr-edge evaluate`` reads it (class subfolders)."""
     try:
-        return [(found.path, truth) for found, truth in evaluate.labelled_inputs(folder, bundle)]
-    except evaluate.DataLayoutError as exc:
+        return [(found.path, truth) for found, truth in labelled.labelled_inputs(folder, bundle)]
+    except labelled.DataLayoutError as exc:
         raise ConvertError(f"parity folder: {exc}") from exc
 
 

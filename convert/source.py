@@ -18,10 +18,10 @@ from typing import Any
 
 from convert.bundles import DEFAULT_VERSION, ModelSpec
 from convert.errors import ConvertError
-from cxr_edge.evaluate import Truth
+from cxr_edge.labelled import Truth
 from cxr_edge.preprocess import Contract
-from train.leakage import fingerprint
-from train.run import METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE
+from train.rundir import (METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE,
+                          fingerprint)
 
 DEFAULT_NAMES = {"binary": "pneumonia", "multiclass": "subtype"}
 

@@ -12,25 +12,26 @@ without numpy, Pillow, tqdm or the interpreter (see docs/performance.md, cold st
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import click
 
-from cxr_edge import __version__
+from cxr_edge import __version__, commands
+from cxr_edge.commands import EXIT_FATAL, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, FloatRange
 
 if TYPE_CHECKING:
     from cxr_edge.classify import ClassifyOptions
     from cxr_edge.evaluate import Evaluation
 
+PROG = "cxr-edge"
 DEVICES = ("cpu", "edgetpu")  # = classify.DEVICES, written out so --help needs no import of the engine
 
-EXIT_OK = 0
-EXIT_UNREADABLE = 1  # some inputs could not be read or were rejected by the gate (each has a row saying why)
-EXIT_USAGE = 2  # Click's code for usage errors
-EXIT_FATAL = 3  # model missing/damaged, report not writable, no interpreter or Edge TPU
+# The codes of all three command lines (cxr_edge/commands.py); what they mean here:
+EXIT_UNREADABLE = EXIT_FINDINGS  # some inputs could not be read or were rejected by the gate (each has a row saying why)
+# 2: usage errors (Click); EXIT_FATAL: model missing/damaged, report not writable,
+# no interpreter or Edge TPU
 EXIT_CODES_HELP = (
     "\b\nExit codes:\n"
     "  0  every image was classified\n"
@@ -43,20 +44,8 @@ EXIT_CODES_HELP = (
 )
 
 
-class FloatRange(click.FloatRange):
-    """``click.FloatRange`` that also refuses NaN, which passes every bound check (all comparisons
-    with NaN are false) and would silently turn a threshold into "never flag"."""
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        number = super().convert(value, param, ctx)
-        if math.isnan(number):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        return number
-
-
 def fail(message: str, code: int = EXIT_FATAL) -> None:
-    click.echo(f"cxr-edge: error: {message}", err=True)
-    sys.exit(code)
+    commands.fail(PROG, message, code)
 
 
 @contextlib.contextmanager
@@ -76,7 +65,7 @@ def fatal_errors(interrupted: str = "interrupted") -> Iterator[None]:
     except (BundleError, runtime.RuntimeUnavailable, ReportError) as exc:
         fail(str(exc))
     except KeyboardInterrupt as exc:
-        fail(str(exc) or interrupted, 130)  # classify.Interrupted says what is kept and how to go on
+        fail(str(exc) or interrupted, EXIT_INTERRUPTED)  # classify.Interrupted says what is kept and how to go on
     except BrokenPipeError:
         sys.stderr.close()  # e.g. `--out - | head`: the reader left, nothing more to say
         sys.exit(EXIT_OK)
@@ -114,12 +103,12 @@ def model_run_options(func: Callable) -> Callable:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", "-V", prog_name="cxr-edge")
+@commands.version_option(PROG)
 def main() -> None:
     """Screen chest X-rays for pneumonia with a small TFLite model, on a Raspberry Pi or a Coral."""
 
 
-@main.command(epilog=EXIT_CODES_HELP)
+@main.command(epilog=EXIT_CODES_HELP + "\n\n" + commands.example("cxr-edge classify ./folder --out report.csv --html page.html"))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", required=True, metavar="FILE|-", help="The CSV report to write ('-' for stdout).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
@@ -183,7 +172,7 @@ PAGE_EXIT_HELP = (
 )
 
 
-@main.command(epilog=PAGE_EXIT_HELP)
+@main.command(epilog=PAGE_EXIT_HELP + "\n\n" + commands.example("cxr-edge page report.csv --html page.html --explain"))
 @click.argument("report_csv", metavar="REPORT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--html", "html", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The HTML page to write.")
@@ -215,7 +204,7 @@ INFO_EXIT_HELP = (
 )
 
 
-@main.command(epilog=INFO_EXIT_HELP)
+@main.command(epilog=INFO_EXIT_HELP + "\n\n" + commands.example("cxr-edge info --model pneumonia"))
 @model_option
 def info(model: str | None) -> None:
     """Print the interpreter backend, library versions and the model's manifest."""
@@ -263,7 +252,7 @@ EVALUATE_EXIT_HELP = (
 )
 
 
-@main.command(epilog=EVALUATE_EXIT_HELP)
+@main.command(epilog=EVALUATE_EXIT_HELP + "\n\n" + commands.example("cxr-edge evaluate labelled/ --out-dir eval/ --target-sensitivity 0.97"))
 @click.argument("data_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write metrics.json, predictions.csv and PNG plots (ROC, confusion, histogram) here.")
@@ -332,7 +321,7 @@ EXPLAIN_EXIT_HELP = (
 )
 
 
-@main.command(epilog=EXPLAIN_EXIT_HELP)
+@main.command(epilog=EXPLAIN_EXIT_HELP + "\n\n" + commands.example("cxr-edge explain film.jpg --out-dir heatmaps/"))
 @click.argument("paths", metavar="IMAGE...", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the heatmap PNGs (one per image: <name>.occlusion.png).")

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from cxr_edge.preprocess import MAX_PIXELS, ImageReadError, map_blocks, scale_to_uint8, to_gray8
+from cxr_edge.gray import MAX_PIXELS, ImageReadError, map_blocks, scale_to_uint8, to_gray8
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 #: Optional report columns filled from the DICOM header (empty for other files).

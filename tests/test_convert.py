@@ -28,7 +28,7 @@ from cxr_edge import runtime  # noqa: E402
 from cxr_edge.bundle import load_bundle  # noqa: E402
 from cxr_edge.discover import discover  # noqa: E402
 from cxr_edge.engine import OK, Classifier, classify  # noqa: E402
-from cxr_edge.evaluate import Truth  # noqa: E402
+from cxr_edge.labelled import Truth  # noqa: E402
 from cxr_edge.preprocess import Contract, load_image  # noqa: E402
 from cxr_edge.synthetic import synthetic_xray  # noqa: E402
 

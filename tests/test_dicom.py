@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_edge import dicom, preprocess
+from cxr_edge import dicom, gray
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 pydicom = pytest.importorskip("pydicom", minversion="3")
@@ -157,7 +157,7 @@ def old_display(path: Path) -> np.ndarray:
 def test_pixels_mapped_a_block_at_a_time_equal_the_whole_frame_formula(
     tmp_path: Path, header: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(preprocess, "BLOCK_SIZE", 97)
+    monkeypatch.setattr(gray, "BLOCK_SIZE", 97)
     pixels = np.random.default_rng(3).integers(0, 4096, SIZE[::-1]).astype(np.uint16)
     path = write12(tmp_path / "a.dcm", pixels, **header)
     assert np.array_equal(read(path)[0], old_display(path))

@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest.importorskip("keras")
 pytest.importorskip("sklearn")
 
-from train.lite0_probe import (  # noqa: E402
+from experiments.lite0_probe import (  # noqa: E402
     augmented_features,
     export_model,
     extract,

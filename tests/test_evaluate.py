@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_edge import evaluate, metrics
+from cxr_edge import evaluate, labelled, metrics
 from cxr_edge.bundle import Bundle
 from cxr_edge.engine import ERROR, OK, Result
-from cxr_edge.evaluate import DataLayoutError, Evaluation, Truth
+from cxr_edge.evaluate import Evaluation
+from cxr_edge.labelled import DataLayoutError, Truth, labelled_inputs
 from cxr_edge.preprocess import Contract
 
 sk = pytest.importorskip("sklearn.metrics")
@@ -47,7 +48,7 @@ def test_class_folders_give_the_truth_any_case(tmp_path):
     touch_images(tmp_path / "normal", ["a.png", "b.png"])
     touch_images(tmp_path / "PNEUMONIA" / "sub", ["c.png"])
     touch_images(tmp_path, ["loose.png"])  # no class: not listed
-    items = evaluate.labelled_inputs(tmp_path, fake_bundle())
+    items = labelled_inputs(tmp_path, fake_bundle())
     assert [(f.display, t) for f, t in items] == [
         ("PNEUMONIA/sub/c.png", Truth(True, "PNEUMONIA")),
         ("normal/a.png", Truth(False, "NORMAL")),
@@ -59,7 +60,7 @@ def test_class_folders_give_the_truth_any_case(tmp_path):
 def test_kermany_pneumonia_folder_gives_the_subtype_from_file_names(tmp_path, labels):
     touch_images(tmp_path / "PNEUMONIA", ["person1_bacteria_2.jpeg", "person3_virus_4.jpeg", "odd.jpeg"])
     touch_images(tmp_path / labels[2], ["v.png"])
-    truths = {f.display: t for f, t in evaluate.labelled_inputs(tmp_path, fake_bundle(labels))}
+    truths = {f.display: t for f, t in labelled_inputs(tmp_path, fake_bundle(labels))}
     assert truths == {
         "PNEUMONIA/person1_bacteria_2.jpeg": Truth(True, labels[1]),
         "PNEUMONIA/person3_virus_4.jpeg": Truth(True, labels[2]),
@@ -81,16 +82,16 @@ def test_folders_that_do_not_fit_the_model_are_refused(tmp_path, folders, labels
     for name in folders:
         touch_images(tmp_path / name, ["x.png"])
     with pytest.raises(DataLayoutError, match=re.escape(message)):
-        evaluate.labelled_inputs(tmp_path, fake_bundle(labels))
+        labelled_inputs(tmp_path, fake_bundle(labels))
 
 
 def test_a_folder_that_cannot_be_listed_is_refused_with_the_reason(tmp_path, monkeypatch):
     def denied(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(evaluate.os, "scandir", denied)
+    monkeypatch.setattr(labelled.os, "scandir", denied)
     with pytest.raises(DataLayoutError, match="cannot list the folder \\(Permission denied\\)"):
-        evaluate.labelled_inputs(tmp_path, fake_bundle())
+        labelled_inputs(tmp_path, fake_bundle())
 
 
 def test_class_folders_without_images_are_refused(tmp_path):
@@ -98,7 +99,7 @@ def test_class_folders_without_images_are_refused(tmp_path):
     (tmp_path / "PNEUMONIA").mkdir()
     (tmp_path / "PNEUMONIA" / "notes.txt").write_text("no images here")
     with pytest.raises(DataLayoutError, match="no image files in the class folders"):
-        evaluate.labelled_inputs(tmp_path, fake_bundle())
+        labelled_inputs(tmp_path, fake_bundle())
 
 
 # --- metrics from results --------------------------------------------------------------------

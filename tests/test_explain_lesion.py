@@ -26,7 +26,7 @@ from cxr_edge.bundle import load_bundle, write_bundle  # noqa: E402
 from cxr_edge.engine import Classifier  # noqa: E402
 from cxr_edge.preprocess import Contract  # noqa: E402
 from cxr_edge.synthetic import lesion_locations, synthetic_xray  # noqa: E402
-from train.gradcam import gradcam, save_overlays  # noqa: E402
+from experiments.gradcam import gradcam, save_overlays  # noqa: E402
 
 SIZE = 96
 TEST_SEEDS = range(1001, 1013, 2)  # held out: training uses seeds 0..119

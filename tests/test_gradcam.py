@@ -1,4 +1,4 @@
-"""train/gradcam.py on the project's own architectures (untrained: shapes, layers, bookkeeping)."""
+"""experiments/gradcam.py on the project's own architectures (untrained: shapes, layers, bookkeeping)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 keras = pytest.importorskip("keras")
 
 from train import models  # noqa: E402
-from train.gradcam import gradcam, last_feature_layer, misclassified  # noqa: E402
+from experiments.gradcam import gradcam, last_feature_layer, misclassified  # noqa: E402
 
 
 @pytest.mark.parametrize("arch, n_outputs", [("baseline", 1), ("mobile", 1), ("mobile", 3)])

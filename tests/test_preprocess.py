@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageOps, JpegImagePlugin
 
 from conftest import png_header_only
-from cxr_edge import preprocess, runtime
+from cxr_edge import gray, runtime
 from cxr_edge.bundle import load_bundle
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image
 from cxr_edge.synthetic import synthetic_xray
@@ -113,17 +113,17 @@ def deep_arrays() -> list[np.ndarray]:
 def test_deep_stretch_gives_the_pixels_of_the_whole_array_float64_formula(
     values: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(preprocess, "BLOCK_SIZE", 1000)  # several blocks, a ragged last one
-    assert np.array_equal(preprocess.stretch_to_uint8(values), old_stretch(values))
+    monkeypatch.setattr(gray, "BLOCK_SIZE", 1000)  # several blocks, a ragged last one
+    assert np.array_equal(gray.stretch_to_uint8(values), old_stretch(values))
 
 
 @pytest.mark.parametrize("lo, hi", [(-1000.0, 3000.5), (100.0, 101.0), (7.0, 7.0)])
 def test_header_windows_map_and_clip_as_the_float64_formula(
     lo: float, hi: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(preprocess, "BLOCK_SIZE", 999)
+    monkeypatch.setattr(gray, "BLOCK_SIZE", 999)
     for values in deep_arrays():
-        assert np.array_equal(preprocess.scale_to_uint8(values, lo, hi), old_scale(values, lo, hi))
+        assert np.array_equal(gray.scale_to_uint8(values, lo, hi), old_scale(values, lo, hi))
 
 
 def test_a_constant_deep_image_becomes_black(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow")
 
 from train.augment import NONE, AugmentConfig, augment, jpeg_artifacts  # noqa: E402
-from train.run import RunConfig, augment_config  # noqa: E402
+from train.config import RunConfig, augment_config  # noqa: E402
 
 
 def _films(n: int = 4) -> np.ndarray:

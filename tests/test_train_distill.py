@@ -13,7 +13,7 @@ from conftest import asset_bundle
 from train import distill, leakage
 from train.cli import main
 from train.pipeline import one_hot_targets
-from train.run import RunConfig
+from train.config import RunConfig
 from train_data import make_kermany
 
 SHIPPED_STYLE = "python -m train fit --data d --out o --seed 42 --val-fraction 0.2"
@@ -91,7 +91,7 @@ def test_a_teacher_without_a_recorded_split_is_refused_before_the_run_folder_exi
     out = tmp_path / "student"
     result = fit("--data", str(kermany), "--out", str(out), "--smoke", "--size", "224",
                  "--teacher", str(make_teacher(command="")))
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "may have seen this run's validation patients" in result.output
     assert not out.exists()
 

@@ -61,7 +61,7 @@ def run_224(tmp_path_factory) -> Path:
 @pytest.fixture
 def bundle_trained_with(copy_bundle, tmp_path, run_224):
     """A copy of the tiny binary bundle that says it was trained with ``command`` through the run's contract."""
-    from train.run import load_run
+    from train.rundir import load_run
 
     def make(command: str, folder: str) -> Path:
         manifest_path = copy_bundle(asset_bundle("tiny_binary_int8"), tmp_path / folder)
@@ -91,4 +91,4 @@ def test_two_bundles_are_compared_on_the_run_s_validation_patients(run_224, bund
 def test_a_bundle_that_may_have_seen_the_validation_patients_is_refused(run_224, bundle_trained_with, command, message):
     fair, other = bundle_trained_with(SAME_SPLIT, "fair"), bundle_trained_with(command, "other")
     result = CliRunner().invoke(main, ["paired", str(run_224), str(fair), str(other)])
-    assert result.exit_code == 2 and message in result.output
+    assert result.exit_code == 3 and message in result.output

@@ -80,7 +80,7 @@ def test_evaluate_without_a_pneumonia_fails_with_a_message_and_keeps_the_metrics
         writer.writerows({**row, "target": "0"} for row in rows)
     metrics_before = (run / "metrics.json").read_bytes()
     result = train_cli("evaluate", str(run))
-    assert result.exit_code == 2 and "no positive samples" in result.output
+    assert result.exit_code == 3 and "no positive samples" in result.output
     assert (run / "metrics.json").read_bytes() == metrics_before
 
 
@@ -102,12 +102,12 @@ def test_run_json_records_command_versions_seed_and_contract(binary_run):
 
 
 def test_a_second_training_seed_can_keep_the_same_validation_patients(kermany, tmp_path):
-    from train import run
+    from train import config, run
 
     def val_files(name: str, **seeds) -> list[str]:
         out = tmp_path / name
         out.mkdir()
-        cfg = run.make_config("mobile", str(out), data=str(kermany), size=64, cache_dir=str(tmp_path / "cache"), **seeds)
+        cfg = config.make_config("mobile", str(out), data=str(kermany), size=64, cache_dir=str(tmp_path / "cache"), **seeds)
         records, _, val_idx, _ = run.prepare_data(cfg, log=lambda message: None)
         return sorted(str(records[i].path) for i in val_idx)
 
@@ -135,7 +135,7 @@ def test_a_deterministic_run_repeats_bit_for_bit(kermany, tmp_path):
 
 def test_a_run_from_before_contract_2_keeps_contract_1(binary_run, tmp_path):
     """Old run.json files have no reencode_jpeg: they were trained, and must be served, without it."""
-    from train.run import RUN_FILE, load_run
+    from train.rundir import RUN_FILE, load_run
 
     record = json.loads((binary_run / RUN_FILE).read_text())
     del record["config"]["reencode_jpeg"]
@@ -163,7 +163,7 @@ def test_the_saved_model_takes_raw_grey_levels_and_holds_no_augmentation(binary_
 
 def test_an_existing_run_is_not_overwritten_but_resumes(binary_run, kermany):
     result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(binary_run), "--smoke"])
-    assert result.exit_code == 2 and "--resume" in result.output
+    assert result.exit_code == 3 and "--resume" in result.output
     state = json.loads((binary_run / fit.STATE_FILE).read_text())
     before = json.loads((binary_run / "run.json").read_text())
     result = train_cli("fit", "--data", str(kermany), "--out", str(binary_run), "--smoke", "--size", "64",
@@ -211,14 +211,14 @@ def test_rounding_reports_where_int8_would_change_a_runs_labels(binary_run):
 def test_a_start_that_would_leak_or_mismatch_is_refused(binary_run, kermany, tmp_path, args, message):
     result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke",
                                        "--size", "64", "--init-from", str(binary_run), *args])
-    assert result.exit_code == 2 and message in result.output
+    assert result.exit_code == 3 and message in result.output
     assert not (tmp_path / "r").exists()
 
 
 def test_a_start_from_a_folder_that_is_no_finished_run_is_refused(kermany, tmp_path):
     result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke",
                                        "--init-from", str(tmp_path)])
-    assert result.exit_code == 2 and "is not a finished run" in result.output
+    assert result.exit_code == 3 and "is not a finished run" in result.output
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_a_subtype_run_reports_three_classes_and_bacterial_vs_viral(subtype_run)
 
 
 def test_a_dedicated_bacterial_vs_viral_head_is_compared_on_validation_pneumonias(subtype_run):
-    from train import subtype_head_probe
+    from experiments import subtype_head_probe
 
     assert subtype_head_probe.main([str(subtype_run)]) == 0
     result = json.loads((subtype_run / subtype_head_probe.RESULT_FILE).read_text())
@@ -250,7 +250,7 @@ def test_a_dedicated_bacterial_vs_viral_head_is_compared_on_validation_pneumonia
 
 
 def test_the_head_probe_refuses_a_binary_run(binary_run):
-    from train import subtype_head_probe
+    from experiments import subtype_head_probe
 
     with pytest.raises(SystemExit, match="binary run"):
         subtype_head_probe.main([str(binary_run)])
@@ -263,7 +263,7 @@ def test_the_head_probe_refuses_a_binary_run(binary_run):
 ])
 def test_bad_architecture_requests_fail_with_a_message(kermany, tmp_path, args, message):
     result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke", *args])
-    assert result.exit_code == 2 and message in result.output
+    assert result.exit_code == 3 and message in result.output
 
 
 def test_a_subtype_run_refuses_pneumonia_films_named_without_a_subtype_before_it_starts(kermany, tmp_path):
@@ -275,13 +275,13 @@ def test_a_subtype_run_refuses_pneumonia_films_named_without_a_subtype_before_it
     shutil.copy(first, first.with_name("scan_0001.jpeg"))
     result = CliRunner().invoke(main, ["fit", "--data", str(data), "--out", str(tmp_path / "r"), "--smoke",
                                        "--task", "subtype"])
-    assert result.exit_code == 2 and "neither bacteria nor virus (e.g. scan_0001.jpeg)" in result.output
+    assert result.exit_code == 3 and "neither bacteria nor virus (e.g. scan_0001.jpeg)" in result.output
     assert not (tmp_path / "r").exists()
 
 
 def test_a_missing_data_folder_fails_with_a_message(tmp_path):
     result = CliRunner().invoke(main, ["fit", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r")])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    assert result.exit_code == 3 and "does not exist" in result.output
 
 
 def test_class_weights_balance_the_loss_and_the_bias_follows_the_weighted_prior():
@@ -365,12 +365,12 @@ def test_bundles_with_different_contracts_are_not_averaged(run_224, binary_model
     manifest["preprocessing"]["normalize"] = "autocontrast"
     other.write_text(json.dumps(manifest))
     result = CliRunner().invoke(main, ["robustness", str(run_224), "--bundle", str(binary_model), "--bundle", str(other)])
-    assert result.exit_code == 2 and "different preprocessing contracts" in result.output
+    assert result.exit_code == 3 and "different preprocessing contracts" in result.output
 
 
 def test_a_bundle_reading_films_otherwise_than_the_run_is_refused(binary_run, binary_model):
     result = CliRunner().invoke(main, ["robustness", str(binary_run), "--bundle", str(binary_model)])
-    assert result.exit_code == 2 and "another preprocessing contract than this run" in result.output
+    assert result.exit_code == 3 and "another preprocessing contract than this run" in result.output
     assert "cxr-gray-squash/1, 224x224; the run: cxr-gray-squash/2, 64x64, JPEG q75" in result.output
     assert not list(binary_run.glob("robustness-*"))
 
@@ -381,20 +381,20 @@ def test_a_bundle_trained_on_other_patients_is_not_scored_on_this_run(run_224, b
     manifest["training_run"] = {"command": "python -m train fit --seed 7"}
     other.write_text(json.dumps(manifest))
     result = CliRunner().invoke(main, ["robustness", str(run_224), "--bundle", str(other)])
-    assert result.exit_code == 2 and "has seen some of this run's validation patients" in result.output
+    assert result.exit_code == 3 and "has seen some of this run's validation patients" in result.output
 
 
 def test_a_bundle_recording_its_validation_patients_is_checked_by_them_not_by_its_seed(binary_run, binary_model,
                                                                                         copy_bundle, tmp_path):
     from cxr_edge.bundle import load_bundle
-    from train import leakage
-    from train.run import load_run
+    from train import leakage, rundir
+    from train.rundir import load_run
 
     cfg, _ = load_run(binary_run)
-    patients = leakage.split_patients(binary_run, "val")
+    patients = rundir.split_patients(binary_run, "val")
     same = copy_bundle(binary_model, tmp_path / "same")
     other = copy_bundle(binary_model, tmp_path / "other")
-    for path, recorded in ((same, leakage.fingerprint(patients)), (other, leakage.fingerprint(patients - {min(patients)}))):
+    for path, recorded in ((same, rundir.fingerprint(patients)), (other, rundir.fingerprint(patients - {min(patients)}))):
         manifest = json.loads(path.read_text())
         manifest["training_run"] = {"command": "python -m train fit", "validation_patients": recorded}  # same seed
         path.write_text(json.dumps(manifest))
@@ -413,7 +413,7 @@ def test_a_bundle_is_checked_on_full_size_originals_as_devices_run_it(binary_mod
 def test_fullres_parity_of_a_missing_bundle_fails_with_a_message(kermany, fullres, tmp_path):
     result = CliRunner().invoke(main, ["fullres-parity", str(tmp_path / "nope.json"), "--data", str(kermany),
                                        "--fullres", str(fullres)])
-    assert result.exit_code == 2 and "nope.json" in result.output
+    assert result.exit_code == 3 and "nope.json" in result.output
 
 
 def test_shifts_change_the_pixels_they_claim_to():
@@ -460,4 +460,4 @@ def test_freezing_a_backbone_needs_a_pretrained_one(kermany, tmp_path):
 def test_an_out_folder_that_cannot_be_made_is_one_line(kermany, tmp_path):
     (tmp_path / "a_file").write_text("not a folder")
     result = train_cli("fit", "--data", str(kermany), "--out", str(tmp_path / "a_file" / "run"), "--smoke")
-    assert result.exit_code == 2 and "cannot write" in result.output
+    assert result.exit_code == 3 and "cannot write" in result.output

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from cxr_edge.metrics import CI_METRICS
-from train.run import METRICS_FILE, SUMMARY_FILE, load_run
+from train.config import parse_arch
+from train.rundir import METRICS_FILE, SUMMARY_FILE, load_run
 
 CARD_FILE = "model_card.md"
 CITATION = (
@@ -67,7 +68,7 @@ def render(run_dir: Path) -> str:
         f"# Model card: {run_dir.name}",
         "",
         f"- **Task**: {cfg.task} ({' / '.join(record['labels'])}); score = P(not {record['negative_label']}).",
-        f"- **Architecture**: `{cfg.arch}`{f' (weights: {cfg.weights})' if cfg.arch.startswith('transfer:') else ''}, "
+        f"- **Architecture**: `{cfg.arch}`{f' (weights: {cfg.weights})' if parse_arch(cfg.arch).pretrained else ''}, "
         f"{record.get('parameters', 0):,} parameters; input {cfg.size}x{cfg.size} grayscale, raw 0..255 "
         f"(rescaling inside the model).",
         f"- **Preprocessing contract**: `{record['preprocessing']['contract']}`, normalize `{cfg.normalize}`"

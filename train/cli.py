@@ -1,99 +1,98 @@
-"""``python -m train``: fit, evaluate, compare and stress-test models."""
+"""``python -m train``: fit, evaluate, compare and stress-test models.
+
+Exit codes are those of all three command lines (:mod:`cxr_edge.commands`): 0 done, 2 usage
+error, 3 bad input (data, bundle, run folder, architecture), 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import click
 
-from cxr_edge.cli import FloatRange
-from cxr_edge.preprocess import NORMALIZE_CHOICES
-from train.run import make_config
+from cxr_edge import commands
+from cxr_edge.commands import EXIT_FATAL, EXIT_INTERRUPTED, Float, FloatRange
+from train.config import RunConfig, make_config, parse_arch
+
+
+# Each command imports its library inside itself: `--help` and the other commands do not wait
+# for TensorFlow (the trainer, the measurements and Keras load it). None of these imports hides
+# a circle: train/ imports nothing from here (tests/test_layering.py).
 
 
 def _setup_tf() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+PROG = "python -m train"
+
+
+@click.group(cls=commands.interruptible_class(click.Group, PROG), context_settings={"help_option_names": ["-h", "--help"]})
+@commands.version_option(PROG)
 def main() -> None:
     """Train and evaluate cxr-edge models (Keras 3 / TensorFlow)."""
     _setup_tf()
 
 
+def _click_option(field: dataclasses.Field) -> Callable:
+    """The Click option of one :class:`RunConfig` field, from its metadata (help, type, default written once)."""
+    meta = field.metadata
+    flag = "--" + field.name.replace("_", "-")
+    default = field.default
+    if meta.get("by_arch") or default is dataclasses.MISSING:
+        default = None  # by_arch: make_config fills it from the architecture
+    elif meta.get("multiple"):
+        default = []
+    kwargs: dict[str, Any] = {"help": meta["help"] or None, "default": default,
+                              "show_default": default is not None and default != []}
+    if "choices" in meta:
+        kwargs["type"] = click.Choice(meta["choices"])
+    elif "range" in meta:
+        lo, hi = meta["range"]
+        kwargs["type"] = (FloatRange if isinstance(field.default, float) else click.IntRange)(lo, hi)
+    elif meta.get("path"):
+        kwargs["type"] = click.Path(file_okay=False)
+    elif "type" in meta:
+        kwargs["type"] = meta["type"]
+    elif isinstance(field.default, float):
+        kwargs["type"] = Float()  # NaN refused, as in the other command lines
+    elif isinstance(field.default, int) and not isinstance(field.default, bool):
+        kwargs["type"] = int
+    for key in ("envvar", "required", "multiple"):
+        if key in meta:
+            kwargs[key] = meta[key]
+    if meta.get("zero_is_none"):
+        kwargs["callback"] = lambda _ctx, _param, value: value or None
+    if isinstance(field.default, bool):
+        if meta.get("switch"):
+            flag = f"{flag}/--no-{flag[2:]}"
+        else:
+            kwargs["is_flag"] = True
+            kwargs.pop("show_default")
+    return click.option(flag, **kwargs)
+
+
+#: fit's options, one per RunConfig field (``--arch`` and ``--out`` are each command's own).
+FIT_OPTIONS = [_click_option(f) for f in dataclasses.fields(RunConfig) if f.metadata.get("cli", True)]
+
+
 def fit_options(func):
-    options = [
-        click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(file_okay=False),
-                     help="Kermany-style folder {train,val}/{NORMAL,PNEUMONIA}/ (or $CXR_DATA)."),
-        click.option("--task", type=click.Choice(["binary", "subtype"]), default="binary", show_default=True,
-                     help="binary: NORMAL vs PNEUMONIA; subtype: NORMAL / BACTERIAL / VIRAL."),
-        click.option("--weights", default="none", show_default=True,
-                     help="Backbone weights for transfer:<name>: imagenet, a file path, or none."),
-        click.option("--freeze-backbone", is_flag=True,
-                     help="transfer:<name> only: train the new head on frozen pretrained features."),
-        click.option("--size", type=click.IntRange(32, 1024), default=224, show_default=True, help="Input side in pixels."),
-        click.option("--normalize", type=click.Choice(NORMALIZE_CHOICES), default="none", show_default=True,
-                     help="Intensity normalisation of the shared preprocessing contract."),
-        click.option("--epochs", type=click.IntRange(1), default=None, help="Maximum epochs [arch default]."),
-        click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
-        click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak Adam learning rate."),
-        click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=None, help="LR schedule [cosine; baseline: constant]."),
-        click.option("--patience", type=click.IntRange(0), default=5, show_default=True,
-                     help="Stop after this many epochs without a better validation AUC (0: never)."),
-        click.option("--augment/--no-augment", default=None, help="Training augmentation [on; baseline: off]."),
-        click.option("--hflip/--no-hflip", default=False, show_default=True, help="Also flip horizontally (off: the heart is on the left)."),
-        click.option("--jpeg-augment/--no-jpeg-augment", default=True, show_default=True,
-                     help="Also re-encode half the training images as JPEG at quality 25-95 (breaks a compression-artifact shortcut)."),
-        click.option("--reencode-jpeg", type=click.IntRange(0, 95), default=75, show_default=True,
-                     callback=lambda _ctx, _param, value: value or None,
-                     help="Contract 2: JPEG quality of the round trip after a resize, as the Kermany copies were saved "
-                          "(0: none, contract 1)."),
-        click.option("--class-weights/--no-class-weights", default=None, help="Balanced class weights [on; baseline: off]."),
-        click.option("--val-fraction", type=FloatRange(0.05, 0.5), default=0.2, show_default=True,
-                     help="Share of images (whole patients) carved from train for validation."),
-        click.option("--seed", type=int, default=42, show_default=True, help="Seeds weights, augmentation and shuffling."),
-        click.option("--split-seed", type=int, default=None,
-                     help="Seed of the patient split [--seed]: vary --seed alone to retrain on the same split."),
-        click.option("--deterministic", is_flag=True,
-                     help="Bit-for-bit repeatable on the same machine and versions: deterministic TensorFlow "
-                          "kernels and augmentation order (no cost measured on CPU; may be slower on GPUs, "
-                          "see docs/training.md)."),
-        click.option("--teacher", multiple=True,
-                     help="Distil: blend the labels with this bundle's probabilities (name or manifest; repeat to "
-                          "average an ensemble). It must have been trained on this run's patient split."),
-        click.option("--distill-weight", type=FloatRange(0.0, 1.0), default=0.5, show_default=True,
-                     help="With --teacher: the teachers' share of each training target."),
-        click.option("--init-from", type=click.Path(file_okay=False), default=None,
-                     help="Start from this finished run's model instead of new weights (same task, arch, size "
-                          "and patient split)."),
-        click.option("--quant-aware", is_flag=True,
-                     help="Train as the int8 file computes: weights on their int8 grid, activations rounded, batch "
-                          "norm frozen (fine-tune an --init-from model with a small --lr)."),
-        click.option("--precision", type=click.Choice(["auto", "float32", "mixed_float16", "mixed_bfloat16"]),
-                     default="auto", show_default=True, help="auto: mixed_float16 on tensor-core GPUs, else float32."),
-        click.option("--target-sensitivity", type=FloatRange(0.5, 1.0), default=0.95, show_default=True,
-                     help="Threshold rule: highest specificity with validation sensitivity >= this."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                     help="Where decoded pixels are cached [$CXR_CACHE or ~/.cache/cxr-edge]."),
-        click.option("--smoke", is_flag=True, help="A few images and 2 epochs: checks the whole pipeline in seconds."),
-    ]
-    for option in reversed(options):
+    for option in reversed(FIT_OPTIONS):
         func = option(func)
     return func
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    commands.fail(PROG, message, EXIT_FATAL)
 
 
 @contextlib.contextmanager
 def _input_errors(*more: type[Exception]) -> Iterator[None]:
-    """Exit 2 with the message of bad input (data, bundle, value, or ``more``) instead of a traceback."""
+    """Exit 3 with the message of bad input (data, bundle, value, or ``more``) instead of a traceback."""
     from cxr_edge.bundle import BundleError
     from train.data import DataError
 
@@ -114,9 +113,8 @@ def _fit_errors() -> Iterator[None]:
     except OSError as exc:  # e.g. --out in a read-only place
         _fail(f"cannot write {exc.filename or 'the run'}: {exc.strerror or exc}")
     except KeyboardInterrupt:
-        click.echo("interrupted: finished epochs are checkpointed; run the command again to continue "
-                   "(fit: with --resume; compare resumes by itself)", err=True)
-        sys.exit(130)
+        commands.fail(PROG, "interrupted: finished epochs are checkpointed; run the command again to continue "
+                      "(fit: with --resume; compare resumes by itself)", EXIT_INTERRUPTED)
 
 
 @contextlib.contextmanager
@@ -129,26 +127,26 @@ def _run_errors(run_dir: str) -> Iterator[None]:
         _fail(f"{run_dir} is not a finished run ({exc.filename} missing)")
 
 
-@main.command("fit")
-@click.option("--arch", default="mobile", show_default=True,
-              help="baseline, tuned, mobile, or transfer:<keras.applications name> (e.g. transfer:MobileNetV2).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to create.")
+@main.command("fit", epilog=commands.example("python -m train fit --data $CXR_DATA --arch mobile --out runs/pneumonia-mobile-v1"))
+@click.option("--arch", default=RunConfig.arch, show_default=True, help=RunConfig.__dataclass_fields__["arch"].metadata["help"])
+@click.option("--out", required=True, type=click.Path(file_okay=False), help=RunConfig.__dataclass_fields__["out"].metadata["help"])
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @fit_options
 def fit_command(arch: str, out: str, resume: bool, **kw) -> None:
     """Train one model and write everything about it into --out."""
-    from train import run
+    from train import run  # lazy: the trainer loads TensorFlow; --help should not wait for it
+    from train.rundir import RUN_FILE
 
-    if resume and not (Path(out) / run.RUN_FILE).is_file():
-        raise click.UsageError(f"--resume: nothing to resume in {out} (no {run.RUN_FILE}); "
+    if resume and not (Path(out) / RUN_FILE).is_file():
+        raise click.UsageError(f"--resume: nothing to resume in {out} (no {RUN_FILE}); "
                                "leave out --resume to start a run there")
-    if kw["freeze_backbone"] and not arch.startswith("transfer:"):
+    if kw["freeze_backbone"] and not parse_arch(arch).pretrained:
         raise click.UsageError(f"--freeze-backbone needs a pretrained backbone (--arch transfer:<name>), not {arch}")
     with _fit_errors():
         run.train(make_config(arch, out, **kw), resume=resume, log=lambda m: click.echo(m, err=True))
 
 
-@main.command("evaluate")
+@main.command("evaluate", epilog=commands.example("python -m train evaluate runs/pneumonia-mobile-v1"))
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def evaluate_command(run_dir: str) -> None:
     """(Re)write metrics, plots and the model card of a finished run."""
@@ -158,7 +156,7 @@ def evaluate_command(run_dir: str) -> None:
         report.write_report(run_dir, log=click.echo)
 
 
-@main.command("robustness")
+@main.command("robustness", epilog=commands.example("python -m train robustness runs/pneumonia-mobile-v1 --fullres ../shared/data/fullres"))
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--fullres", envvar="CXR_FULLRES", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of full-resolution originals ({NORMAL,PNEUMONIA}/*.jpeg) for the parity check [$CXR_FULLRES].")
@@ -171,10 +169,11 @@ def evaluate_command(run_dir: str) -> None:
 def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ...],
                        target_sensitivity: float | None) -> None:
     """Validation metrics under exposure/contrast/gamma/blur/noise/resolution shifts, fullres parity, calibration."""
-    from train import robustness
+    from train import card, robustness
 
     if target_sensitivity is not None and not bundles:
-        _fail("--target-sensitivity needs --bundle: a run's Keras model is scored at the threshold its training chose")
+        raise click.UsageError("--target-sensitivity needs --bundle: a run's Keras model is scored at the threshold "
+                               "its training chose")
     fullres_dir = Path(fullres) if fullres else None
     with _run_errors(run_dir):
         if bundles:
@@ -182,9 +181,10 @@ def robustness_command(run_dir: str, fullres: str | None, bundles: tuple[str, ..
                                        target_sensitivity=target_sensitivity)
         else:
             robustness.measure(Path(run_dir), fullres_dir, log=click.echo)
+            card.write_card(Path(run_dir))  # the card quotes robustness.json
 
 
-@main.command("paired")
+@main.command("paired", epilog=commands.example("python -m train paired runs/pneumonia-mobile-v1 pneumonia build/candidate/pneumonia_int8.json"))
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("bundle_a")
 @click.argument("bundle_b")
@@ -196,7 +196,7 @@ def paired_command(run_dir: str, bundle_a: str, bundle_b: str) -> None:
         paired.compare_bundles(Path(run_dir), bundle_a, bundle_b, log=click.echo)
 
 
-@main.command("rounding")
+@main.command("rounding", epilog=commands.example("python -m train rounding runs/pneumonia-mobile-v1"))
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def rounding_command(run_dir: str) -> None:
     """Where int8 would change RUN_DIR's labels: its weights' rounding, its activations', or both."""
@@ -209,7 +209,7 @@ def rounding_command(run_dir: str) -> None:
     click.echo(json.dumps(result["effects"], indent=1))
 
 
-@main.command("fullres-parity")
+@main.command("fullres-parity", epilog=commands.example("python -m train fullres-parity pneumonia --data $CXR_DATA --fullres ../shared/data/fullres"))
 @click.argument("bundle")
 @click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(exists=True, file_okay=False),
               help="Kermany-style folder holding the 224-px copies under train/ (or $CXR_DATA).")
@@ -228,7 +228,7 @@ def fullres_parity_command(bundle: str, data: str, fullres: str) -> None:
     click.echo(json.dumps(result, indent=1))
 
 
-@main.command("compare")
+@main.command("compare", epilog=commands.example("python -m train compare --data $CXR_DATA --arch baseline --arch mobile --out runs/compare"))
 @click.option("--arch", "archs", multiple=True, default=("baseline", "tuned", "mobile"), show_default=True,
               help="Architecture to train (repeat the option for several).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the runs and the table.")
@@ -245,7 +245,7 @@ def compare_command(archs: tuple[str, ...], out: str, fullres: str | None, **kw)
     click.echo(table)
 
 
-@main.command("table")
+@main.command("table", epilog=commands.example("python -m train table runs/compare/baseline runs/compare/mobile --out runs/compare"))
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where comparison.md/.csv go.")
 @click.option("--columns", default=None, help="Comma-separated subset of the columns [all].")

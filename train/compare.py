@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from train import card, robustness
+from train.config import make_config, parse_arch
 from train.robustness import ROBUSTNESS_FILE
-from train.run import METRICS_FILE, load_run, make_config
+from train.rundir import METRICS_FILE, load_run
 
 TABLE_MD = "comparison.md"
 TABLE_CSV = "comparison.csv"
@@ -23,7 +25,7 @@ COLUMNS = (
 
 
 def run_name(arch: str) -> str:
-    return arch.replace("transfer:", "transfer-").replace("/", "-")
+    return parse_arch(arch).slug
 
 
 def row(run_dir: Path) -> dict:
@@ -85,7 +87,7 @@ def compare(out: Path, archs: list[str], fullres: Path | None, log=print, **opti
 
     ``options`` are the fit options; unset ones (None) take each architecture's defaults.
     """
-    from train import robustness, run
+    from train import run  # lazy: the trainer loads TensorFlow, which `table` does not need
 
     run_dirs = []
     for arch in archs:
@@ -93,5 +95,6 @@ def compare(out: Path, archs: list[str], fullres: Path | None, log=print, **opti
         log(f"== {arch} -> {cfg.out}")
         run.train(cfg, resume=True, log=log)
         robustness.measure(Path(cfg.out), fullres, log=log)
+        card.write_card(Path(cfg.out))  # the card quotes robustness.json
         run_dirs.append(Path(cfg.out))
     return write_table(run_dirs, out)

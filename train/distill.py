@@ -16,24 +16,21 @@ from typing import TYPE_CHECKING, Collection, Sequence
 
 import numpy as np
 
+from cxr_edge.bundle import Bundle, load_bundle
+from cxr_edge.engine import Classifier
 from train.leakage import check_bundle
 
 if TYPE_CHECKING:
-    from cxr_edge.bundle import Bundle
-    from train.run import RunConfig
+    from train.config import RunConfig
 
 
 def bundle_probabilities(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:
     """Per-label probabilities (N, n_labels) of one bundle for contract-ready uint8 images (N, H, W)."""
-    from cxr_edge.engine import Classifier
-
     return Classifier(bundle, threads=None).probabilities(pixels)
 
 
 def load_teachers(cfg: RunConfig, val_patients: Collection[str]) -> list[Bundle]:
     """The run's teacher bundles, checked against it and its validation patients (empty when not distilling)."""
-    from cxr_edge.bundle import load_bundle
-
     bundles = [load_bundle(spec) for spec in cfg.teacher]
     for bundle in bundles:
         check_bundle(bundle, cfg, val_patients, role="teacher")

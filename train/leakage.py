@@ -10,15 +10,15 @@ fraction in their training command, which identify the split only for the same d
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Collection, Iterable
+from typing import TYPE_CHECKING, Collection
+
+from train.config import RunConfig
+from train.rundir import MODEL_FILE, RUN_FILE, fingerprint, load_run, split_patients
 
 if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
-    from train.run import RunConfig
 
 
 def training_split(manifest: dict) -> tuple[int, float]:
@@ -31,23 +31,9 @@ def training_split(manifest: dict) -> tuple[int, float]:
     def option(flag: str) -> str | None:
         return args[args.index(flag) + 1] if flag in args else None
 
-    from train.run import RunConfig  # its defaults are what a command without the flags used
-
+    # RunConfig's defaults are what a command without the flags used
     seed = option("--split-seed") or option("--seed") or RunConfig.seed
     return int(seed), float(option("--val-fraction") or RunConfig.val_fraction)
-
-
-def split_patients(run_dir: Path, side: str) -> set[str]:
-    """The patients on one ``side`` (train or val) of a run's recorded split."""
-    from train.run import SPLIT_FILE
-
-    with (Path(run_dir) / SPLIT_FILE).open(newline="") as fh:
-        return {row["patient"] for row in csv.DictReader(fh) if row["side"] == side}
-
-
-def fingerprint(patients: Iterable[str]) -> str:
-    """A short hash of a set of patient ids: equal exactly when the sets are."""
-    return hashlib.sha256("\n".join(sorted(set(patients))).encode()).hexdigest()[:16]
 
 
 def check_split(bundle: Bundle, cfg: RunConfig, val_patients: Collection[str], role: str = "bundle",
@@ -92,8 +78,6 @@ def check_start(cfg: RunConfig, source_dir: Path, val_patients: Collection[str])
     One with other labels, architecture or input size is another model. The rest of the
     contract may change: fine-tuning under a new contract is adapting to it.
     """
-    from train.run import MODEL_FILE, RUN_FILE, load_run
-
     name = f"--init-from {source_dir}"
     if not (source_dir / RUN_FILE).is_file() or not (source_dir / MODEL_FILE).is_file():
         raise ValueError(f"{name} is not a finished run (it needs {RUN_FILE} and {MODEL_FILE})")

@@ -12,12 +12,13 @@ from typing import Callable
 import keras
 from keras import layers
 
-ARCHS = ("baseline", "tuned", "mobile")
+from train.config import BUILT_IN_ARCHS, LITE0, TRANSFER_PREFIX, parse_arch
+
+ARCHS = BUILT_IN_ARCHS
 # Keras' default 0.99 leaves the moving variance dominated by its initial 1.0 for the
 # first few hundred steps (measured: stem variance 0.004, moving estimate 0.07 after two
 # epochs of 131 steps), which collapses validation outputs to a constant early on.
 BN_MOMENTUM = 0.9
-TRANSFER_PREFIX = "transfer:"
 
 
 class ModelError(Exception):
@@ -105,7 +106,7 @@ def transfer(name: str, shape, n_outputs, bias, weights: str, freeze: bool = Fal
     ``freeze`` trains the head only (a linear probe of the pretrained features).
     """
     inputs = keras.Input((*shape, 1), dtype="float32", name="image")
-    if name.split(":")[0] == LITE0:
+    if parse_arch(TRANSFER_PREFIX + name).backbone == LITE0:
         backbone = _lite0(name, shape, weights)
         x = backbone(inputs)
     else:
@@ -117,13 +118,10 @@ def transfer(name: str, shape, n_outputs, bias, weights: str, freeze: bool = Fal
     return keras.Model(inputs, head(x, n_outputs, bias, 0.3), name=f"transfer_{name.replace(':', '_')}")
 
 
-LITE0 = "EfficientNetLite0"
-
-
 def _lite0(name: str, shape, weights: str):
     from train.efficientnet_lite import NUM_BLOCKS, build_efficientnet_lite0  # lazy: optional port
 
-    _, _, blocks = name.partition(":")
+    blocks = parse_arch(TRANSFER_PREFIX + name).blocks
     if blocks and not (blocks.isdigit() and 1 <= int(blocks) <= NUM_BLOCKS):
         raise ModelError(f"{name!r}: the number after {LITE0}: is how many of its {NUM_BLOCKS} blocks to keep")
     if weights == "imagenet":
@@ -178,7 +176,8 @@ BUILDERS: dict[str, Callable] = {"baseline": baseline, "tuned": tuned, "mobile":
 def build(arch: str, shape: tuple[int, int], n_outputs: int, bias: list[float], weights: str = "none",
           freeze: bool = False) -> keras.Model:
     """Build architecture ``arch`` (a name in :data:`ARCHS` or ``transfer:<name>``)."""
-    if arch.startswith(TRANSFER_PREFIX):
+    parsed = parse_arch(arch)
+    if parsed.pretrained:
         return transfer(arch[len(TRANSFER_PREFIX):], shape, n_outputs, bias, weights, freeze)
     if arch not in BUILDERS:
         raise ModelError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)} or transfer:<keras.applications name>")

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from cxr_edge import metrics
+from cxr_edge.bundle import Bundle, load_bundle
+from train.distill import bundle_probabilities
 from train.leakage import check_bundle
 from train.robustness import clean_inputs, validation_images
-from train.run import load_run, split_records
-
-if TYPE_CHECKING:
-    from cxr_edge.bundle import Bundle
+from train.rundir import load_run, split_records
 
 
 def correct_per_image(bundle: Bundle, probs: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
@@ -57,9 +56,6 @@ def paired_gain(a: np.ndarray, b: np.ndarray, groups: Sequence, n_boot: int = 10
 
 def compare_bundles(run_dir: Path, spec_a: str, spec_b: str, log=print) -> dict:
     """Score bundles A and B on ``run_dir``'s validation split; write ``RUN/paired-<A>-vs-<B>.json``."""
-    from cxr_edge.bundle import load_bundle
-    from train.distill import bundle_probabilities
-
     cfg, _record = load_run(run_dir)
     bundles = [load_bundle(spec_a), load_bundle(spec_b)]
     records = split_records(run_dir)["val"]

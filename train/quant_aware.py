@@ -29,6 +29,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from train import data
+from train.robustness import clean_inputs, validation_images
+from train.rundir import MODEL_FILE, load_run, split_records
+
 INT8_MAX = 127
 RANGE_IMAGES = 256  # training images that start the activation ranges (the converter calibrates on 300)
 ROUNDING_FILE = "rounding.json"
@@ -219,10 +223,6 @@ def rounding_effects(model: keras.Model, pixels: np.ndarray, calibration: np.nda
 
 def measure_rounding(run_dir: Path, log=print) -> dict:
     """:func:`rounding_effects` of a run's model on its validation split; writes ``RUN/rounding.json``."""
-    from train import data
-    from train.robustness import clean_inputs, validation_images
-    from train.run import MODEL_FILE, load_run, split_records
-
     cfg, _record = load_run(run_dir)
     model = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
     raw, _ = validation_images(run_dir)

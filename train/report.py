@@ -16,9 +16,11 @@ import pandas as pd
 from cxr_edge import metrics
 from cxr_edge.bundle import Bundle, sha256_file
 from cxr_edge.engine import OK, Result
-from cxr_edge.evaluate import Evaluation, Truth, format_table
-from train import fit
-from train.run import METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, RunConfig, load_run
+from cxr_edge.evaluate import Evaluation, format_table
+from cxr_edge.labelled import Truth
+from train import card, fit, plots
+from train.config import RunConfig
+from train.rundir import METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, load_run
 
 REPORT_FILE = "classification_report.txt"
 N_BOOT = 1000
@@ -140,7 +142,6 @@ def report_text(ev: Evaluation, summary: dict) -> str:
 
 def write_report(run_dir: str | Path, log=print) -> dict:
     """Write metrics.json, the classification report, plots and model_card.md into ``run_dir``."""
-    from train import card, plots
 
     run_dir = Path(run_dir)
     ev = evaluation(run_dir)

@@ -14,19 +14,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from cxr_edge import metrics
+from cxr_edge.bundle import Bundle, BundleError, load_bundle
+from cxr_edge.engine import Classifier
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray
-from train import card, data
+from train import data
 from train.leakage import check_split, split_patients
-from train.run import METRICS_FILE, MODEL_FILE, load_run, predict, split_records
-
-if TYPE_CHECKING:
-    from cxr_edge.bundle import Bundle
+from train.predict import positive_scores, predict
+from train.rundir import METRICS_FILE, MODEL_FILE, load_run, split_records
 
 ROBUSTNESS_FILE = "robustness.json"
 ROBUSTNESS_MD = "robustness.md"
@@ -109,7 +109,7 @@ def shift_table(score: Scorer, clean: np.ndarray, raw: np.ndarray, y: np.ndarray
 
 def positive_score(model, pixels: np.ndarray) -> np.ndarray:
     """P(not the negative label) for each image."""
-    return 1.0 - predict(model, pixels)[:, 0]
+    return positive_scores(predict(model, pixels))
 
 
 def keras_scorer(model) -> Scorer:
@@ -118,15 +118,11 @@ def keras_scorer(model) -> Scorer:
 
 def bundle_scorer(bundle) -> Scorer:
     """The edge's own interpreter and decision rule, so a shipped bundle is checked as devices run it."""
-    from cxr_edge.engine import Classifier
-
     return Classifier(bundle, threads=None).positive_scores
 
 
 def bundle_fullres_parity(bundle_spec: str, fullres_dir: Path, data_dir: Path) -> dict | None:
     """:func:`fullres_parity` of an installed or converted bundle at its own threshold and contract."""
-    from cxr_edge.bundle import load_bundle
-
     bundle = load_bundle(bundle_spec)
     return fullres_parity(bundle_scorer(bundle), fullres_dir, data_dir, bundle.contract, bundle.threshold)
 
@@ -184,8 +180,6 @@ def decoding(contract: Contract) -> Contract:
 def check_decoding(bundle: Bundle, contract: Contract) -> None:
     """Refuse a bundle that decodes films otherwise than the run: they are decoded once, the run's way,
     and only normalised the bundle's way, so its scores would come from pixels it never reads."""
-    from cxr_edge.bundle import BundleError
-
     if decoding(bundle.contract) != decoding(contract):
         raise BundleError(f"bundle {bundle.short_id} reads films through another preprocessing contract "
                           f"than this run ({_decoding_text(bundle.contract)}; the run: "
@@ -228,7 +222,7 @@ def score_shifts(score: Scorer, raw: np.ndarray, y: np.ndarray, threshold: float
 
 def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     """Write robustness.json and robustness.md into ``run_dir``; return the summary."""
-    import keras
+    import keras  # lazy: TensorFlow loads for the Keras model alone, not for bundles
 
     cfg, _record = load_run(run_dir)
     threshold = json.loads((run_dir / METRICS_FILE).read_text())["threshold"]["value"]
@@ -238,7 +232,6 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     result = score_shifts(keras_scorer(model), raw, y, threshold, cfg.contract, fullres_dir, Path(cfg.data), log)
     (run_dir / ROBUSTNESS_FILE).write_text(json.dumps(result, indent=1) + "\n")
     (run_dir / ROBUSTNESS_MD).write_text(markdown(result))
-    card.write_card(run_dir)
     log(markdown(result))
     return result
 
@@ -265,8 +258,6 @@ def measure_bundles(run_dir: Path, specs: Sequence[str], fullres_dir: Path | Non
     another operating point under the shifts before putting it in a manifest. Writes
     ``RUN/robustness-<name>-<sha12>[+...][-sens<S>].json/.md``, leaving the run's own results alone.
     """
-    from cxr_edge.bundle import BundleError, load_bundle
-
     cfg, _record = load_run(run_dir)
     bundles = [load_bundle(spec) for spec in specs]
     if any(b.contract != bundles[0].contract for b in bundles):

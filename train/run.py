@@ -6,138 +6,26 @@ evaluated again (``python -m train evaluate RUN``) and converted (``python -m co
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import os
-import platform
-import shlex
 import shutil
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cxr_edge.preprocess import Contract
-from train import data
+from train import data, distill, report
+from train.config import RunConfig, augment_config
 from train.leakage import check_start
+from train.predict import positive_scores, predict
+from train.rundir import (MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE, load_run, now,
+                          write_run_json, write_split)
 
 if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
 
-RUN_FILE = "run.json"
-MODEL_FILE = "model.keras"
-PREDICTIONS_FILE = "val_predictions.csv"
-SPLIT_FILE = "split.csv"
-SUMMARY_FILE = "data_summary.json"
-METRICS_FILE = "metrics.json"
 SMOKE_PER_CLASS = 24
-
-
-@dataclasses.dataclass
-class RunConfig:
-    """Every choice that shapes a run (saved as run.json)."""
-
-    data: str
-    out: str
-    task: str = "binary"
-    arch: str = "mobile"
-    weights: str = "none"
-    freeze_backbone: bool = False
-    size: int = 224
-    normalize: str = "none"
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    patience: int = 5
-    augment: bool = True
-    hflip: bool = False
-    jpeg_augment: bool = True
-    reencode_jpeg: int | None = 75
-    class_weights: bool = True
-    val_fraction: float = 0.2
-    seed: int = 42
-    split_seed: int | None = None
-    deterministic: bool = False
-    teacher: tuple[str, ...] = ()
-    distill_weight: float = 0.5
-    init_from: str | None = None
-    quant_aware: bool = False
-    precision: str = "auto"
-    target_sensitivity: float = 0.95
-    cache_dir: str | None = None
-    smoke: bool = False
-
-    @property
-    def patient_split_seed(self) -> int:
-        """The split's own seed, so runs with different training seeds can share validation patients."""
-        return self.seed if self.split_seed is None else self.split_seed
-
-    def command(self) -> str:
-        """The full ``python -m train fit`` command that remakes this run, every option spelt out."""
-        args = ["python", "-m", "train", "fit"]
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            flag = "--" + field.name.replace("_", "-")
-            if isinstance(value, (tuple, list)):
-                args += [a for item in value for a in (flag, item)]
-            elif isinstance(value, bool):
-                if value or field.name in ("augment", "jpeg_augment", "class_weights"):
-                    args.append(flag if value else f"--no-{flag[2:]}")
-            elif value is not None:
-                args += [flag, str(value)]
-            elif field.name == "reencode_jpeg":
-                args += [flag, "0"]  # contract 1: the option's default would re-encode
-        return " ".join(shlex.quote(a) for a in args)
-
-    @property
-    def contract(self) -> Contract:
-        return Contract(width=self.size, height=self.size, normalize=self.normalize,
-                        reencode_quality=self.reencode_jpeg)
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return data.TASK_LABELS[self.task]
-
-    @property
-    def n_outputs(self) -> int:
-        return 1 if len(self.labels) == 2 else len(self.labels)
-
-
-# Per-architecture defaults: baseline reproduces the seed projects (no augmentation, no
-# class weights, constant Adam 1e-3, 10 epochs); the others use the full recipe.
-ARCH_DEFAULTS = {
-    "baseline": {"epochs": 10, "augment": False, "class_weights": False, "schedule": "constant"},
-    "tuned": {"epochs": 15},
-    "mobile": {"epochs": 15},
-}
-FALLBACKS = {"epochs": 10, "schedule": "cosine", "augment": True, "class_weights": True}
-
-
-def make_config(arch: str, out: str, **options) -> RunConfig:
-    """CLI options (None = not given) -> RunConfig, filling gaps from the architecture's defaults."""
-    options = dict(options)
-    for key, value in {**FALLBACKS, **ARCH_DEFAULTS.get(arch, {})}.items():
-        if options.get(key) is None:
-            options[key] = value
-    if not options.get("cache_dir"):
-        options["cache_dir"] = os.environ.get("CXR_CACHE") or str(Path.home() / ".cache" / "cxr-edge")
-    return RunConfig(arch=arch, out=out, **options)
-
-
-def package_versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
-
-    import cxr_edge
-
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "cxr_edge": cxr_edge.__version__, "platform": platform.platform(),
-            "cpu_count": str(os.cpu_count())}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +62,7 @@ def prepare_data(cfg: RunConfig, split: Split | None = None, log=print):
     pixels, sizes = data.load_pixels(records, cfg.contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
     summary = data.summarize(records, train_idx, val_idx, sizes, unparsed)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-    _write_split(out / SPLIT_FILE, records, set(val_idx), Path(cfg.data))
+    write_split(out / SPLIT_FILE, records, set(val_idx), Path(cfg.data))
     log(data.summary_text(summary))
     return records, np.asarray(train_idx), np.asarray(val_idx), pixels
 
@@ -189,32 +77,11 @@ def _smoke_subset(records, seed: int):
     return [records[i] for i in sorted(keep)]
 
 
-def _write_split(path: Path, records, val: set[int], root: Path) -> None:
-    lines = ["file,patient,label,subtype,official_split,side"]
-    for i, rec in enumerate(records):
-        lines.append(f"{rec.path.relative_to(root)},{rec.patient},{rec.label},{rec.subtype},{rec.split},"
-                     f"{'val' if i in val else 'train'}")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def split_records(run_dir: Path) -> dict[str, list[data.Record]]:
-    """A run's images by side (train, val), in the order its split.csv lists them."""
-    cfg, _ = load_run(run_dir)
-    root = Path(cfg.data)
-    records, _ = data.scan(root)
-    by_file = {str(r.path.relative_to(root)): r for r in records}
-    sides: dict[str, list[data.Record]] = {"train": [], "val": []}
-    with (Path(run_dir) / SPLIT_FILE).open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            sides[row["side"]].append(by_file[row["file"]])
-    return sides
-
-
 def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     """Run training as configured; return the run folder."""
     import keras
 
-    from train import distill, fit, models, pipeline
+    from train import fit, models, pipeline  # lazy: TensorFlow loads when a run starts, not when the CLI does
 
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not resume:
@@ -253,9 +120,9 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
                               if cfg.quant_aware else (model, []))
     log(f"{cfg.arch}: {model.count_params():,} parameters; precision {policy}; {strategy.num_replicas_in_sync} replica(s); "
         f"class weights {np.round(weights, 3).tolist()}")
-    _write_run_json(cfg, out, {"class_counts_train": counts.tolist(), "class_weights": weights.tolist(),
+    write_run_json(cfg, out, {"class_counts_train": counts.tolist(), "class_weights": weights.tolist(),
                                "precision": policy, "parameters": model.count_params(),
-                               "started": earlier.get("started", _now())})
+                               "started": earlier.get("started", now())})
     train_ds = pipeline.dataset(pixels[train_idx], training_targets(cfg, y[train_idx], pixels[train_idx], teachers, out, log),
                                 cfg.batch_size, sample_weights=weights[y[train_idx]],
                                 augment_cfg=augment_config(cfg), shuffle_seed=cfg.seed)
@@ -266,10 +133,8 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     shutil.copyfile(out / fit.BEST_MODEL, out / MODEL_FILE)
     best = keras.models.load_model(out / MODEL_FILE, compile=False)
     write_predictions(out / PREDICTIONS_FILE, best, records, val_idx, pixels, cfg)
-    _write_run_json(cfg, out, {"finished": _now(), "wall_s": round(earlier.get("wall_s", 0) + time.time() - started, 1),
+    write_run_json(cfg, out, {"finished": now(), "wall_s": round(earlier.get("wall_s", 0) + time.time() - started, 1),
                                "best_epoch": state.get("best_epoch"), "epochs_run": state.get("epoch")})
-    from train import report  # imported late: a long run picks up the newest reporting code
-
     report.write_report(out, log=log)
     return out
 
@@ -279,7 +144,7 @@ def quant_aware_twin(cfg: RunConfig, model, lr, train_pixels: np.ndarray, step: 
 
     Its optimizer is new, so its schedule starts at ``step``: where a resumed run stopped.
     """
-    from train import fit, quant_aware
+    from train import fit, quant_aware  # lazy: TensorFlow
 
     snapper = quant_aware.SnapWeights(model)
     pick = quant_aware.range_picks(len(train_pixels), cfg.seed)
@@ -294,14 +159,14 @@ def quant_aware_twin(cfg: RunConfig, model, lr, train_pixels: np.ndarray, step: 
 def training_targets(cfg: RunConfig, y: np.ndarray, pixels: np.ndarray, teachers: list[Bundle], out: Path,
                      log=print) -> np.ndarray:
     """What the loss fits: the labels, or their blend with the teacher bundles' mean probabilities."""
-    from train import distill, pipeline
+    from train import pipeline  # lazy: TensorFlow
 
     hard = pipeline.one_hot_targets(y, cfg.n_outputs)
     if not teachers:
         return hard
     ids = [b.short_id for b in teachers]
     log(f"distilling from {' + '.join(ids)} on {len(pixels)} training images (weight {cfg.distill_weight})")
-    _write_run_json(cfg, out, {"teachers": ids})
+    write_run_json(cfg, out, {"teachers": ids})
     return distill.blend(hard, distill.teacher_probabilities(teachers, pixels), cfg.distill_weight)
 
 
@@ -318,14 +183,6 @@ def resumed_config(cfg: RunConfig, out: Path) -> tuple[RunConfig, dict]:
     return dataclasses.replace(saved, epochs=max(saved.epochs, cfg.epochs)), record
 
 
-def predict(model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Per-class probabilities (N, n_labels) from a model with 1 sigmoid or n softmax outputs."""
-    from train import pipeline
-
-    out = np.asarray(model.predict(pipeline.images_only(pixels, batch_size), verbose=0), dtype=np.float64)
-    return np.concatenate([1.0 - out, out], axis=1) if out.shape[1] == 1 else out
-
-
 def write_predictions(path: Path, model, records, idx, pixels, cfg: RunConfig) -> None:
     """Validation predictions, one row per image: the record and each class probability."""
     import pandas as pd
@@ -337,50 +194,10 @@ def write_predictions(path: Path, model, records, idx, pixels, cfg: RunConfig) -
         "patient": [r.patient for r in rows],
         "label": [cfg.labels[r.target(cfg.task)] for r in rows],
         "target": [r.target(cfg.task) for r in rows],
-        "score": 1.0 - probs[:, 0],
+        "score": positive_scores(probs),
     })
     for k, label in enumerate(cfg.labels):
         frame[f"p_{label}"] = probs[:, k]
     frame.to_csv(path, index=False)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_run_json(cfg: RunConfig, out: Path, extra: dict) -> None:
-    """run.json: config, labels, contract, command, versions, plus whatever each step adds."""
-    path = out / RUN_FILE
-    record = json.loads(path.read_text()) if path.exists() else {}
-    record.update({
-        "config": dataclasses.asdict(cfg),
-        "task": "binary" if cfg.n_outputs == 1 else "multiclass",
-        "labels": list(cfg.labels),
-        "negative_label": cfg.labels[0],
-        "preprocessing": cfg.contract.to_manifest(),
-        "input_shape": [1, cfg.size, cfg.size, 1],
-        "seed": cfg.seed,
-        "command": cfg.command(),
-        "argv": sys.argv,
-        "versions": package_versions(),
-    })
-    record.update(extra)
-    path.write_text(json.dumps(record, indent=1))
-
-
-def augment_config(cfg: RunConfig):
-    """The run's training augmentation, or None when it trains on clean images."""
-    from train.augment import AugmentConfig
-
-    if not cfg.augment:
-        return None
-    default = AugmentConfig(hflip=cfg.hflip)
-    return default if cfg.jpeg_augment else dataclasses.replace(default, jpeg_prob=0.0)
-
-
-def load_run(run_dir: Path) -> tuple[RunConfig, dict]:
-    """The config and full record of a finished or running run."""
-    record = json.loads((Path(run_dir) / RUN_FILE).read_text())
-    record["config"].setdefault("jpeg_augment", False)  # runs from before the option trained without it
-    record["config"].setdefault("reencode_jpeg", None)  # and before contract 2
-    return RunConfig(**record["config"]), record

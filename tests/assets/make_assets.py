@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from convert import bundles, pipeline  # noqa: E402
 from convert.quiet import import_tensorflow  # noqa: E402
 from cxr_edge import metrics  # noqa: E402
-from cxr_edge.evaluate import Truth  # noqa: E402
+from cxr_edge.labelled import Truth  # noqa: E402
 from cxr_edge.preprocess import Contract, load_image  # noqa: E402
 from cxr_edge.synthetic import synthetic_xray  # noqa: E402
 

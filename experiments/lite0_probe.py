@@ -1,6 +1,6 @@
 """Does the ported ImageNet EfficientNet-Lite0 pay for itself? A frozen-feature probe.
 
-    python -m train.lite0_probe --data $CXR_DATA --weights runs/weights/efficientnet_lite0.weights.h5 \\
+    python -m experiments.lite0_probe --data $CXR_DATA --weights runs/weights/efficientnet_lite0.weights.h5 \\
         --fullres ../shared/data/fullres --out runs/lite0_probe/imagenet
 
 The cheapest honest test of pretrained features: run every image once through the frozen
@@ -129,7 +129,7 @@ def _targets(records, idx, task: str) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.lite0_probe", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.lite0_probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=os.environ.get("CXR_DATA"), help="Kermany-style folder ($CXR_DATA)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the models, results.json and robustness.md")
     parser.add_argument("--weights", default=None, help="ported .weights.h5; leave out for the random-weights control")
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     train_features = np.concatenate([train_features, augmented_features(backbone, pixels[train_idx], args.augment_copies)])
     train_idx_all = list(train_idx) * copies  # an augmented copy keeps its image's label and patient
     groups = np.array([records[i].patient for i in train_idx_all])
-    report: dict = {"command": " ".join(["python -m train.lite0_probe", *(argv or sys.argv[1:])]),
+    report: dict = {"command": " ".join(["python -m experiments.lite0_probe", *(argv or sys.argv[1:])]),
                     "weights": args.weights or "random", "augment_copies": args.augment_copies,
                     "n_train": len(train_idx), "n_val": len(val_idx)}
     args.out.mkdir(parents=True, exist_ok=True)

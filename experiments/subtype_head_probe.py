@@ -1,11 +1,11 @@
 """Would a dedicated bacterial-vs-viral head beat a subtype run's own softmax?
 
-    python -m train.subtype_head_probe runs/subtype-lite0b11-v1
+    python -m experiments.subtype_head_probe runs/subtype-lite0b11-v1
 
 The subtype model reads bacterial against viral from the same pooled features that also
 separate normal films. This probe fits a second head on those features using only the
 training side's pneumonia films (balanced logistic regression, strength chosen by
-patient-grouped cross-validation, as in :mod:`train.lite0_probe`), then compares it with
+patient-grouped cross-validation, as in :mod:`experiments.lite0_probe`), then compares it with
 the run's own reading, ``p_VIRAL / (p_BACTERIAL + p_VIRAL)``, on the validation side's
 pneumonia films. Writes ``RUN/subtype_head_probe.json``. The test split is never touched.
 """
@@ -21,8 +21,9 @@ import numpy as np
 
 from cxr_edge import metrics
 from train.data import Record, load_pixels
-from train.lite0_probe import fit_head
-from train.run import MODEL_FILE, load_run, predict, split_records
+from experiments.lite0_probe import fit_head
+from train.predict import predict
+from train.rundir import MODEL_FILE, load_run, split_records
 
 RESULT_FILE = "subtype_head_probe.json"
 BACTERIAL, VIRAL = 1, 2  # subtype class indices
@@ -74,7 +75,7 @@ def probe(run_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.subtype_head_probe", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.subtype_head_probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a finished subtype run folder")
     args = parser.parse_args(argv)
     try:

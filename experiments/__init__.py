@@ -1,0 +1,1 @@
+"""Experiments: scripts that answered one question each; see README.md. Not part of the product."""

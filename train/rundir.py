@@ -1,0 +1,109 @@
+"""The run folder: what ``python -m train fit`` leaves and ``python -m convert RUN`` reads.
+
+One module owns its file names, how each file is written and read back, the split it
+records and the fingerprint of its validation patients, so the two sides cannot drift
+apart (``convert`` imports nothing else of ``train``). The format is described in
+``docs/DEVELOPING.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from train import data
+from train.config import RunConfig
+
+RUN_FILE = "run.json"  # config, labels, contract, command, versions; each step adds its record
+MODEL_FILE = "model.keras"  # the best epoch's Keras model
+PREDICTIONS_FILE = "val_predictions.csv"  # one row per validation image: file, patient, label, target, score, p_<label>
+SPLIT_FILE = "split.csv"  # every image: file, patient, label, subtype, official_split, side (train|val)
+SUMMARY_FILE = "data_summary.json"  # counts per class and side, image sizes, unparsed names
+METRICS_FILE = "metrics.json"  # validation metrics and the chosen threshold (written by train.report)
+
+
+def load_run(run_dir: Path) -> tuple[RunConfig, dict]:
+    """The config and full record of a finished or running run."""
+    record = json.loads((Path(run_dir) / RUN_FILE).read_text())
+    record["config"].setdefault("jpeg_augment", False)  # runs from before the option trained without it
+    record["config"].setdefault("reencode_jpeg", None)  # and before contract 2
+    return RunConfig(**record["config"]), record
+
+
+def split_patients(run_dir: Path, side: str) -> set[str]:
+    """The patients on one ``side`` (train or val) of a run's recorded split."""
+    with (Path(run_dir) / SPLIT_FILE).open(newline="") as fh:
+        return {row["patient"] for row in csv.DictReader(fh) if row["side"] == side}
+
+
+def fingerprint(patients: Iterable[str]) -> str:
+    """A short hash of a set of patient ids: equal exactly when the sets are."""
+    return hashlib.sha256("\n".join(sorted(set(patients))).encode()).hexdigest()[:16]
+
+
+def write_split(path: Path, records, val: set[int], root: Path) -> None:
+    """split.csv: every record, its patient and labels, and its side (``val`` for indices in ``val``)."""
+    lines = ["file,patient,label,subtype,official_split,side"]
+    for i, rec in enumerate(records):
+        lines.append(f"{rec.path.relative_to(root)},{rec.patient},{rec.label},{rec.subtype},{rec.split},"
+                     f"{'val' if i in val else 'train'}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def split_records(run_dir: Path) -> dict[str, list[data.Record]]:
+    """A run's images by side (train, val), in the order its split.csv lists them."""
+    cfg, _ = load_run(run_dir)
+    root = Path(cfg.data)
+    records, _ = data.scan(root)
+    by_file = {str(r.path.relative_to(root)): r for r in records}
+    sides: dict[str, list[data.Record]] = {"train": [], "val": []}
+    with (Path(run_dir) / SPLIT_FILE).open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            sides[row["side"]].append(by_file[row["file"]])
+    return sides
+
+
+def now() -> str:
+    """UTC now, as run.json records its times."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_run_json(cfg: RunConfig, out: Path, extra: dict) -> None:
+    """run.json: config, labels, contract, command, versions, plus whatever each step adds."""
+    path = out / RUN_FILE
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record.update({
+        "config": dataclasses.asdict(cfg),
+        "task": "binary" if cfg.n_outputs == 1 else "multiclass",
+        "labels": list(cfg.labels),
+        "negative_label": cfg.labels[0],
+        "preprocessing": cfg.contract.to_manifest(),
+        "input_shape": [1, cfg.size, cfg.size, 1],
+        "seed": cfg.seed,
+        "command": cfg.command(),
+        "argv": sys.argv,
+        "versions": package_versions(),
+    })
+    record.update(extra)
+    path.write_text(json.dumps(record, indent=1))
+
+
+def package_versions() -> dict[str, str]:
+    import keras  # lazy: reading a run folder (as convert and the edge tools do) needs no TensorFlow
+    import tensorflow as tf
+
+    import cxr_edge
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "cxr_edge": cxr_edge.__version__, "platform": platform.platform(),
+            "cpu_count": str(os.cpu_count())}
