@@ -53,7 +53,7 @@ def _measure_sets(values: tuple[str, ...]) -> dict[str, dict[str, list[str]]]:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("model")
-@click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The dataset the model was trained on ({train,val}/{NORMAL,PNEUMONIA}/), or $CXR_DATA.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the gated bundle (.tflite, .gate.npz, .json).")
@@ -62,7 +62,7 @@ def _measure_sets(values: tuple[str, ...]) -> dict[str, dict[str, list[str]]]:
               show_default=True, help="The run's validation fraction.")
 @click.option("--measure", multiple=True, metavar="NAME=FOLDER",
               help="Also measure the rejection rate on FOLDER's images, per category subfolder (repeatable).")
-@click.option("--version", "model_version", default=None, help="Version recorded in the new manifest.")
+@click.option("--model-version", default=None, help="Version recorded in the new manifest.")
 def main(model: str, data: Path, out: Path, seed: int, val_fraction: float, measure: tuple[str, ...],
          model_version: str | None) -> None:
     """Add an out-of-distribution gate to the bundle MODEL (a bundled name or a .json path).
@@ -70,7 +70,7 @@ def main(model: str, data: Path, out: Path, seed: int, val_fraction: float, meas
     \b
     Example:
       python -m convert.add_gate pneumonia --data chest_xray_224 --out build/gated \\
-          --measure fullres=../fullres --version 2.3.0
+          --measure fullres=../fullres --model-version 2.3.0
     """
     try:
         bundle = load_bundle(model)
