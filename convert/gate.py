@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -98,17 +98,19 @@ def _builtin(model: Any, op: Any) -> int:
     return max(code.builtinCode, code.deprecatedBuiltinCode)  # old files keep small codes in the second
 
 
-def read_pixels(files: Iterable[str], contract: Contract, progress: Callable = iter) -> np.ndarray:
-    """Model-ready pixels (N, H, W) of the readable ``files``, as the edge reads them."""
-    pixels = []
-    for path in progress(list(files)):
+def read_pixels(files: Sequence[str], contract: Contract, progress: Callable = iter) -> tuple[np.ndarray, list[int]]:
+    """Model-ready pixels (N, H, W) of the readable ``files``, as the edge reads them, and which
+    of ``files`` they are (unreadable ones are skipped)."""
+    pixels, kept = [], []
+    for i, path in enumerate(progress(list(files))):
         try:
             pixels.append(load_image(path, contract).pixels)
         except ImageReadError:
             continue
+        kept.append(i)
     if not pixels:
-        raise ConvertError("none of the gate's films could be read")
-    return np.stack(pixels)
+        raise ConvertError(f"none of the {len(files)} gate images could be read")
+    return np.stack(pixels), kept
 
 
 def model_outputs(model_path: Path, pixels: np.ndarray, threads: int | None = None) -> list[np.ndarray]:
@@ -171,8 +173,8 @@ def add_gate(bundle: Bundle, data: GateData, out: Path, log: Callable[[str], Non
     """Write ``bundle`` with a features output and a fitted gate into folder ``out``; return it loaded."""
     contract = bundle.contract
     log(f"gate: reading {len(data.train_files)} training and {len(data.val_files)} validation films")
-    train_px = read_pixels(data.train_files, contract, progress)
-    val_px = read_pixels(data.val_files, contract, progress)
+    train_px, _ = read_pixels(data.train_files, contract, progress)
+    val_px, _ = read_pixels(data.val_files, contract, progress)
     screening = [model_outputs(bundle.model_path, px)[0] for px in (train_px, val_px)]
     model_path = _write_model(bundle, out)  # may replace bundle.model_path: its outputs are taken above
     train, val = (_checked_features(model_path, px, before) for px, before in zip((train_px, val_px), screening))
@@ -187,9 +189,9 @@ def add_gate(bundle: Bundle, data: GateData, out: Path, log: Callable[[str], Non
                "generated_check": rejection_rates(gate, _features(model_path, _stack(check)),
                                                   [image.category for image in check])}
     for name, folders in data.extra.items():
-        files = [(c, f) for c, fs in folders.items() for f in fs]
-        px, kept = _readable(files, contract)
-        figures[name] = rejection_rates(gate, _features(model_path, px), [c for c, _ in kept])
+        categories = [c for c, fs in folders.items() for _ in fs]
+        px, kept = read_pixels([f for fs in folders.values() for f in fs], contract)
+        figures[name] = rejection_rates(gate, _features(model_path, px), [categories[i] for i in kept])
     return _write_bundle(bundle, model_path, gate, data, figures, version)
 
 
@@ -226,19 +228,6 @@ def _by_class(model_path: Path, images: Sequence[ood_set.OodImage]) -> dict[str,
     features = _features(model_path, _stack(images))
     classes = np.array([i.category if i.category in PROBE_CLASSES else FOREIGN for i in images])
     return {c: features[classes == c] for c in PROBE_CLASSES[1:] if (classes == c).any()}
-
-
-def _readable(files: Sequence[tuple[str, str]], contract: Contract) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    kept, pixels = [], []
-    for category, path in files:
-        try:
-            pixels.append(load_image(path, contract).pixels)
-        except ImageReadError:
-            continue
-        kept.append((category, path))
-    if not pixels:
-        raise ConvertError(f"none of {len(files)} extra gate images could be read")
-    return np.stack(pixels), kept
 
 
 def _write_bundle(bundle: Bundle, model_path: Path, gate: Gate, data: GateData,
