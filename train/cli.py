@@ -56,6 +56,8 @@ def _click_option(field: dataclasses.Field) -> Callable:
         kwargs["type"] = (FloatRange if isinstance(field.default, float) else click.IntRange)(lo, hi)
     elif meta.get("path"):
         kwargs["type"] = click.Path(file_okay=False)
+    elif meta.get("file"):
+        kwargs["type"] = click.Path(exists=True, dir_okay=False)
     elif "type" in meta:
         kwargs["type"] = meta["type"]
     elif isinstance(field.default, float):
@@ -260,3 +262,48 @@ def table_command(run_dirs: tuple[str, ...], out: str, columns: str | None) -> N
         _fail(f"not a finished run: {exc.filename} missing")
     except ValueError as exc:
         _fail(str(exc))
+
+
+@main.command("shift", epilog=commands.example("python -m train shift --data $CXR_DATA --out runs/shift"))
+@click.option("--data", required=True, envvar="CXR_DATA", type=click.Path(exists=True, file_okay=False),
+              help=RunConfig.__dataclass_fields__["data"].metadata["help"])
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where val_patients.txt and shift.json go.")
+@click.option("--fraction", default=0.2, show_default=True, type=commands.FloatRange(0.05, 0.5),
+              help="Share of each stratum's images held out.")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help=RunConfig.__dataclass_fields__["cache_dir"].metadata["help"])
+def shift_command(data: str, out: str, fraction: float, cache_dir: str | None) -> None:
+    """Carve a validation split that sees acquisition shift (train/shift.py says how and why).
+
+    Train a recipe on it with fit --val-patients runs/shift/val_patients.txt; its validation figures
+    are the shift-aware ones, and train select compares two such runs.
+    """
+    from train import shift
+
+    cfg = make_config(RunConfig.arch, out, data=data, cache_dir=cache_dir)
+    with _input_errors():
+        summary = shift.make(Path(data), Path(out), fraction, cfg.contract, Path(cfg.cache_dir))
+    for side in ("train", "val"):
+        s = summary[side]
+        click.echo(f"{side}: {s['images']} images of {s['patients']} patients; {s['label']}; median sharpness "
+                   f"{s['median_sharpness']}; sharpness alone ranks pneumonia with AUC {s['sharpness_auc']:.3f}")
+    click.echo(f"wrote {Path(out) / shift.VAL_PATIENTS_FILE} and {Path(out) / shift.SHIFT_FILE}")
+
+
+@main.command("select", epilog=commands.example(
+    "python -m train select runs/pneumonia-shift-base runs/pneumonia-shift-candidate --out runs/select.json"))
+@click.argument("baseline", type=click.Path(exists=True, file_okay=False))
+@click.argument("candidate", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write the figures as JSON here.")
+def select_command(baseline: str, candidate: str, out: str | None) -> None:
+    """Judge a candidate run against the baseline by the pre-declared rule (train/select.py).
+
+    Both must be trained on the same shift-aware split (fit --val-patients).
+    """
+    from train import select
+
+    with _input_errors():
+        result = select.judge(Path(baseline), Path(candidate))
+    if out:
+        select.write(result, Path(out))
+    click.echo(select.report(result))

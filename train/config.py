@@ -55,7 +55,8 @@ def option(default, help: str, **cli) -> Any:
     """A :class:`RunConfig` field and how ``python -m train fit`` offers it: the one place its help,
     type and default are written (``train/cli.py`` makes the Click options from these).
 
-    ``cli`` keys: ``choices``, ``range`` (lo, hi; None: open), ``type``, ``path``, ``envvar``,
+    ``cli`` keys: ``choices``, ``range`` (lo, hi; None: open), ``type``, ``path`` (a folder), ``file``
+    (an existing file), ``envvar``,
     ``required``, ``switch`` (``--x/--no-x``), ``multiple``, ``zero_is_none``, ``by_arch`` (the
     option defaults to the architecture's value, :data:`ARCH_DEFAULTS`), ``cli=False`` (not an
     option of its own: ``--arch`` and ``--out`` differ by command).
@@ -91,6 +92,8 @@ class RunConfig:
     patience: int = option(5, "Stop after this many epochs without a better validation AUC (0: never).", range=(0, None))
     augment: bool = option(True, "Training augmentation [on; baseline: off].", switch=True, by_arch=True)
     hflip: bool = option(False, "Also flip horizontally (off: the heart is on the left).", switch=True)
+    lowres_prob: float = option(0.25, "Chance a training batch is down-sampled to 40-80% and back (soft films; "
+                                "0: never).", range=(0.0, 1.0))
     jpeg_augment: bool = option(True, "Also re-encode half the training images as JPEG at quality 25-95 (breaks a "
                                 "compression-artifact shortcut).", switch=True)
     reencode_jpeg: int | None = option(75, "Contract 2: JPEG quality of the round trip after a resize, as the Kermany "
@@ -98,6 +101,9 @@ class RunConfig:
     class_weights: bool = option(True, "Balanced class weights [on; baseline: off].", switch=True, by_arch=True)
     val_fraction: float = option(0.2, "Share of images (whole patients) carved from train for validation.",
                                  range=(0.05, 0.5))
+    val_patients: str | None = option(None, "A file of patient keys, one per line, to validate on instead of a "
+                                      "random --val-fraction of patients (e.g. the shift-aware split of "
+                                      "`python -m train shift`).", file=True)
     seed: int = option(42, "Seeds weights, augmentation and shuffling.")
     split_seed: int | None = option(None, "Seed of the patient split [--seed]: vary --seed alone to retrain on the "
                                     "same split.", type=int)
@@ -181,5 +187,5 @@ def augment_config(cfg: RunConfig):
 
     if not cfg.augment:
         return None
-    default = AugmentConfig(hflip=cfg.hflip)
+    default = AugmentConfig(hflip=cfg.hflip, lowres_prob=cfg.lowres_prob)
     return default if cfg.jpeg_augment else dataclasses.replace(default, jpeg_prob=0.0)

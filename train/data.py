@@ -109,6 +109,21 @@ def patient_split(records: Sequence[Record], val_fraction: float, seed: int) -> 
     return [i for i in range(len(records)) if i not in val_set], sorted(val_set)
 
 
+def read_val_patients(path: Path) -> set[str]:
+    """The patient keys of a ``val_patients.txt``, one per line (blank lines ignored)."""
+    return {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
+
+
+def split_by_list(records: Sequence[Record], patients: set[str], source: Path) -> tuple[list[int], list[int]]:
+    """Indices (train, val) with exactly the listed patients in validation."""
+    val = [i for i, rec in enumerate(records) if rec.patient in patients]
+    if not val or len(val) == len(records):
+        raise DataError(f"--val-patients {source}: {len(val)} of {len(records)} images belong to its "
+                          f"{len(patients)} patients; it must name some but not all (was it made for this data?)")
+    held = set(val)
+    return [i for i in range(len(records)) if i not in held], val
+
+
 def decoder_fingerprint() -> dict[str, str]:
     """What makes the pixels besides the contract: another cxr-edge, Pillow, or edited decoding code
     (a checkout between releases) may decode the same file differently."""

