@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from train import data, distill, report
+from train import data, distill, report, rundir
 from train.config import RunConfig, augment_config
 from train.leakage import check_start
-from train.predict import positive_scores, predict
+from train.predict import predict
 from train.rundir import (MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE, load_run, now,
                           write_run_json, write_split)
 
@@ -188,19 +188,7 @@ def resumed_config(cfg: RunConfig, out: Path) -> tuple[RunConfig, dict]:
 
 def write_predictions(path: Path, model, records, idx, pixels, cfg: RunConfig) -> None:
     """Validation predictions, one row per image: the record and each class probability."""
-    import pandas as pd
-
-    probs = predict(model, pixels[idx])
-    rows = [records[i] for i in idx]
-    frame = pd.DataFrame({
-        "file": [str(r.path.relative_to(Path(cfg.data))) for r in rows],
-        "patient": [r.patient for r in rows],
-        "label": [cfg.labels[r.target(cfg.task)] for r in rows],
-        "target": [r.target(cfg.task) for r in rows],
-        "score": positive_scores(probs),
-    })
-    for k, label in enumerate(cfg.labels):
-        frame[f"p_{label}"] = probs[:, k]
-    frame.to_csv(path, index=False)
+    rundir.write_predictions(path, predict(model, pixels[idx]), [records[i] for i in idx], Path(cfg.data),
+                             cfg.labels, cfg.task)
 
 

@@ -17,12 +17,13 @@ import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from train import data
 from train.config import RunConfig
+from train.predict import positive_scores
 
 RUN_FILE = "run.json"  # config, labels, contract, command, versions; each step adds its record
 MODEL_FILE = "model.keras"  # the best epoch's Keras model
@@ -71,6 +72,19 @@ def split_records(run_dir: Path) -> dict[str, list[data.Record]]:
         for row in csv.DictReader(fh):
             sides[row["side"]].append(by_file[row["file"]])
     return sides
+
+
+def write_predictions(path: Path, probs: np.ndarray, records: Sequence[data.Record], root: Path,
+                      labels: Sequence[str], task: str) -> None:
+    """``val_predictions.csv``: per image its file, patient, label and target, the positive score and
+    each class probability (what ``train evaluate``, ``train report`` and ``train select`` read)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "patient", "label", "target", "score", *(f"p_{label}" for label in labels)])
+        for rec, score, p in zip(records, positive_scores(probs), probs):
+            target = rec.target(task)
+            writer.writerow([rec.path.relative_to(root), rec.patient, labels[target], target,
+                             repr(float(score)), *(repr(float(v)) for v in p)])
 
 
 def now() -> str:

@@ -71,7 +71,8 @@ class _Unpickler(pickle.Unpickler):
         raise CheckpointError(f"unexpected object {module}.{name} in the checkpoint (not a plain state dict)")
 
     def persistent_load(self, pid: tuple) -> _Storage:
-        _kind, dtype, key = pid[0], pid[1], str(pid[2])
+        """``('storage', dtype, key, location, size)``: one storage, however many tensors view it."""
+        dtype, key = pid[1], str(pid[2])
         return self.storages.setdefault(key, _Storage(dtype, key))
 
 
