@@ -99,7 +99,8 @@ def header_size(path: Path) -> Size:
         return prepared.width, prepared.height
 
 
-def film_sizes(root: Path, records: Sequence[data.Record]) -> tuple[dict[Path, Size], dict[str, int], list[str]]:
+def film_sizes(root: Path, records: Sequence[data.Record]
+               ) -> tuple[dict[Path, Size], dict[str, int], list[str]]:
     """Original sizes of ``records`` -> (size per path, how many came from each source, unreadable files)."""
     known = manifest_sizes(root)
     sizes: dict[Path, Size] = {}
@@ -148,9 +149,12 @@ def pick_samples(records: Sequence[data.Record], per_row: int, seed: int) -> dic
     for rec in records:
         groups[rec.subtype].append(rec)
     rng = np.random.default_rng(seed)
-    return {subtype: [groups[subtype][i] for i in sorted(rng.choice(len(groups[subtype]),
-                                                                     min(per_row, len(groups[subtype])), replace=False))]
-            for subtype in ROWS if groups[subtype]}
+    picked = {}
+    for subtype in ROWS:
+        films = groups[subtype]
+        if films:
+            picked[subtype] = [films[i] for i in sorted(rng.choice(len(films), min(per_row, len(films)), replace=False))]
+    return picked
 
 
 def contract_pixels(path: Path, contract: Contract) -> np.ndarray:
@@ -201,7 +205,8 @@ def write_eda(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     if summary["augmentation"]:
         views = augmented_views(np.stack([pixels[r.path] for r in firsts]), cfg, AUGMENTED_VIEWS)
         figures["augmentation.png"] = augmentation_figure(firsts, pixels, views)
-    summary["samples"] = {subtype: [str(r.path.relative_to(cfg.data)) for r in row] for subtype, row in samples.items()}
+    summary["samples"] = {subtype: [str(r.path.relative_to(cfg.data)) for r in row]
+                          for subtype, row in samples.items()}
     summary["figures"] = list(figures)
     out.mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
@@ -271,7 +276,8 @@ def _film_axes(fig, rows: int, cols: int, index: int, image: np.ndarray, title: 
     return ax
 
 
-def samples_figure(samples: dict[str, list[data.Record]], pixels: dict[Path, np.ndarray], sizes: dict[Path, Size]):
+def samples_figure(samples: dict[str, list[data.Record]], pixels: dict[Path, np.ndarray],
+                   sizes: dict[Path, Size]):
     """One row per subtype; each film titled with its name and original size."""
     cols = max(len(row) for row in samples.values())
     fig = figure((1.9 * cols, 2.15 * len(samples)))
