@@ -78,6 +78,15 @@ def test_sizes_come_from_the_manifest_when_the_folder_has_one(tmp_path):
     assert max(widths) == 2000 and min(widths) == 120
 
 
+def test_a_film_that_cannot_be_read_is_listed_and_left_out_of_sizes_and_samples(tmp_path):
+    root = make_kermany(tmp_path / "data", n_patients=2)
+    (root / "train" / "NORMAL" / "IM-0099-0001.jpeg").write_bytes(b"not a jpeg")
+    summary, sizes, samples = eda.analyse(make_config("mobile", "unused", data=str(root)))
+    assert [line.split(":")[0] for line in summary["sizes"]["unreadable"]] == ["train/NORMAL/IM-0099-0001.jpeg"]
+    assert summary["sizes"]["by_label"]["NORMAL"]["images"] == len(sizes) - 2 == 2
+    assert all(rec.path.name != "IM-0099-0001.jpeg" for row in samples.values() for rec in row)
+
+
 def test_a_flat_folder_like_fullres_is_one_set_and_split_by_patient(tmp_path):
     root = tmp_path / "fullres"
     for name in ("IM-0001-0001.jpeg", "IM-0002-0001.jpeg"):

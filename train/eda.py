@@ -94,7 +94,7 @@ def header_size(path: Path) -> Size:
     try:
         with Image.open(path) as img:
             return img.size
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         prepared = load_image(path, Contract(8, 8))  # raises ImageReadError for a film fit could not read either
         return prepared.width, prepared.height
 
