@@ -21,7 +21,7 @@ from tqdm import tqdm
 from cxr_edge import report, spreadsheet
 from cxr_edge.bundle import DEFAULT_MODEL, Bundle, BundleError, list_bundled, load_bundle
 from cxr_edge.discover import Found, discover
-from cxr_edge.engine import Classifier, Result, Tally, classify
+from cxr_edge.engine import Classifier, Result, Tally, classify_files
 
 if TYPE_CHECKING:
     from cxr_edge.html_report import PageStats
@@ -174,7 +174,7 @@ def _classified(
     total = sum(1 for _ in todo()) if options.progress else None
     tally.skipped = 0
     with tqdm(total=total, unit="img", file=sys.stderr, disable=not options.progress, dynamic_ncols=True) as bar:
-        for result in classify(todo(), classifier, workers=options.workers):
+        for result in classify_files(todo(), classifier, workers=options.workers):
             writer.write(report.result_row(result, bundle.labels, bundle.threshold, bundle.short_id))
             tally.add(result)
             bar.update()

@@ -273,10 +273,11 @@ def _decode(found: Found, bundle: Bundle) -> Prepared | Result:
         return Result(found.path, found.display, ERROR, error="not enough memory to decode this image")
 
 
-def classify(
+def classify_files(
     inputs: Iterable[Found], classifier: Classifier, workers: int | None = None
 ) -> Iterator[Result]:
-    """Yield one :class:`Result` per input, in input order, streaming."""
+    """Yield one :class:`Result` per input file, in input order, streaming: the engine of ``cxr-edge classify``
+    and ``cxr-edge evaluate`` (named apart from the :mod:`cxr_edge.classify` module, which writes the report)."""
     workers = workers or default_workers()
     window = 2 * workers  # decodes in flight: enough to keep every worker busy
     inputs = iter(inputs)

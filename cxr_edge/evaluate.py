@@ -24,7 +24,7 @@ from tqdm import tqdm
 from cxr_edge import metrics, report
 from cxr_edge.bundle import Bundle
 from cxr_edge.classify import CPU, EDGETPU, open_classifier
-from cxr_edge.engine import ERROR, OK, REJECTED, Result, classify
+from cxr_edge.engine import ERROR, OK, REJECTED, Result, classify_files
 from cxr_edge.kermany import parse_name
 from cxr_edge.labelled import KERMANY_POSITIVE, DataLayoutError, Truth, labelled_inputs
 from cxr_edge.plots import PLOT_FILES
@@ -266,7 +266,7 @@ def run(
     bar = tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     with bar:
         results = []
-        for result in classify([found for found, _ in inputs], classifier, workers=workers):
+        for result in classify_files([found for found, _ in inputs], classifier, workers=workers):
             results.append(result)
             bar.update()
     return Evaluation(

@@ -162,3 +162,49 @@ def read_report(path: Path) -> list[dict[str, str]]:
 def report_rows() -> Callable[[Path], list[dict[str, str]]]:
     """Read a CSV report with Python's csv module: one dict per row."""
     return read_report
+
+
+# --- Training runs, each made once per session (a smoke fit takes seconds to a minute) and shared by
+# the train tests of every module. A test that changes a run must copy it first, or leave it as it was.
+
+
+@pytest.fixture(scope="session")
+def kermany(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated Kermany-style folder of 24 patients (tests/train_data.py)."""
+    from train_data import make_kermany
+
+    return make_kermany(tmp_path_factory.mktemp("kermany"), n_patients=24)
+
+
+def train_cli(*args: str) -> Result:
+    """Run ``python -m train ARGS`` in-process; an exception fails the test with its traceback."""
+    from train.cli import main as train_main  # lazy: conftest serves edge-only installs too
+
+    return CliRunner().invoke(train_main, list(args), catch_exceptions=False)
+
+
+def smoke_run(kermany: Path, out: Path, *options: str) -> Path:
+    """A finished ``fit --smoke`` run in ``out``."""
+    result = train_cli("fit", "--data", str(kermany), "--out", str(out), "--smoke",
+                       "--cache-dir", str(out.parent / "cache"), *options)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def binary_run(kermany: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A binary smoke run at 64 px (contract 2)."""
+    return smoke_run(kermany, tmp_path_factory.mktemp("runs") / "binary", "--size", "64")
+
+
+@pytest.fixture(scope="session")
+def run_224(kermany: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run reading films as the committed tiny bundles do (224 px, no re-encoding), to score them on."""
+    return smoke_run(kermany, tmp_path_factory.mktemp("runs") / "run224", "--size", "224", "--reencode-jpeg", "0")
+
+
+@pytest.fixture(scope="session")
+def subtype_run(kermany: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A three-class (NORMAL / BACTERIAL / VIRAL) smoke run of the tuned architecture at 48 px."""
+    return smoke_run(kermany, tmp_path_factory.mktemp("runs") / "subtype", "--size", "48", "--task", "subtype",
+                     "--arch", "tuned")

@@ -27,7 +27,7 @@ from convert.quantize import VARIANTS  # noqa: E402
 from cxr_edge import runtime  # noqa: E402
 from cxr_edge.bundle import load_bundle  # noqa: E402
 from cxr_edge.discover import discover  # noqa: E402
-from cxr_edge.engine import OK, Classifier, classify  # noqa: E402
+from cxr_edge.engine import OK, Classifier, classify_files  # noqa: E402
 from cxr_edge.labelled import Truth  # noqa: E402
 from cxr_edge.preprocess import Contract, load_image  # noqa: E402
 from cxr_edge.synthetic import synthetic_xray  # noqa: E402
@@ -110,7 +110,7 @@ def test_every_variant_is_a_bundle_the_edge_tool_loads_and_classifies(converted)
         bundle = load_bundle(converted["out"] / f"tiny_{variant}.json")  # verifies sha256 and shape
         assert bundle.quantization == variant and bundle.labels == LABELS and bundle.threshold == 0.5
         assert bundle.contract == CONTRACT and bundle.manifest["dataset"] == {"name": "synthetic"}
-        results = list(classify(discover([val_folder]), Classifier(bundle, threads=1, screen_all=True)))
+        results = list(classify_files(discover([val_folder]), Classifier(bundle, threads=1, screen_all=True)))
         assert len(results) == 40 and {r.status for r in results} == {OK}
         truth = ["PNEUMONIA" if "pneumonia_" in Path(r.path).name else "NORMAL" for r in results]
         assert np.mean([r.prediction == t for r, t in zip(results, truth)]) >= 0.9, variant

@@ -13,7 +13,7 @@ import pytest
 from cxr_edge import runtime
 from cxr_edge.bundle import BundleError, load_bundle
 from cxr_edge.discover import Found, discover
-from cxr_edge.engine import ERROR, OK, Classifier, Result, Tally, classify
+from cxr_edge.engine import ERROR, OK, Classifier, Result, Tally, classify_files
 from cxr_edge.preprocess import load_image
 
 
@@ -35,7 +35,7 @@ def test_results_match_single_image_runs_in_input_order(tmp_path, make_image, re
     paths = images(tmp_path, make_image, 11)
     (tmp_path / "img_004b.png").write_text("not an image")  # an error among good images
     classifier = Classifier(load_bundle(request.getfixturevalue(model)), threads=threads)
-    results = list(classify(discover([tmp_path]), classifier, workers=workers))
+    results = list(classify_files(discover([tmp_path]), classifier, workers=workers))
     assert [r.display for r in results] == sorted(p.as_posix() for p in tmp_path.iterdir())
     ok = [r for r in results if r.status == OK]
     assert [r.status for r in results].count(ERROR) == 1 and len(ok) == 11
@@ -59,7 +59,7 @@ def test_the_engine_streams_and_reads_only_a_bounded_window_ahead(tmp_path, make
     consumed = itertools.count()
     endless = (Found(str(path), f"copy {next(consumed)}") for _ in itertools.repeat(None))
     classifier = Classifier(load_bundle(binary_model), threads=1)
-    first = list(itertools.islice(classify(endless, classifier, workers=2), 10))
+    first = list(itertools.islice(classify_files(endless, classifier, workers=2), 10))
     assert [r.display for r in first] == [f"copy {i}" for i in range(10)]
     assert next(consumed) <= 10 + 2 * 2  # taken + the decode window: never the whole input
 
@@ -68,7 +68,7 @@ def test_a_file_deleted_between_listing_and_reading_gets_an_error_row(tmp_path, 
     images(tmp_path, make_image, 3)
     listed = list(discover([tmp_path]))
     Path(listed[1].path).unlink()
-    results = list(classify(listed, Classifier(load_bundle(binary_model), threads=1)))
+    results = list(classify_files(listed, Classifier(load_bundle(binary_model), threads=1)))
     assert [r.status for r in results] == [OK, ERROR, OK]
     assert "not found" in results[1].error and "deleted" in results[1].error
 
@@ -76,7 +76,7 @@ def test_a_file_deleted_between_listing_and_reading_gets_an_error_row(tmp_path, 
 def test_every_bad_input_gets_an_error_row_and_the_rest_is_classified(tmp_path, make_image, binary_model, bad_inputs):
     expected = bad_inputs(tmp_path)
     make_image(tmp_path / "good.png")
-    results = {Path(r.path).name: r for r in classify(discover([tmp_path]), Classifier(load_bundle(binary_model)))}
+    results = {Path(r.path).name: r for r in classify_files(discover([tmp_path]), Classifier(load_bundle(binary_model)))}
     assert results.pop("good.png").status == OK
     assert sorted(results) == sorted(expected)
     for name, result in results.items():
@@ -88,7 +88,7 @@ def test_tally_counts_labels_and_errors(tmp_path, make_image, binary_model) -> N
     images(tmp_path, make_image, 3)
     (tmp_path / "bad.png").write_bytes(b"")
     tally = Tally()
-    for result in classify(discover([tmp_path]), Classifier(load_bundle(binary_model))):
+    for result in classify_files(discover([tmp_path]), Classifier(load_bundle(binary_model))):
         tally.add(result)
     assert (tally.classified, tally.errors) == (3, 1)
     assert "3 classified" in tally.summary() and "1 unreadable: empty file" in tally.summary()

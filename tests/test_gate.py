@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from cxr_edge.bundle import load_bundle
 from cxr_edge.discover import Found
-from cxr_edge.engine import OK, REJECTED, Classifier, classify
+from cxr_edge.engine import OK, REJECTED, Classifier, classify_files
 from cxr_edge.gate import UPRIGHT, Gate
 from cxr_edge.head import Head
 from cxr_edge.synthetic import synthetic_xray
@@ -125,7 +125,7 @@ def test_every_shipped_bundle_has_a_gate_whose_cut_offs_come_from_validation(nam
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_a_shipped_bundle_rejects_blank_noise_documents_and_shapes(name, tmp_path):
-    results = list(classify(foreign_pictures(tmp_path), Classifier(load_bundle(name))))
+    results = list(classify_files(foreign_pictures(tmp_path), Classifier(load_bundle(name))))
     assert [r.status for r in results] == [REJECTED] * 5
     for r in results:
         assert r.prediction == "" and r.probability is None and r.error.startswith("not screened:")
@@ -137,8 +137,8 @@ def test_synthetic_drawings_of_a_chest_are_rejected_by_design_and_screened_with_
     paths = [write(synthetic_xray(seed, (320, 300), lesion=bool(seed % 2)), tmp_path / f"s{seed}.png")
              for seed in range(3)]
     bundle = load_bundle(name)
-    assert {r.status for r in classify(paths, Classifier(bundle))} == {REJECTED}
-    screened = list(classify(paths, Classifier(bundle, screen_all=True)))
+    assert {r.status for r in classify_files(paths, Classifier(bundle))} == {REJECTED}
+    screened = list(classify_files(paths, Classifier(bundle, screen_all=True)))
     assert {r.status for r in screened} == {OK}
     assert all(r.prediction in bundle.labels and "SCREENED WITH --screen-all" in r.info["warning"] for r in screened)
 
@@ -160,7 +160,7 @@ def radiograph_of_a_hand(size: tuple[int, int] = (400, 500)) -> Image.Image:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_a_drawn_radiograph_of_a_hand_is_rejected_as_not_a_frontal_chest_film(name, tmp_path):
-    (result,) = classify([write(radiograph_of_a_hand(), tmp_path / "hand.png")], Classifier(load_bundle(name)))
+    (result,) = classify_files([write(radiograph_of_a_hand(), tmp_path / "hand.png")], Classifier(load_bundle(name)))
     assert result.status == REJECTED and "does not look like a frontal chest X-ray" in result.error
 
 
@@ -184,9 +184,9 @@ def test_real_films_pass_and_the_same_films_turned_or_inverted_are_rejected_with
                   write(img.transpose(Image.Transpose.ROTATE_180), tmp_path / f"f{i}.png"),
                   write(Image.fromarray(255 - np.asarray(img)), tmp_path / f"i{i}.png")]
     classifier = Classifier(load_bundle(name))
-    passed = [r.status == OK for r in classify(upright, classifier)]
+    passed = [r.status == OK for r in classify_files(upright, classifier)]
     assert sum(passed) >= len(films) - 1
-    rejected = [r for r in classify(wrong, classifier) if r.status == REJECTED]
+    rejected = [r for r in classify_files(wrong, classifier) if r.status == REJECTED]
     assert len(rejected) >= 0.9 * len(wrong)
     assert any("rotate it upright" in r.error for r in rejected) and any("inverted" in r.error for r in rejected)
 
@@ -198,5 +198,5 @@ def test_real_radiographs_of_other_body_parts_and_other_scans_are_rejected(name)
     files = sorted((folder / "other_radiograph").glob("*.png")) + sorted((folder / "cross_sectional").glob("*.png"))
     if not files:
         pytest.skip("../shared/data/not_frontal_chest not found")
-    results = list(classify([Found(str(f), f.name) for f in files], Classifier(load_bundle(name))))
+    results = list(classify_files([Found(str(f), f.name) for f in files], Classifier(load_bundle(name))))
     assert sum(r.status == REJECTED for r in results) >= 0.9 * len(files)

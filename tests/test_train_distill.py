@@ -14,14 +14,8 @@ from train import distill, leakage
 from train.cli import main
 from train.pipeline import one_hot_targets
 from train.config import RunConfig
-from train_data import make_kermany
 
 SHIPPED_STYLE = "python -m train fit --data d --out o --seed 42 --val-fraction 0.2"
-
-
-@pytest.fixture(scope="module")
-def kermany(tmp_path_factory) -> Path:
-    return make_kermany(tmp_path_factory.mktemp("kermany"), n_patients=24)
 
 
 def run_config(tmp_path: Path, **options) -> RunConfig:

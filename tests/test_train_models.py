@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 keras = pytest.importorskip("keras")
 
 from train import models  # noqa: E402
+from train.cli import main  # noqa: E402
 
 # Layer types whose TFLite ops the Edge TPU compiler maps (Conv2D, DepthwiseConv2D, ReLU6,
 # Mean, FullyConnected, Logistic/Softmax; batch norm folds, dropout vanishes).
@@ -74,3 +76,13 @@ def test_compiled_accuracy_and_auc_are_the_plain_ones():
     truth = np.array([[1.0], [0.0], [0.0], [1.0]], "float32")
     result = model.evaluate(score, truth, batch_size=1, verbose=0, return_dict=True)
     assert result["accuracy"] == pytest.approx(0.5) and result["auc"] == pytest.approx(0.75, abs=0.01)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "transfer:NoSuchNet"], "unknown keras.applications model"),
+    (["--arch", "transfer:MobileNetV2", "--weights", "/nonexistent.weights.h5"], "not found"),
+    (["--arch", "resnet"], "unknown architecture"),
+])
+def test_bad_architecture_requests_fail_with_a_message(kermany, tmp_path, args, message):
+    result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(tmp_path / "r"), "--smoke", *args])
+    assert result.exit_code == 3 and message in result.output

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from conftest import asset_bundle
 from train import paired
 from train.cli import main
-from train_data import make_kermany
 
 SAME_SPLIT = "python -m train fit --data d --out o --seed 42 --val-fraction 0.2"
 
@@ -44,18 +43,6 @@ def test_the_subtype_label_of_a_pneumonia_film_is_scored_whether_or_not_it_was_f
     scores = paired.correct_per_image(bundle, probs, truth)
     np.testing.assert_array_equal(scores["accuracy"], [1.0, 0.0, 1.0, 0.0])
     np.testing.assert_array_equal(scores["positive_label"], [np.nan, 1.0, 1.0, 0.0])
-
-
-@pytest.fixture(scope="module")
-def run_224(tmp_path_factory) -> Path:
-    """A finished smoke run at the committed tiny bundles' size."""
-    root = tmp_path_factory.mktemp("paired")
-    kermany = make_kermany(root / "data", n_patients=24)
-    out = root / "run"
-    result = CliRunner().invoke(main, ["fit", "--data", str(kermany), "--out", str(out), "--smoke", "--size", "224",
-                                       "--cache-dir", str(root / "cache")], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
 
 
 @pytest.fixture

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import train_cli  # noqa: E402
 from train import models, quant_aware  # noqa: E402
 
 
@@ -99,3 +103,11 @@ def test_a_model_already_on_its_int8_grid_loses_nothing_to_weight_rounding():
     quant_aware.SnapWeights(model)
     effects = quant_aware.rounding_effects(model, images(8, seed=4), images(8, seed=5))
     assert effects["weights"] == {"label_agreement": 1.0, "mean_abs_dp": 0.0}
+
+
+def test_rounding_reports_where_int8_would_change_a_runs_labels(binary_run):
+    result = train_cli("rounding", str(binary_run))
+    assert result.exit_code == 0, result.output
+    saved = json.loads((binary_run / "rounding.json").read_text())
+    assert set(saved["effects"]) == {"weights", "activations", "both"}
+    assert saved["images"] == len([row for row in csv.DictReader((binary_run / "split.csv").open()) if row["side"] == "val"])

@@ -9,7 +9,7 @@ import pytest
 
 from cxr_edge.bundle import bundled_models_dir, list_bundled, load_bundle
 from cxr_edge.discover import Found
-from cxr_edge.engine import OK, Classifier, classify
+from cxr_edge.engine import OK, Classifier, classify_files
 from cxr_edge.synthetic import synthetic_xray
 
 SHIPPED = {"pneumonia": ("NORMAL", "PNEUMONIA"), "subtype": ("NORMAL", "BACTERIAL", "VIRAL")}
@@ -46,7 +46,7 @@ def test_a_shipped_model_classifies_generated_films(name, tmp_path):
         path = tmp_path / f"film{seed}.png"
         synthetic_xray(seed, size, lesion=bool(seed % 2)).save(path)
         paths.append(Found(str(path), path.name))
-    results = list(classify(paths, Classifier(bundle, screen_all=True)))  # drawings: the gate rejects them
+    results = list(classify_files(paths, Classifier(bundle, screen_all=True)))  # drawings: the gate rejects them
     assert [r.status for r in results] == [OK] * 3
     for r in results:
         assert r.prediction in bundle.labels and len(r.label_probs) == len(bundle.labels)

@@ -82,10 +82,24 @@ def _click_option(field: dataclasses.Field) -> Callable:
 FIT_OPTIONS = [_click_option(f) for f in dataclasses.fields(RunConfig) if f.metadata.get("cli", True)]
 
 
-def fit_options(func):
-    for option in reversed(FIT_OPTIONS):
+#: The fields of fit's options that decide what ``eda`` shows: the split, the contract, the augmentation.
+EDA_FIELDS = ("size", "normalize", "reencode_jpeg", "augment", "hflip", "jpeg_augment", "val_fraction", "seed",
+              "split_seed")
+EDA_OPTIONS = [_click_option(f) for f in dataclasses.fields(RunConfig) if f.name in EDA_FIELDS]
+
+
+def _apply(options: list[Callable], func: Callable) -> Callable:
+    for option in reversed(options):
         func = option(func)
     return func
+
+
+def fit_options(func):
+    return _apply(FIT_OPTIONS, func)
+
+
+def eda_options(func):
+    return _apply(EDA_OPTIONS, func)
 
 
 def _fail(message: str) -> None:
@@ -307,3 +321,18 @@ def select_command(baseline: str, candidate: str, out: str | None) -> None:
     if out:
         select.write(result, Path(out))
     click.echo(select.report(result))
+
+
+@main.command("eda", epilog=commands.example("python -m train eda $CXR_DATA --out eda/chest_xray_224"))
+@click.argument("data", envvar="CXR_DATA", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for eda.md, eda.json and the figures.")
+@click.option("--arch", default=RunConfig.arch, show_default=True,
+              help="Show the augmentation this architecture trains with (baseline: none).")
+@eda_options
+def eda_command(data: str, out: str, arch: str, **kw) -> None:
+    """Look at DATA as fit would train on it: class balance per split and subtype, film sizes, samples, augmentation."""
+    from cxr_edge.plots import PlotsUnavailable
+    from train import eda
+
+    with _input_errors(OSError, PlotsUnavailable):
+        eda.write_eda(make_config(arch, out, data=data, **kw), Path(out), log=click.echo)

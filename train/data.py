@@ -173,28 +173,28 @@ def load_pixels(records: Sequence[Record], contract: Contract, cache_dir: Path |
     return pixels, sizes
 
 
+def counts(records: Sequence[Record]) -> dict:
+    """Images, patients, and images per class, subtype and official split folder."""
+    return {
+        "images": len(records),
+        "patients": len({r.patient for r in records}),
+        "label": dict(sorted(Counter(r.label for r in records).items())),
+        "subtype": dict(sorted(Counter(r.subtype for r in records).items())),
+        "official_split": dict(sorted(Counter(r.split for r in records).items())),
+    }
+
+
 def summarize(records: Sequence[Record], train_idx: Sequence[int], val_idx: Sequence[int],
               sizes: Sequence[tuple[int, int]], unparsed: Sequence[Path]) -> dict:
     """Counts per side, class, subtype and patients; original image sizes; unparsed names."""
-
-    def side(idx: Sequence[int]) -> dict:
-        recs = [records[i] for i in idx]
-        return {
-            "images": len(recs),
-            "patients": len({r.patient for r in recs}),
-            "label": dict(sorted(Counter(r.label for r in recs).items())),
-            "subtype": dict(sorted(Counter(r.subtype for r in recs).items())),
-            "official_split": dict(sorted(Counter(r.split for r in recs).items())),
-        }
-
     widths = np.array([w for w, _ in sizes]) if sizes else np.zeros(1)
     heights = np.array([h for _, h in sizes]) if sizes else np.zeros(1)
     return {
         "total_images": len(records),
         "unparsed_filenames": len(unparsed),
         "unparsed_examples": [p.name for p in unparsed[:10]],
-        "train": side(train_idx),
-        "val": side(val_idx),
+        "train": counts([records[i] for i in train_idx]),
+        "val": counts([records[i] for i in val_idx]),
         "original_size": {
             "width_min_median_max": [int(widths.min()), int(np.median(widths)), int(widths.max())],
             "height_min_median_max": [int(heights.min()), int(np.median(heights)), int(heights.max())],
