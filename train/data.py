@@ -77,6 +77,35 @@ def scan(root: Path, splits: Sequence[str] = ("train", "val")) -> tuple[list[Rec
     return records, unparsed
 
 
+def patient_strata(records: Sequence[Record]) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
+    """Each patient's record indices, and the patients of each stratum (their most common subtype), sorted."""
+    by_patient: dict[str, list[int]] = defaultdict(list)
+    for i, rec in enumerate(records):
+        by_patient[rec.patient].append(i)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for patient, idx in sorted(by_patient.items()):
+        stratum = Counter(records[i].subtype for i in idx).most_common(1)[0][0]
+        strata[stratum].append(patient)
+    return by_patient, strata
+
+
+def take_share(patients: Sequence[str], by_patient: dict[str, list[int]], fraction: float) -> list[int]:
+    """The images of ``patients``, in order, until they hold ``fraction`` of all their images."""
+    target, taken, chosen = fraction * sum(len(by_patient[p]) for p in patients), 0, []
+    for patient in patients:
+        if taken >= target:
+            break
+        chosen.extend(by_patient[patient])
+        taken += len(by_patient[patient])
+    return chosen
+
+
+def complement(n: int, val: Iterable[int]) -> tuple[list[int], list[int]]:
+    """(train, val) indices of ``n`` records, given the validation ones."""
+    held = set(val)
+    return [i for i in range(n) if i not in held], sorted(held)
+
+
 def patient_split(records: Sequence[Record], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Indices (train, val): whole patients go to validation, stratified by subtype.
 
@@ -86,27 +115,14 @@ def patient_split(records: Sequence[Record], val_fraction: float, seed: int) -> 
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val fraction must be between 0 and 1, not {val_fraction}")
-    by_patient: dict[str, list[int]] = defaultdict(list)
-    for i, rec in enumerate(records):
-        by_patient[rec.patient].append(i)
-    strata: dict[str, list[str]] = defaultdict(list)
-    for patient, idx in sorted(by_patient.items()):
-        stratum = Counter(records[i].subtype for i in idx).most_common(1)[0][0]
-        strata[stratum].append(patient)
+    by_patient, strata = patient_strata(records)
     rng = np.random.default_rng(seed)
     val: list[int] = []
     for stratum in sorted(strata):
         patients = list(strata[stratum])
         rng.shuffle(patients)
-        target = val_fraction * sum(len(by_patient[p]) for p in patients)
-        taken = 0
-        for patient in patients:
-            if taken >= target:
-                break
-            val.extend(by_patient[patient])
-            taken += len(by_patient[patient])
-    val_set = set(val)
-    return [i for i in range(len(records)) if i not in val_set], sorted(val_set)
+        val.extend(take_share(patients, by_patient, val_fraction))
+    return complement(len(records), val)
 
 
 def read_val_patients(path: Path) -> set[str]:
@@ -119,9 +135,8 @@ def split_by_list(records: Sequence[Record], patients: set[str], source: Path) -
     val = [i for i, rec in enumerate(records) if rec.patient in patients]
     if not val or len(val) == len(records):
         raise DataError(f"--val-patients {source}: {len(val)} of {len(records)} images belong to its "
-                          f"{len(patients)} patients; it must name some but not all (was it made for this data?)")
-    held = set(val)
-    return [i for i in range(len(records)) if i not in held], val
+                        f"{len(patients)} patients; it must name some but not all (was it made for this data?)")
+    return complement(len(records), val)
 
 
 def decoder_fingerprint() -> dict[str, str]:

@@ -24,7 +24,7 @@ It is a stress test, not an estimate of any clinic's figures.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -48,24 +48,13 @@ def shift_split(records: Sequence[data.Record], cue: np.ndarray, fraction: float
     """Indices (train, val): whole patients, the least typical of their class's acquisition held out."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be between 0 and 1, not {fraction}")
-    by_patient: dict[str, list[int]] = defaultdict(list)
-    for i, rec in enumerate(records):
-        by_patient[rec.patient].append(i)
-    strata: dict[str, list[str]] = defaultdict(list)
-    for patient, idx in sorted(by_patient.items()):
-        strata[Counter(records[i].subtype for i in idx).most_common(1)[0][0]].append(patient)
+    by_patient, strata = data.patient_strata(records)
     val: list[int] = []
     for stratum, patients in sorted(strata.items()):
         sign = 1.0 if stratum == "NORMAL" else -1.0  # normals: softest first; pneumonia: sharpest first
         patients = sorted(patients, key=lambda p: (sign * float(cue[by_patient[p]].mean()), p))
-        target, taken = fraction * sum(len(by_patient[p]) for p in patients), 0
-        for patient in patients:
-            if taken >= target:
-                break
-            val.extend(by_patient[patient])
-            taken += len(by_patient[patient])
-    held = set(val)
-    return [i for i in range(len(records)) if i not in held], sorted(held)
+        val.extend(data.take_share(patients, by_patient, fraction))
+    return data.complement(len(records), val)
 
 
 def cue_auc(records: Sequence[data.Record], cue: np.ndarray, idx: Sequence[int]) -> float | None:
