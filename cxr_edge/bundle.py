@@ -18,7 +18,7 @@ import numpy as np
 
 from cxr_edge.gate import Gate
 from cxr_edge.head import Head
-from cxr_edge.preprocess import Contract
+from cxr_edge.preprocess import VIEWS, Contract
 
 SCHEMA_VERSION = 2  # 2: the model may have a features output and a gate (cxr_edge.gate); 1 still loads
 SCHEMA_VERSIONS = (1, 2)
@@ -51,6 +51,7 @@ class Bundle:
     manifest: dict[str, Any]
     gate: Gate | None = None  # None: a bundle made before gates (schema 1), or converted without one
     head: Head | None = None  # the last layer in float, for a score that ranks (comes with the gate)
+    views: tuple[str, ...] = ("film",)  # test-time views whose probabilities are averaged (manifest test_time_views)
 
     @property
     def features_output(self) -> int | None:
@@ -183,6 +184,10 @@ def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
     if negative not in labels:
         raise ValueError(f"negative_label {negative!r} is not among labels {labels}")
     contract = Contract.from_manifest(manifest["preprocessing"])
+    views = tuple(manifest.get("test_time_views", ("film",)))  # first the film itself: the gate reads its features
+    unknown = [v for v in views if v not in VIEWS]
+    if not views or views[0] != "film" or unknown:
+        raise ValueError(f"test_time_views {list(views)}: must start with 'film' and name only {sorted(VIEWS)}")
     shape = tuple(int(n) for n in manifest["input"]["shape"])
     if shape[1:3] != (contract.height, contract.width):
         raise ValueError(f"input shape {shape} does not match contract {contract.height}x{contract.width}")
@@ -200,6 +205,7 @@ def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
         sha256=manifest["sha256"],
         manifest_path=manifest_path,
         manifest=manifest,
+        views=views,
     )
 
 

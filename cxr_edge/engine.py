@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from cxr_edge import runtime
+from cxr_edge import preprocess, runtime
 from cxr_edge.bundle import Bundle, BundleError, verify_edgetpu_file
 from cxr_edge.discover import Found
 from cxr_edge.gate import Verdict
@@ -171,17 +171,25 @@ class Classifier:
 
     def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, list[Verdict] | None, np.ndarray | None]:
         """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W), the gate's verdicts and
-        the rank scores (each None when the bundle has no gate or head): one invoke gives all three."""
-        outputs = runtime.run_outputs(self.interpreter, batch)
-        probs = self.bundle.label_probabilities(outputs[0])
+        the rank scores (each None when the bundle has no gate or head): one invoke per test-time view
+        gives all three. Probabilities and rank scores are averaged over the bundle's views; the gate
+        reads the film's own features (the first view), as it was fitted."""
         index = self.bundle.features_output
-        features = outputs[index] if index is not None else None
-        verdicts = self.bundle.gate.check(features) if self.bundle.gate is not None and features is not None else None
-        return probs, verdicts, self.bundle.rank_scores(features)
+        probs, ranks, verdicts = [], [], None
+        for name in self.bundle.views:
+            outputs = runtime.run_outputs(self.interpreter, preprocess.view(name, batch))
+            probs.append(self.bundle.label_probabilities(outputs[0]))
+            features = outputs[index] if index is not None else None
+            ranks.append(self.bundle.rank_scores(features))
+            if verdicts is None and self.bundle.gate is not None and features is not None:
+                verdicts = self.bundle.gate.check(features)
+        return np.mean(probs, axis=0), verdicts, None if ranks[0] is None else np.mean(ranks, axis=0)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W) of prepared pixels."""
-        return self.bundle.label_probabilities(runtime.run_batch(self.interpreter, batch))
+        """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W) of prepared pixels,
+        averaged over the bundle's test-time views."""
+        views = [runtime.run_batch(self.interpreter, preprocess.view(name, batch)) for name in self.bundle.views]
+        return np.mean([self.bundle.label_probabilities(out) for out in views], axis=0)
 
     def positive_scores(self, batch: np.ndarray) -> np.ndarray:
         """P(not the negative label) of a uint8 batch (N, H, W), by the bundle's rule."""

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import stat
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +209,27 @@ def load_image(path: str | Path, contract: Contract) -> Prepared:
         raise
     except Exception as exc:  # a decoder plugin's own error on damaged data: one bad file, not the run
         raise ImageReadError(f"damaged image ({type(exc).__name__}: {exc})") from exc
+
+
+def half_and_back(pixels: np.ndarray) -> np.ndarray:
+    """Each (H, W) uint8 film of a batch down-sampled to half (area average) and back (bilinear).
+
+    A softer copy: the publisher's normals are sharper than its pneumonia films, and a model
+    that also reads sharpness leans on it less when it averages over this view
+    (``docs/shift-validation.md``, candidate C).
+    """
+    out = np.empty_like(pixels)
+    for i, film in enumerate(pixels):
+        image = Image.fromarray(film)
+        small = image.resize((film.shape[1] // 2, film.shape[0] // 2), Image.Resampling.BOX)
+        out[i] = np.asarray(small.resize(image.size, _RESAMPLE))
+    return out
+
+
+#: Test-time views a bundle may average over (manifest ``test_time_views``); "film" is the film itself.
+VIEWS = {"film": lambda pixels: pixels, "half_and_back": half_and_back}
+
+
+def view(name: str, pixels: np.ndarray) -> np.ndarray:
+    """A batch (N, H, W) of prepared pixels as the test-time view ``name`` shows it."""
+    return VIEWS[name](pixels)

@@ -24,22 +24,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from cxr_edge.preprocess import half_and_back
 from train import data, rundir
 from train.predict import predict
 
 CANDIDATE_FILE = "candidate.json"
-
-
-def half_and_back(pixels: np.ndarray) -> np.ndarray:
-    """Each (H, W) uint8 film down-sampled to half (area average) and back (bilinear)."""
-    out = np.empty_like(pixels)
-    for i, film in enumerate(pixels):
-        image = Image.fromarray(film)
-        small = image.resize((film.shape[1] // 2, film.shape[0] // 2), Image.Resampling.BOX)
-        out[i] = np.asarray(small.resize(image.size, Image.Resampling.BILINEAR))
-    return out
 
 
 def run_tta(run_dir: Path, out: Path) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.shift_candidates import half_and_back
+from cxr_edge.preprocess import half_and_back
 from train import data, rundir, select, shift
 
 
