@@ -1,4 +1,7 @@
-"""python -m train fit on a cluster: two local CPU workers (TF_CONFIG) train one model into one run folder."""
+"""python -m train fit on a cluster: two local CPU workers (TF_CONFIG) train one model into one run folder.
+
+The cluster tests are ``slow``: two sessions of two TensorFlow processes, about 110 s here.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,6 @@ from pathlib import Path
 import pytest
 
 from train_data import make_kermany
-
-pytestmark = pytest.mark.slow  # two TensorFlow processes per session, two sessions
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
@@ -83,6 +84,7 @@ def cluster_run(tmp_path_factory) -> tuple[Path, list[str], list[str]]:
     return out, first, resumed
 
 
+@pytest.mark.slow
 def test_two_workers_train_one_model_and_the_chief_records_the_strategy(cluster_run):
     out, _, _ = cluster_run
     record = json.loads((out / "run.json").read_text())
@@ -90,6 +92,7 @@ def test_two_workers_train_one_model_and_the_chief_records_the_strategy(cluster_
     assert (out / "model.keras").is_file() and (out / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_both_workers_end_each_session_with_the_weights_the_chief_saved(cluster_run):
     out, first, resumed = cluster_run
     assert set(digests(first).values()) == {(digests(first)[0][0], 1)} and len(digests(first)) == WORKERS
@@ -98,6 +101,7 @@ def test_both_workers_end_each_session_with_the_weights_the_chief_saved(cluster_
     assert last != digests(first)[0][0]  # the second session trained on
 
 
+@pytest.mark.slow
 def test_a_resumed_cluster_run_goes_on_from_the_chiefs_checkpoint(cluster_run):
     out, _, resumed = cluster_run
     assert all(f"resuming after epoch 1 from {out / 'last.keras'}" in log for log in resumed)
@@ -105,7 +109,33 @@ def test_a_resumed_cluster_run_goes_on_from_the_chiefs_checkpoint(cluster_run):
     assert len((out / "history.csv").read_text().splitlines()) == 1 + 2  # header, one row per epoch
 
 
+@pytest.mark.slow
 def test_the_other_worker_writes_into_a_temporary_folder_and_deletes_it(cluster_run):
     out, first, _ = cluster_run
     assert not list((out.parent / "tmp").iterdir())
     assert not list(out.glob(".partial-*"))
+
+
+@pytest.mark.parametrize("tf_config, size", [
+    (None, 0),
+    ({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, 1),
+    ({"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 1}}, 3),
+])
+def test_only_a_tf_config_naming_several_workers_makes_a_cluster(monkeypatch, tf_config, size):
+    from train import fit
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert fit.cluster_size() == size
+
+
+def test_single_machine_strategies_are_recorded_by_their_public_names():
+    import tensorflow as tf
+
+    from train import fit
+
+    assert fit.strategy_name(tf.distribute.get_strategy()) == "DefaultStrategy"
+    assert fit.strategy_name(tf.distribute.MirroredStrategy()) == "MirroredStrategy"
+    assert fit.cluster_task(tf.distribute.get_strategy()) is None
