@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,24 +36,32 @@ def free_ports(n: int) -> list[int]:
 
 
 def fit_on_cluster(tmp: Path, out: Path, *options: str) -> list[str]:
-    """Run ``fit`` as every worker of a fresh localhost cluster, all on ``out``; return each one's stderr."""
+    """Run ``fit`` as every worker of a fresh localhost cluster, all on ``out``; return each one's stderr.
+
+    The logs go to files, not pipes: a worker blocked on a full pipe would stall the others.
+    """
     hosts = [f"localhost:{port}" for port in free_ports(WORKERS)]
     (tmp / "tmp").mkdir(exist_ok=True)
+    logs = [tempfile.TemporaryFile("w+") for _ in range(WORKERS)]
     workers = []
-    for index in range(WORKERS):
+    for index, log in enumerate(logs):
         task = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(task), "TMPDIR": str(tmp / "tmp"), "CUDA_VISIBLE_DEVICES": ""}
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "train", "fit", "--out", str(out), "--cache-dir", str(tmp / f"cache{index}"), *options],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        command = ["-m", "train", "fit", "--out", str(out), "--cache-dir", str(tmp / f"cache{index}"), *options]
+        workers.append(subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=log, text=True))
     try:
-        logs = [worker.communicate(timeout=TIMEOUT_S)[1] for worker in workers]
+        for worker in workers:
+            worker.wait(timeout=TIMEOUT_S)
     finally:
         for worker in workers:
-            worker.kill()
+            worker.kill()  # a worker whose peer failed waits for it (and ignores SIGTERM)
+    texts = []
     for worker, log in zip(workers, logs):
-        assert worker.returncode == 0, log
-    return logs
+        log.seek(0)
+        texts.append(log.read())
+        assert worker.returncode == 0, texts[-1]
+    return texts
 
 
 def digests(logs: list[str]) -> dict[int, tuple[str, int]]:
@@ -111,9 +120,13 @@ def test_a_resumed_cluster_run_goes_on_from_the_chiefs_checkpoint(cluster_run):
 
 @pytest.mark.slow
 def test_the_other_worker_writes_into_a_temporary_folder_and_deletes_it(cluster_run):
-    out, first, _ = cluster_run
-    assert not list((out.parent / "tmp").iterdir())
-    assert not list(out.glob(".partial-*"))
+    out, first, resumed = cluster_run
+    for logs in (first, resumed):
+        [folder] = re.findall(rf"^worker 1: the chief writes {re.escape(str(out))}; this worker writes into (\S+), deleted",
+                              logs[1], re.M)
+        assert Path(folder).parent == out.parent / "tmp" and not Path(folder).exists()
+        assert "the chief writes" not in logs[0]
+    assert not list((out.parent / "tmp").iterdir()) and not list(out.glob(".partial-*"))
 
 
 @pytest.mark.parametrize("tf_config, size", [

@@ -1,4 +1,5 @@
-"""Compile and fit: distribution strategy (one device, local GPUs or a cluster of workers), precision, LR schedule, best/last checkpoints, resume."""
+"""Compile and fit: distribution strategy (one device, local GPUs, a cluster), precision, LR schedule,
+best/last checkpoints, resume."""
 
 from __future__ import annotations
 
@@ -85,12 +86,12 @@ def worker_folder(strategy: tf.distribute.Strategy, out: Path) -> Iterator[Path]
 
 
 def trained_digest(model: keras.Model) -> str:
-    """A short hash of the trainable weights' bytes: equal exactly when two models trained to the same weights.
+    """A short hash of the trainable weights' bytes: equal exactly when two models hold the same.
 
     On a cluster every worker applies the same all-reduced gradients, so these agree bit for
-    bit. Batch norm's moving statistics are not in it: Keras 3 updates them on each replica from
-    its own share of the batch (as MirroredStrategy does across local GPUs), so the workers'
-    differ a little; the chief's are the ones saved.
+    bit. Batch norm's moving statistics are left out: Keras 3 updates them on each replica from
+    its own share of the batch, without averaging, so the workers' differ (measured: every
+    moving mean and variance did, every trainable weight agreed); the chief's are saved.
     """
     digest = hashlib.sha256()
     for weight in model.trainable_weights:

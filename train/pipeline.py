@@ -42,7 +42,8 @@ def dataset(pixels: np.ndarray, targets: np.ndarray, batch_size: int, *,
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).with_options(options)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(options)
 
 
 def images_only(pixels: np.ndarray, batch_size: int) -> tf.data.Dataset:

@@ -23,6 +23,8 @@ from train.rundir import (MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SU
                           write_run_json, write_split)
 
 if TYPE_CHECKING:
+    import tensorflow as tf
+
     from cxr_edge.bundle import Bundle
 
 SMOKE_PER_CLASS = 24
@@ -55,7 +57,7 @@ def plan_split(cfg: RunConfig) -> Split:
 
 
 def prepare_data(cfg: RunConfig, split: Split | None = None, log=print, out: Path | None = None):
-    """Decode (cached) the split's images; write split.csv and the data summary into ``out`` (the run folder)."""
+    """Decode (cached) the split's images; write split.csv and the data summary into ``out`` [``cfg.out``]."""
     out = out or Path(cfg.out)
     split = split or plan_split(cfg)
     records, unparsed, train_idx, val_idx = split.records, split.unparsed, split.train_idx, split.val_idx
@@ -93,12 +95,15 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     state = fit.load_state(out) if resume else {}
     strategy = fit.select_strategy()  # before any other TensorFlow op, as MultiWorkerMirroredStrategy requires
     with fit.worker_folder(strategy, out) as folder:
+        if folder != out:
+            log(f"{fit.cluster_task(strategy)}: the chief writes {out}; this worker writes into {folder}, deleted at the end")
         _train(cfg, folder, strategy, state, earlier, log)
     return out
 
 
-def _train(cfg: RunConfig, out: Path, strategy, state: dict, earlier: dict, log=print) -> None:
-    """Train, writing into ``out`` (:func:`train.fit.worker_folder`); resume from ``state`` and the run folder's last checkpoint."""
+def _train(cfg: RunConfig, out: Path, strategy: tf.distribute.Strategy, state: dict, earlier: dict, log=print) -> None:
+    """Train, writing into ``out`` (:func:`train.fit.worker_folder`); resume from ``state`` and the
+    last checkpoint in the run folder, ``cfg.out``."""
     import keras
 
     from train import fit, models, pipeline  # lazy: TensorFlow
