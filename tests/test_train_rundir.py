@@ -11,6 +11,7 @@ def test_run_json_records_command_versions_seed_and_contract(binary_run):
     assert {"tensorflow", "keras", "numpy", "cxr_edge"} <= set(record["versions"])
     assert record["preprocessing"]["width"] == 64 and record["labels"] == ["NORMAL", "PNEUMONIA"]
     assert record["preprocessing"]["contract"] == "cxr-gray-squash/2" and "--reencode-jpeg 75" in record["command"]
+    assert record["strategy"] == "DefaultStrategy" and record["replicas"] == 1
 
 
 def test_a_run_from_before_contract_2_keeps_contract_1(binary_run, tmp_path):

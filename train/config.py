@@ -85,7 +85,8 @@ class RunConfig:
     normalize: str = option("none", "Intensity normalisation of the shared preprocessing contract.",
                             choices=NORMALIZE_CHOICES)
     epochs: int = option(10, "Maximum epochs [arch default].", range=(1, None), by_arch=True)
-    batch_size: int = option(32, "", range=(1, None))
+    batch_size: int = option(32, "Global batch: the images of one optimizer step, split among all replicas (local "
+                             "GPUs, cluster workers), so a run trains alike on any number of them.", range=(1, None))
     lr: float = option(1e-3, "Peak Adam learning rate.")
     schedule: str = option("cosine", "LR schedule [cosine; baseline: constant].", choices=("cosine", "constant"),
                            by_arch=True)

@@ -1,12 +1,18 @@
-"""Compile and fit: distribution strategy, precision, LR schedule, best/last checkpoints, resume."""
+"""Compile and fit: distribution strategy (one device, local GPUs, a cluster), precision, LR schedule,
+best/last checkpoints, resume."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import json
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import keras
 import numpy as np
@@ -19,16 +25,78 @@ HISTORY_FILE = "history.csv"
 MONITOR = "val_auc"
 
 
-def select_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy across several local GPUs, else the default (one device).
+def cluster_size() -> int:
+    """How many training processes (chief and workers) ``TF_CONFIG`` names; 0 when it is unset.
 
-    A cluster uses ``tf.distribute.MultiWorkerMirroredStrategy`` with ``TF_CONFIG`` set on
-    every worker (see docs/training.md); this helper keeps single-box runs simple.
+    Read with TensorFlow's resolver, which is plain Python: no TensorFlow op runs.
     """
+    jobs = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec().as_dict()
+    return sum(len(jobs.get(job, ())) for job in ("chief", "worker"))
+
+
+def select_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy when ``TF_CONFIG`` names several workers, MirroredStrategy across
+    several local GPUs, else the default (one device).
+
+    Call it before any other TensorFlow op: MultiWorkerMirroredStrategy configures the runtime's
+    collective ops, and returns only once every worker of the cluster has started (docs/training.md).
+    """
+    if cluster_size() > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The public ``tf.distribute`` name of ``strategy``, as run.json records it.
+
+    TensorFlow's own class names differ: MultiWorkerMirroredStrategy is a
+    ``CollectiveAllReduceStrategy`` and the default strategy a ``_DefaultDistributionStrategy``.
+    """
+    for name in ("MultiWorkerMirroredStrategy", "MirroredStrategy"):
+        if isinstance(strategy, getattr(tf.distribute, name)):
+            return name
+    return "DefaultStrategy"
+
+
+def cluster_task(strategy: tf.distribute.Strategy) -> str | None:
+    """This process's task in a cluster ('worker 1'); None on a single machine."""
+    resolver = strategy.cluster_resolver
+    return f"{resolver.task_type} {resolver.task_id}" if resolver else None
+
+
+@contextlib.contextmanager
+def worker_folder(strategy: tf.distribute.Strategy, out: Path) -> Iterator[Path]:
+    """Where this process writes the run: ``out`` on the chief (and on a single machine); a
+    temporary folder, deleted afterwards, on the other workers of a cluster.
+
+    Keras's multi-worker pattern: every worker saves, since saving may read synchronised
+    variables through collective ops that wait for all of them, but one folder has one writer.
+    """
+    if strategy.extended.should_checkpoint:
+        yield out
+        return
+    folder = Path(tempfile.mkdtemp(prefix="cxr-edge-worker-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def trained_digest(model: keras.Model) -> str:
+    """A short hash of the trainable weights' bytes: equal exactly when two models hold the same.
+
+    On a cluster every worker applies the same all-reduced gradients, so these agree bit for
+    bit. Batch norm's moving statistics are left out: Keras 3 updates them on each replica from
+    its own share of the batch, without averaging, so the workers' differ (measured: every
+    moving mean and variance did, every trainable weight agreed); the chief's are saved.
+    """
+    digest = hashlib.sha256()
+    for weight in model.trainable_weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -137,9 +205,43 @@ def fit(model: keras.Model, out: Path, train_ds, val_ds, epochs: int, patience: 
         Checkpoints(out, patience, state, saved),
     ]
     if state.get("epoch", 0) < epochs and not (patience and state.get("wait", 0) >= patience):
+        if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            _fit_on_a_cluster(model, train_ds.element_spec)
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=state.get("epoch", 0),
                   callbacks=callbacks, verbose=verbose, shuffle=False)  # the dataset shuffles itself
     return state
+
+
+def _fit_on_a_cluster(model: keras.Model, batch_spec) -> None:
+    """What Keras 3 (3.15 at least) needs to fit under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Two of its ``strategy.reduce`` calls fail there: before the first batch, fit averages a
+    whole batch tuple across workers to build the loss and metric state (the strategy reduces
+    single tensors only); after each step, it averages each scalar log along an axis 0 it does
+    not have. The build needs only shapes and dtypes, which the dataset's spec gives; the step
+    logs are averaged across replicas, as Keras does on one machine. (The logs the callbacks see
+    at each epoch's end are read from the metrics themselves, summed across all workers: the
+    checkpoints judge the AUC of the whole validation split on every worker alike.)
+    """
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=batch_spec)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    _average_step_logs_across_workers()
+
+
+@functools.cache
+def _average_step_logs_across_workers() -> None:
+    """Replace Keras's per-step reduction of the logs for MultiWorkerMirroredStrategy (once per process)."""
+    from keras.src.backend.tensorflow import trainer
+
+    keras_reduce = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction == "auto" and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return keras.tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return keras_reduce(values, strategy, reduction)
+
+    trainer.reduce_per_replica = reduce_per_replica
 
 
 def output_bias(counts: np.ndarray, weights: np.ndarray) -> list[float]:

@@ -21,6 +21,10 @@ def dataset(pixels: np.ndarray, targets: np.ndarray, batch_size: int, *,
     """Batches of (float32 0..255 NHWC images, targets[, weights]); augmented only if ``augment_cfg``.
 
     ``targets`` are what the loss wants: :func:`one_hot_targets`, or soft targets when distilling.
+    ``batch_size`` is the global batch: a distribution strategy splits each batch among its
+    replicas, and on a cluster every worker keeps its share of each batch (the DATA shard
+    policy: elements, since these slices come from memory, not files). Every worker shuffles
+    with the same seed, so the shares do not overlap.
     """
     parts = (pixels[..., None], targets.astype(np.float32))
     if sample_weights is not None:
@@ -36,7 +40,10 @@ def dataset(pixels: np.ndarray, targets: np.ndarray, batch_size: int, *,
             images = augment(images, augment_cfg)
         return (images, *rest)
 
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(options)
 
 
 def images_only(pixels: np.ndarray, batch_size: int) -> tf.data.Dataset:

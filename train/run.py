@@ -23,6 +23,8 @@ from train.rundir import (MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SU
                           write_run_json, write_split)
 
 if TYPE_CHECKING:
+    import tensorflow as tf
+
     from cxr_edge.bundle import Bundle
 
 SMOKE_PER_CLASS = 24
@@ -57,9 +59,9 @@ def plan_split(cfg: RunConfig) -> Split:
     return Split(records, unparsed, *data.patient_split(records, cfg.val_fraction, cfg.patient_split_seed))
 
 
-def prepare_data(cfg: RunConfig, split: Split | None = None, log=print):
-    """Decode (cached) the split's images; write split.csv and the data summary."""
-    out = Path(cfg.out)
+def prepare_data(cfg: RunConfig, split: Split | None = None, log=print, out: Path | None = None):
+    """Decode (cached) the split's images; write split.csv and the data summary into ``out`` [``cfg.out``]."""
+    out = out or Path(cfg.out)
     split = split or plan_split(cfg)
     records, unparsed, train_idx, val_idx = split.records, split.unparsed, split.train_idx, split.val_idx
     pixels, sizes = data.load_pixels(records, cfg.contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
@@ -81,15 +83,35 @@ def _smoke_subset(records, seed: int):
 
 
 def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
-    """Run training as configured; return the run folder."""
-    import keras
+    """Run training as configured; return the run folder.
 
-    from train import fit, models, pipeline  # lazy: TensorFlow loads when a run starts, not when the CLI does
+    On a cluster (``TF_CONFIG``: docs/training.md) every worker runs this on the same --out: the
+    chief writes the run folder, the others write the same files into a temporary folder.
+    """
+    from train import fit  # lazy: TensorFlow loads when a run starts, not when the CLI does
 
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not resume:
         raise data.DataError(f"run folder {out} is not empty: use --resume to continue it or choose another --out")
+    # What a resume reads is read before the strategy exists: no worker writes until all have started.
     cfg, earlier = resumed_config(cfg, out) if resume else (cfg, {})
+    state = fit.load_state(out) if resume else {}
+    strategy = fit.select_strategy()  # before any other TensorFlow op, as MultiWorkerMirroredStrategy requires
+    with fit.worker_folder(strategy, out) as folder:
+        if folder != out:
+            log(f"{fit.cluster_task(strategy)}: the chief writes {out}; this worker writes into {folder}, deleted at the end")
+        _train(cfg, folder, strategy, state, earlier, log)
+    return out
+
+
+def _train(cfg: RunConfig, out: Path, strategy: tf.distribute.Strategy, state: dict, earlier: dict, log=print) -> None:
+    """Train, writing into ``out`` (:func:`train.fit.worker_folder`); resume from ``state`` and the
+    last checkpoint in the run folder, ``cfg.out``."""
+    import keras
+
+    from train import fit, models, pipeline  # lazy: TensorFlow
+
+    run_folder = Path(cfg.out)
     split = plan_split(cfg)
     teachers = distill.load_teachers(cfg, split.val_patients)  # a wrong teacher or start fails before the run folder exists
     if cfg.init_from:
@@ -98,18 +120,16 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     started = time.time()
     fit.seed_everything(cfg.seed, cfg.deterministic)
     policy = fit.select_precision(cfg.precision)
-    records, train_idx, val_idx, pixels = prepare_data(cfg, split, log)
+    records, train_idx, val_idx, pixels = prepare_data(cfg, split, log, out)
     y = np.array([r.target(cfg.task) for r in records])
     counts = np.bincount(y[train_idx], minlength=len(cfg.labels)).astype(float)
     weights = fit.class_weights(counts) if cfg.class_weights else np.ones(len(cfg.labels))
-    state = fit.load_state(out) if resume else {}
     steps = int(np.ceil(len(train_idx) / cfg.batch_size))
-    strategy = fit.select_strategy()
     lr = fit.learning_rate(cfg.lr, cfg.epochs, steps, cfg.schedule)
     with strategy.scope():
-        if state.get("epoch") and (out / fit.LAST_MODEL).exists():
-            log(f"resuming after epoch {state['epoch']} from {out / fit.LAST_MODEL}")
-            model = keras.models.load_model(out / fit.LAST_MODEL)
+        if state.get("epoch") and (run_folder / fit.LAST_MODEL).exists():
+            log(f"resuming after epoch {state['epoch']} from {run_folder / fit.LAST_MODEL}")
+            model = keras.models.load_model(run_folder / fit.LAST_MODEL)
         elif cfg.init_from:
             state = {}
             model = keras.models.load_model(Path(cfg.init_from) / MODEL_FILE, compile=False)
@@ -125,7 +145,8 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
         f"class weights {np.round(weights, 3).tolist()}")
     write_run_json(cfg, out, {"class_counts_train": counts.tolist(), "class_weights": weights.tolist(),
                                "precision": policy, "parameters": model.count_params(),
-                               "started": earlier.get("started", now())})
+                               "started": earlier.get("started", now()), "strategy": fit.strategy_name(strategy),
+                               "replicas": strategy.num_replicas_in_sync})
     train_ds = pipeline.dataset(pixels[train_idx], training_targets(cfg, y[train_idx], pixels[train_idx], teachers, out, log),
                                 cfg.batch_size, sample_weights=weights[y[train_idx]],
                                 augment_cfg=augment_config(cfg), shuffle_seed=cfg.seed)
@@ -133,13 +154,17 @@ def train(cfg: RunConfig, resume: bool = False, log=print) -> Path:
     epochs = 2 if cfg.smoke else cfg.epochs
     state = fit.fit(trained, out, train_ds, val_ds, epochs, cfg.patience, state, verbose=0 if cfg.smoke else 2,
                     saved=model, callbacks=callbacks)
+    task = fit.cluster_task(strategy)
+    if task:  # every worker must end with the same trained weights: compare these lines
+        log(f"{task}: trained weights sha256 {fit.trained_digest(model)} after epoch {state.get('epoch')}")
+    if out != run_folder:
+        return  # not the chief: the run folder's predictions and report are the chief's
     shutil.copyfile(out / fit.BEST_MODEL, out / MODEL_FILE)
     best = keras.models.load_model(out / MODEL_FILE, compile=False)
     write_predictions(out / PREDICTIONS_FILE, best, records, val_idx, pixels, cfg)
     write_run_json(cfg, out, {"finished": now(), "wall_s": round(earlier.get("wall_s", 0) + time.time() - started, 1),
                                "best_epoch": state.get("best_epoch"), "epochs_run": state.get("epoch")})
     report.write_report(out, log=log)
-    return out
 
 
 def quant_aware_twin(cfg: RunConfig, model, lr, train_pixels: np.ndarray, step: int = 0, log=print) -> tuple[Any, list]:
