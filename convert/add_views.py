@@ -25,44 +25,69 @@ from convert.errors import ConvertError
 from cxr_edge import metrics
 from cxr_edge.bundle import Bundle, BundleError, load_bundle
 from cxr_edge.discover import Found
-from cxr_edge.engine import OK, Classifier, classify_files
-from cxr_edge.evaluate import Evaluation
+from cxr_edge.engine import OK, REJECTED, Classifier, classify_files
+from cxr_edge.kermany import parse_name
 from cxr_edge.labelled import truth_of
 from cxr_edge.preprocess import VIEWS
 
 
-def evaluate_files(bundle: Bundle, files: list[str], data: Path, target: float) -> Evaluation:
-    """The bundle on ``files`` (under ``data/<split>/<class>/``), at the threshold reaching ``target``
-    sensitivity on them; rejected films are left out, as on a device."""
-    classifier = Classifier(bundle)
+@dataclasses.dataclass
+class Screened:
+    """The films a device would screen (the gate passed them), their truth and their averaged scores."""
+
+    bundle: Bundle
+    positive: np.ndarray  # 1: not the negative label
+    score: np.ndarray
+    patients: list[str]
+    labels: list[str | None]  # exact label where the file says it (multiclass accuracy)
+    label_probs: np.ndarray
+    rejected: int
+
+
+def screen_files(bundle: Bundle, files: list[str], data: Path) -> Screened:
+    """The bundle (with its views) on ``files`` under ``data/<split>/<class>/``; rejected films left out."""
     found = [Found(f, str(Path(f).relative_to(data))) for f in files]
     truths = [truth_of(Path(f).parent.name, Path(f).name, bundle) for f in files]
-    results = list(classify_files(found, classifier))
-    passed = [i for i, r in enumerate(results) if r.status == OK]
-    threshold = metrics.threshold_for_sensitivity([truths[i].positive for i in passed],
-                                                  [results[i].probability for i in passed], target)
-    bundle = dataclasses.replace(bundle, threshold=threshold)
-    results = [dataclasses.replace(r, prediction=bundle.decide(np.array([r.label_probs]))[0]) if r.status == OK else r
-               for r in results]
-    return Evaluation(bundle, str(data), threshold, "chosen on these films", truths, results)
+    results = list(classify_files(found, Classifier(bundle)))
+    kept = [i for i, r in enumerate(results) if r.status == OK]
+    return Screened(bundle, np.array([truths[i].positive for i in kept], dtype=int),
+                    np.array([results[i].probability for i in kept]),
+                    [parse_name(Path(files[i]).stem, Path(files[i]).parent.name)[0] for i in kept],
+                    [truths[i].label for i in kept], np.array([results[i].label_probs for i in kept]),
+                    sum(r.status == REJECTED for r in results))
 
 
-def manifest_fields(ev: Evaluation, views: tuple[str, ...], target: float, version: str | None) -> dict:
-    """What changes in the manifest: the views, the threshold and its rule, the validation figures."""
+def validation_figures(screened: Screened, threshold: float) -> dict:
+    """The manifest's ``metrics`` at ``threshold``: screening figures with patient-bootstrap intervals,
+    calibration, and for several positive labels the multiclass figures."""
+    y, s = screened.positive, screened.score
+    figures = {
+        "split": f"patient-grouped validation carved from train ({len(y)} images the gate passes); "
+                 "optimistic: the official test split differs in acquisition and class mix",
+        "at_threshold": metrics.binary_metrics(y, s, threshold),
+        "ci95_at_threshold": {k: list(v) for k, v in metrics.bootstrap_ci(y, s, threshold, groups=screened.patients).items()},
+        "calibration": {"brier": metrics.brier_score(y, s),
+                        "ece": metrics.expected_calibration_error(y, np.clip(s, 0, 1))},
+    }
+    bundle = dataclasses.replace(screened.bundle, threshold=threshold)
+    if len(bundle.positive_labels) > 1:
+        known = [i for i, label in enumerate(screened.labels) if label is not None]
+        labels = list(bundle.labels)
+        predicted = bundle.decide(screened.label_probs[known])
+        figures["multiclass"] = metrics.multiclass_metrics([labels.index(screened.labels[i]) for i in known],
+                                                           [labels.index(p) for p in predicted], labels)
+    return metrics.finite_or_none(figures)
+
+
+def manifest_fields(screened: Screened, views: tuple[str, ...], target: float, version: str | None) -> dict:
+    """What changes in the manifest: the views, the threshold (by the bundle's rule) and its figures."""
+    threshold = metrics.threshold_for_sensitivity(screened.positive, screened.score, target)
     fields = {
         "test_time_views": list(views),
-        "threshold": ev.threshold,
+        "threshold": threshold,
         "threshold_rule": f"highest specificity at sensitivity >= {target:g} on validation, averaged over the "
                           f"test-time views, on the films the gate passes",
-        "metrics": metrics.finite_or_none({
-            "split": f"patient-grouped validation carved from train ({len(ev.ok)} images the gate passes); "
-                     "optimistic: the official test split differs in acquisition and class mix",
-            "at_threshold": ev.binary,
-            "ci95_at_threshold": {k: list(v) for k, v in ev.intervals.items()},
-            "calibration": {"brier": metrics.brier_score(ev.y_true, ev.score),
-                            "ece": metrics.expected_calibration_error(ev.y_true, np.clip(ev.score, 0, 1))},
-            **({"multiclass": ev.multiclass} if ev.multiclass else {}),
-        }),
+        "metrics": validation_figures(screened, threshold),
     }
     return {**fields, "version": version} if version else fields
 
@@ -101,15 +126,15 @@ def main(model: str, views: str, data: Path, out: Path, seed: int, val_fraction:
         bundle = load_bundle(model)
         expected = (bundle.manifest.get("training_run") or {}).get("validation_patients")
         _, val_files = split_files(data, val_fraction, seed, expected)
-        ev = evaluate_files(dataclasses.replace(bundle, views=chosen), val_files, data, target_sensitivity)
+        screened = screen_files(dataclasses.replace(bundle, views=chosen), val_files, data)
         copied = install(bundle, out, bundle.name)
-        written = amend(copied, **manifest_fields(ev, chosen, target_sensitivity, model_version))
+        written = amend(copied, **manifest_fields(screened, chosen, target_sensitivity, model_version))
     except (BundleError, ConvertError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    b = ev.binary
-    click.echo(f"{len(ev.ok)} validation films screened ({len(ev.rejected)} rejected by the gate); threshold "
-               f"{ev.threshold:.4f}: sensitivity {b['sensitivity']:.3f}, specificity {b['specificity']:.3f}, "
+    b = written.manifest["metrics"]["at_threshold"]
+    click.echo(f"{b['n']} validation films screened ({screened.rejected} rejected by the gate); threshold "
+               f"{written.threshold:.4f}: sensitivity {b['sensitivity']:.3f}, specificity {b['specificity']:.3f}, "
                f"AUC {b['auc']:.4f}")
     click.echo(f"wrote {written.manifest_path}", err=True)
 

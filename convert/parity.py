@@ -147,7 +147,7 @@ COLUMNS = (("file", "file", "{}"), ("bytes", "size KB", "{:.0f}"), ("accuracy", 
 def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown table plus its flags."""
     s = report["set"]
-    lines = [f"# Parity report\n",
+    lines = ["# Parity report\n",
              f"{s['images']} labelled images from {s['source']} ({s['positives']} positive, {s['unreadable']} unreadable); "
              f"threshold {s['threshold']:.4f}; agreement bound {report['min_agreement']:.2%}; latency: {report['latency']}.\n",
              "| model | " + " | ".join(title for _, title, _ in COLUMNS) + " |",

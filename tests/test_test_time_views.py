@@ -1,0 +1,82 @@
+"""Test-time views: a bundle may average its probabilities over the film and softer copies of it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from convert import add_views
+from cxr_edge.bundle import BundleError, load_bundle
+from cxr_edge.engine import Classifier
+from cxr_edge.preprocess import half_and_back, view
+from cxr_edge.synthetic import synthetic_xray
+from train_data import make_kermany
+
+
+def films(n: int = 4, size: int = 224) -> np.ndarray:
+    return np.stack([np.asarray(synthetic_xray(i, (size, size), lesion=i % 2 == 1).convert("L")) for i in range(n)])
+
+
+def test_the_film_view_is_the_film_itself_and_the_soft_view_its_half_resolution_copy():
+    batch = films(2)
+    assert np.array_equal(view("film", batch), batch)
+    assert np.array_equal(view("half_and_back", batch), half_and_back(batch))
+
+
+def test_a_bundle_with_views_averages_the_probabilities_of_each_view(binary_model):
+    plain = Classifier(load_bundle(binary_model), threads=1)
+    averaged = Classifier(dataclasses.replace(plain.bundle, views=("film", "half_and_back")), threads=1)
+    batch = films()
+    expected = (plain.probabilities(batch) + plain.probabilities(half_and_back(batch))) / 2
+    np.testing.assert_allclose(averaged.probabilities(batch), expected, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(averaged.outputs(batch)[0], expected, rtol=0, atol=1e-7)
+
+
+def test_the_gate_judges_the_film_itself_while_probabilities_and_rank_scores_average():
+    plain = Classifier(load_bundle("pneumonia"), threads=1)
+    averaged = Classifier(dataclasses.replace(plain.bundle, views=("film", "half_and_back")), threads=1)
+    batch = np.concatenate([films(2), np.random.default_rng(0).integers(0, 256, (1, 224, 224), dtype=np.uint8)])
+    _, verdicts, ranks = averaged.outputs(batch)
+    _, film_verdicts, film_ranks = plain.outputs(batch)
+    _, _, soft_ranks = plain.outputs(half_and_back(batch))
+    assert [v.passed for v in verdicts] == [v.passed for v in film_verdicts]
+    assert [v.reason for v in verdicts] == [v.reason for v in film_verdicts]
+    np.testing.assert_allclose(ranks, (film_ranks + soft_ranks) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("views, why", [(["half_and_back"], "must start with 'film'"),
+                                        (["film", "sharpen"], "name only"), ([], "must start with 'film'")])
+def test_a_manifest_with_views_a_device_cannot_make_is_refused(tmp_path, binary_model, copy_bundle, views, why):
+    manifest = copy_bundle(binary_model, tmp_path / "b")
+    record = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**record, "test_time_views": views}))
+    with pytest.raises(BundleError, match=why):
+        load_bundle(manifest)
+
+
+def test_a_bundle_without_views_reads_the_film_alone(binary_model):
+    assert load_bundle(binary_model).views == ("film",)
+
+
+def test_add_views_writes_a_copy_whose_threshold_reaches_the_target_on_the_validation_films(tmp_path, binary_model):
+    data = make_kermany(tmp_path / "data", n_patients=30, size=(224, 224))
+    result = CliRunner().invoke(add_views.main, [str(binary_model), "--data", str(data), "--out", str(tmp_path / "out"),
+                                                 "--target-sensitivity", "0.9", "--model-version", "9.9.9"])
+    assert result.exit_code == 0, result.output
+    written = load_bundle(tmp_path / "out" / "tiny_binary_int8.json")
+    assert written.views == ("film", "half_and_back") and written.manifest["version"] == "9.9.9"
+    at = written.manifest["metrics"]["at_threshold"]
+    assert at["sensitivity"] >= 0.9 and at["threshold"] == written.threshold
+    assert written.model_path.read_bytes() == load_bundle(binary_model).model_path.read_bytes()
+    assert "averaged over the test-time views" in written.manifest["threshold_rule"]
+
+
+def test_add_views_refuses_a_view_list_that_does_not_start_with_the_film(tmp_path, binary_model):
+    data = make_kermany(tmp_path / "data", n_patients=4)
+    result = CliRunner().invoke(add_views.main, [str(binary_model), "--views", "half_and_back", "--data", str(data),
+                                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "start with 'film'" in result.output
