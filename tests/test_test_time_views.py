@@ -37,8 +37,9 @@ def test_a_bundle_with_views_averages_the_probabilities_of_each_view(binary_mode
 
 
 def test_the_gate_judges_the_film_itself_while_probabilities_and_rank_scores_average():
-    plain = Classifier(load_bundle("pneumonia"), threads=1)
-    averaged = Classifier(dataclasses.replace(plain.bundle, views=("film", "half_and_back")), threads=1)
+    shipped = load_bundle("pneumonia")
+    plain = Classifier(dataclasses.replace(shipped, views=("film",)), threads=1)
+    averaged = Classifier(dataclasses.replace(shipped, views=("film", "half_and_back")), threads=1)
     batch = np.concatenate([films(2), np.random.default_rng(0).integers(0, 256, (1, 224, 224), dtype=np.uint8)])
     _, verdicts, ranks = averaged.outputs(batch)
     _, film_verdicts, film_ranks = plain.outputs(batch)
@@ -60,6 +61,10 @@ def test_a_manifest_with_views_a_device_cannot_make_is_refused(tmp_path, binary_
 
 def test_a_bundle_without_views_reads_the_film_alone(binary_model):
     assert load_bundle(binary_model).views == ("film",)
+
+
+def test_the_shipped_pneumonia_bundle_averages_the_film_and_its_half_resolution_copy():
+    assert load_bundle("pneumonia").views == ("film", "half_and_back")
 
 
 def test_add_views_writes_a_copy_whose_threshold_reaches_the_target_on_the_validation_films(tmp_path, binary_model):
