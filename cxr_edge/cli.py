@@ -226,6 +226,8 @@ def info(model: str | None) -> None:
         bundle = load_bundle(model)
         click.echo(f"model: {bundle.short_id} ({bundle.manifest_path})")
         click.echo(f"gate: {gate_line(bundle)}")
+        click.echo(f"test-time views: {', '.join(bundle.views)}"
+                   + (f" (probabilities averaged over {len(bundle.views)} invokes per film)" if len(bundle.views) > 1 else ""))
         click.echo(json.dumps(bundle.manifest, indent=2))
 
 
@@ -234,7 +236,7 @@ def gate_line(bundle) -> str:
     if bundle.gate is None:
         return ("none: this bundle screens every readable image, documents and sideways films included "
                 f"(manifest schema {bundle.manifest.get('schema_version')}; rebuild it with "
-                "'python -m convert gate' to add one)")
+                "'python -m convert.add_gate' to add one)")
     return (f"on ({bundle.gate_path.name}): rejects images whose features lie farther than "
             f"{bundle.gate.max_distance:.0f} from the training films' or whose upright-film score is below "
             f"{bundle.gate.min_upright:.2f}")

@@ -85,3 +85,8 @@ def test_add_views_refuses_a_view_list_that_does_not_start_with_the_film(tmp_pat
     result = CliRunner().invoke(add_views.main, [str(binary_model), "--views", "half_and_back", "--data", str(data),
                                                  "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "start with 'film'" in result.output
+
+
+def test_info_says_which_views_the_model_averages(cli, binary_model):
+    assert "test-time views: film, half_and_back (probabilities averaged over 2 invokes per film)" in cli("info").output
+    assert "test-time views: film\n" in cli("info", "--model", str(binary_model)).output
