@@ -66,11 +66,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=40, help="images per way per round")
     args = parser.parse_args()
-    rows = measure(args.model, args.baseline, args.rounds, args.repeats)
+    print(ratio_table("way", measure(args.model, args.baseline, args.rounds, args.repeats)))
+
+
+def ratio_table(what: str, rows: list[tuple[str, float]]) -> str:
+    """A markdown table of ms per image, each row's ratio to the first."""
     first = rows[0][1]
-    print("| way | ms per image | ratio |\n|---|---|---|")
-    for name, ms in rows:
-        print(f"| {name} | {ms:.2f} | {ms / first:.3f} |")
+    return "\n".join([f"| {what} | ms per image | ratio |", "|---|---|---|",
+                      *(f"| {name} | {ms:.2f} | {ms / first:.3f} |" for name, ms in rows)])
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import argparse
 import statistics
 
 import numpy as np
-from gate_cost import WARMUP, per_call_ms
+from gate_cost import WARMUP, per_call_ms, ratio_table
 
 from cxr_edge.bundle import load_bundle
 from cxr_edge.engine import Classifier
@@ -45,11 +45,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=40, help="images per bundle per round")
     args = parser.parse_args()
-    rows = measure(args.candidate, args.baseline, args.rounds, args.repeats)
-    first = rows[0][1]
-    print("| bundle (views) | ms per image | ratio |\n|---|---|---|")
-    for name, ms in rows:
-        print(f"| {name} | {ms:.2f} | {ms / first:.3f} |")
+    print(ratio_table("bundle (views)", measure(args.candidate, args.baseline, args.rounds, args.repeats)))
 
 
 if __name__ == "__main__":

@@ -51,15 +51,25 @@ def _measure_sets(values: tuple[str, ...]) -> dict[str, dict[str, list[str]]]:
     return sets
 
 
+def run_split_options(func):
+    """--data, --seed and --val-fraction: what remakes a bundle's patient split (:func:`split_files`)."""
+    for option in reversed([
+        click.option("--data", envvar="CXR_DATA", required=True,
+                     type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="The dataset the model was trained on ({train,val}/{NORMAL,PNEUMONIA}/), or $CXR_DATA."),
+        click.option("--seed", type=int, default=42, show_default=True, help="The run's patient-split seed."),
+        click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+                     show_default=True, help="The run's validation fraction."),
+    ]):
+        func = option(func)
+    return func
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("model")
-@click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="The dataset the model was trained on ({train,val}/{NORMAL,PNEUMONIA}/), or $CXR_DATA.")
+@run_split_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the gated bundle (.tflite, .gate.npz, .json).")
-@click.option("--seed", type=int, default=42, show_default=True, help="The run's patient-split seed.")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-              show_default=True, help="The run's validation fraction.")
 @click.option("--measure", multiple=True, metavar="NAME=FOLDER",
               help="Also measure the rejection rate on FOLDER's images, per category subfolder (repeatable).")
 @click.option("--model-version", default=None, help="Version recorded in the new manifest.")

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from convert.add_gate import EXIT_BAD_INPUT, split_files
+from convert.add_gate import EXIT_BAD_INPUT, run_split_options, split_files
 from convert.bundles import amend, install
 from convert.errors import ConvertError
 from cxr_edge import metrics
@@ -103,13 +103,9 @@ def _views(value: str) -> tuple[str, ...]:
 @click.argument("model")
 @click.option("--views", "views", default="film,half_and_back", show_default=True,
               help="Comma-separated test-time views, the film itself first.")
-@click.option("--data", envvar="CXR_DATA", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="The dataset the model was trained on ({train,val}/{NORMAL,PNEUMONIA}/), or $CXR_DATA.")
+@run_split_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the new bundle (.tflite, .gate.npz, .json: the first two copied unchanged).")
-@click.option("--seed", type=int, default=42, show_default=True, help="The run's patient-split seed.")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-              show_default=True, help="The run's validation fraction.")
 @click.option("--target-sensitivity", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
               help="The threshold rule's sensitivity on validation.")
 @click.option("--model-version", default=None, help="Version recorded in the new manifest.")

@@ -138,3 +138,16 @@ def test_gate_cost_times_the_gated_model_against_itself_without_the_gate():
 
     rows = dict(gate_cost.measure("pneumonia", None, rounds=1, repeats=2))
     assert set(rows) == {"model only", "model + gate"} and all(ms > 0 for ms in rows.values())
+
+
+def test_views_cost_times_a_bundle_with_views_against_the_one_it_replaces(tmp_path, copy_bundle, binary_model):
+    import json
+
+    import gate_cost
+    import views_cost
+
+    manifest = copy_bundle(binary_model, tmp_path / "views")
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "test_time_views": ["film", "half_and_back"]}))
+    rows = views_cost.measure(str(manifest), str(binary_model), rounds=1, repeats=2)
+    assert [name for name, _ in rows] == ["baseline (film)", "candidate (film, half_and_back)"]
+    assert gate_cost.ratio_table("bundle", rows).splitlines()[3].endswith(f"| {rows[1][1] / rows[0][1]:.3f} |")
