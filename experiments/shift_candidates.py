@@ -47,12 +47,13 @@ def run_tta(run_dir: Path, out: Path) -> dict:
 
 def run_probe(data_dir: Path, val_patients: Path, weights: str, out: Path, cache_dir: Path) -> dict:
     """Candidate D: frozen Lite0 features + logistic regression on the listed split's training side."""
-    from cxr_edge.preprocess import Contract
     from experiments.lite0_probe import extract, fit_head, lite0_backbone
+    from train.config import make_config
 
     records, _ = data.scan(data_dir)
     train_idx, val_idx = data.split_by_list(records, data.read_val_patients(val_patients), val_patients)
-    pixels, _ = data.load_pixels(records, Contract(reencode_quality=75), cache_dir)
+    contract = make_config("mobile", str(out), data=str(data_dir)).contract  # what fit's runs read, so A's cache serves
+    pixels, _ = data.load_pixels(records, contract, cache_dir)
     backbone = lite0_backbone(weights)
     head, strength = fit_head(extract(backbone, pixels[train_idx]), np.array([records[i].target("binary") for i in train_idx]),
                               np.array([records[i].patient for i in train_idx]))
