@@ -20,8 +20,9 @@ from cxr_edge.gate import Gate
 from cxr_edge.head import Head
 from cxr_edge.preprocess import VIEWS, Contract
 
-SCHEMA_VERSION = 2  # 2: the model may have a features output and a gate (cxr_edge.gate); 1 still loads
-SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3  # 3: the manifest may name test-time views, which change what the threshold applies to, so a
+# reader that predates them must refuse the bundle; 2: a features output and a gate (cxr_edge.gate); 1 still loads
+SCHEMA_VERSIONS = (1, 2, 3)
 FEATURES_OUTPUT = "features"
 MANIFEST_SUFFIX = ".json"
 DEFAULT_MODEL = "pneumonia"
