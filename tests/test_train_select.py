@@ -82,3 +82,11 @@ def test_the_command_prints_the_verdict_and_writes_the_figures(tmp_path, films):
     assert result.exit_code == 0, result.output
     assert "candidate WINS by the rule" in result.output
     assert (tmp_path / "select.json").is_file()
+
+
+def test_a_run_whose_predictions_list_no_films_is_refused_with_its_path(tmp_path, films):
+    truth, labels = films
+    base = write_run(tmp_path / "a", noisy(truth, 1.0, 1), labels)
+    empty = write_run(tmp_path / "b", np.array([]), [])
+    with pytest.raises(select.SelectError, match="lists no films"):
+        select.judge(base, empty)

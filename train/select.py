@@ -41,6 +41,8 @@ def read_predictions(run_dir: Path) -> dict[str, np.ndarray]:
         raise SelectError(f"{run_dir} has no {PREDICTIONS_FILE}: is it a finished run?")
     with open(path, newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: r["file"])
+    if not rows:
+        raise SelectError(f"{path} lists no films")
     classes = [c for c in rows[0] if c.startswith("p_")]
     return {"file": np.array([r["file"] for r in rows]), "patient": np.array([r["patient"] for r in rows]),
             "label": np.array([r["label"] for r in rows]),
