@@ -28,7 +28,7 @@ from cxr_edge.discover import Found
 from cxr_edge.engine import OK, REJECTED, Classifier, classify_files
 from cxr_edge.kermany import parse_name
 from cxr_edge.labelled import truth_of
-from cxr_edge.preprocess import VIEWS
+from cxr_edge.preprocess import checked_views
 
 
 @dataclasses.dataclass
@@ -93,10 +93,10 @@ def manifest_fields(screened: Screened, views: tuple[str, ...], target: float, v
 
 
 def _views(value: str) -> tuple[str, ...]:
-    views = tuple(v.strip() for v in value.split(","))
-    if views[0] != "film" or any(v not in VIEWS for v in views):
-        raise click.BadParameter(f"{value!r}: start with 'film', then any of {sorted(VIEWS)}")
-    return views
+    try:
+        return checked_views(v.strip() for v in value.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -18,7 +18,7 @@ import numpy as np
 
 from cxr_edge.gate import Gate
 from cxr_edge.head import Head
-from cxr_edge.preprocess import VIEWS, Contract
+from cxr_edge.preprocess import Contract, checked_views
 
 SCHEMA_VERSION = 3  # 3: the manifest may name test-time views, which change what the threshold applies to, so a
 # reader that predates them must refuse the bundle; 2: a features output and a gate (cxr_edge.gate); 1 still loads
@@ -185,10 +185,7 @@ def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
     if negative not in labels:
         raise ValueError(f"negative_label {negative!r} is not among labels {labels}")
     contract = Contract.from_manifest(manifest["preprocessing"])
-    views = tuple(manifest.get("test_time_views", ("film",)))  # first the film itself: the gate reads its features
-    unknown = [v for v in views if v not in VIEWS]
-    if not views or views[0] != "film" or unknown:
-        raise ValueError(f"test_time_views {list(views)}: must start with 'film' and name only {sorted(VIEWS)}")
+    views = checked_views(manifest.get("test_time_views", ("film",)))
     shape = tuple(int(n) for n in manifest["input"]["shape"])
     if shape[1:3] != (contract.height, contract.width):
         raise ValueError(f"input shape {shape} does not match contract {contract.height}x{contract.width}")

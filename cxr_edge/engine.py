@@ -169,27 +169,30 @@ class Classifier:
         """A single-threaded copy for one worker thread (interpreters are not thread-safe)."""
         return Classifier(self.bundle, threads=1, screen_all=self.screen_all)
 
+    def _per_view(self, batch: np.ndarray) -> list[list[np.ndarray]]:
+        """Every output of one invoke per test-time view of a uint8 batch (N, H, W), the film's first."""
+        return [runtime.run_outputs(self.interpreter, preprocess.view(name, batch)) for name in self.bundle.views]
+
     def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, list[Verdict] | None, np.ndarray | None]:
         """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W), the gate's verdicts and
         the rank scores (each None when the bundle has no gate or head): one invoke per test-time view
         gives all three. Probabilities and rank scores are averaged over the bundle's views; the gate
         reads the film's own features (the first view), as it was fitted."""
+        views = self._per_view(batch)
         index = self.bundle.features_output
-        probs, ranks, verdicts = [], [], None
-        for name in self.bundle.views:
-            outputs = runtime.run_outputs(self.interpreter, preprocess.view(name, batch))
-            probs.append(self.bundle.label_probabilities(outputs[0]))
-            features = outputs[index] if index is not None else None
-            ranks.append(self.bundle.rank_scores(features))
-            if verdicts is None and self.bundle.gate is not None and features is not None:
-                verdicts = self.bundle.gate.check(features)
-        return np.mean(probs, axis=0), verdicts, None if ranks[0] is None else np.mean(ranks, axis=0)
+        features = [outputs[index] for outputs in views] if index is not None else None
+        verdicts = self.bundle.gate.check(features[0]) if self.bundle.gate is not None and features else None
+        has_head = features is not None and self.bundle.head is not None
+        ranks = [self.bundle.rank_scores(f) for f in features] if has_head else None
+        return self._averaged(views), verdicts, None if ranks is None else np.mean(ranks, axis=0)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W) of prepared pixels,
         averaged over the bundle's test-time views."""
-        views = [runtime.run_batch(self.interpreter, preprocess.view(name, batch)) for name in self.bundle.views]
-        return np.mean([self.bundle.label_probabilities(out) for out in views], axis=0)
+        return self._averaged(self._per_view(batch))
+
+    def _averaged(self, views: list[list[np.ndarray]]) -> np.ndarray:
+        return np.mean([self.bundle.label_probabilities(outputs[0]) for outputs in views], axis=0)
 
     def positive_scores(self, batch: np.ndarray) -> np.ndarray:
         """P(not the negative label) of a uint8 batch (N, H, W), by the bundle's rule."""

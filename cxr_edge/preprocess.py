@@ -33,7 +33,7 @@ import dataclasses
 import io
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -228,6 +228,15 @@ def half_and_back(pixels: np.ndarray) -> np.ndarray:
 
 #: Test-time views a bundle may average over (manifest ``test_time_views``); "film" is the film itself.
 VIEWS = {"film": lambda pixels: pixels, "half_and_back": half_and_back}
+
+
+def checked_views(views: Sequence[str]) -> tuple[str, ...]:
+    """``views`` as a tuple, if a device can make them: the film itself first (the gate reads its
+    features), then only names of :data:`VIEWS`; ValueError otherwise."""
+    views = tuple(views)
+    if not views or views[0] != "film" or any(v not in VIEWS for v in views):
+        raise ValueError(f"test_time_views {list(views)}: must start with 'film' and name only {sorted(VIEWS)}")
+    return views
 
 
 def view(name: str, pixels: np.ndarray) -> np.ndarray:
