@@ -39,10 +39,10 @@ def lite0_backbone(weights: str | None):
     """Frozen Lite0, global-average-pooled: pixels (N, 224, 224, 1) -> (N, 1280) features."""
     import keras
 
-    from train.efficientnet_lite import build_efficientnet_lite0
+    from train.efficientnet_lite import build_efficientnet_lite
 
     keras.utils.set_random_seed(0)  # the 'random' control is the same network every run
-    return build_efficientnet_lite0(weights=weights, pooling="avg")
+    return build_efficientnet_lite(weights=weights, pooling="avg")
 
 
 def extract(backbone, pixels: np.ndarray, batch: int = 32) -> np.ndarray:

@@ -26,7 +26,7 @@ def test_mobile_is_small_and_uses_only_edge_tpu_friendly_layers():
 
 
 @pytest.mark.parametrize("arch", ["baseline", "tuned", "mobile", "transfer:MobileNetV2", "transfer:EfficientNetLite0",
-                                  "transfer:EfficientNetLite0:11"])
+                                  "transfer:EfficientNetLite0:11", "transfer:EfficientNetLite2:15"])
 def test_every_architecture_takes_raw_grey_levels_and_rescales_inside(arch):
     model = models.build(arch, (64, 64), 1, [0.0])
     assert model.input_shape == (None, 64, 64, 1)
@@ -51,9 +51,11 @@ def test_three_classes_get_a_softmax_with_the_prior_as_bias():
     np.testing.assert_allclose(model.get_layer("prediction").bias.numpy(), bias, rtol=1e-6)
 
 
-def test_a_lite0_block_count_outside_1_to_16_is_refused():
-    with pytest.raises(models.ModelError, match="blocks"):
+def test_a_lite_block_count_beyond_the_variants_is_refused():
+    with pytest.raises(models.ModelError, match="its 16 blocks"):
         models.build("transfer:EfficientNetLite0:17", (64, 64), 1, [0.0])
+    with pytest.raises(models.ModelError, match="its 21 blocks"):
+        models.build("transfer:EfficientNetLite1:22", (64, 64), 1, [0.0])
 
 
 def test_a_frozen_backbone_leaves_only_the_head_trainable():
@@ -61,9 +63,9 @@ def test_a_frozen_backbone_leaves_only_the_head_trainable():
     assert sum(w.shape.num_elements() for w in model.trainable_weights) == 1281  # 1280 features + bias
 
 
-def test_lite0_imagenet_weights_point_to_the_port():
-    with pytest.raises(models.ModelError, match="port_lite0"):
-        models.build("transfer:EfficientNetLite0", (64, 64), 1, [0.0], weights="imagenet")
+def test_lite_imagenet_weights_point_to_the_port():
+    with pytest.raises(models.ModelError, match="port_lite --variant lite2"):
+        models.build("transfer:EfficientNetLite2", (64, 64), 1, [0.0], weights="imagenet")
 
 
 def test_compiled_accuracy_and_auc_are_the_plain_ones():

@@ -17,15 +17,15 @@ from train import data
 from train.data import TASK_LABELS
 
 TRANSFER_PREFIX = "transfer:"
-LITE0 = "EfficientNetLite0"
+LITE_BACKBONES = {"EfficientNetLite0": "lite0", "EfficientNetLite1": "lite1", "EfficientNetLite2": "lite2"}
 BUILT_IN_ARCHS = ("baseline", "tuned", "mobile")
 
 
 class Arch(NamedTuple):
     """One ``--arch`` value, parsed: ``baseline``, ``tuned``, ``mobile`` or ``transfer:<backbone>[:<blocks>]``.
 
-    ``backbone`` is a keras.applications name or ``EfficientNetLite0``; ``blocks`` (Lite0 only,
-    the text after its second colon, "" when absent) is how many of its blocks to keep.
+    ``backbone`` is a keras.applications name or ``EfficientNetLite0``/``1``/``2``; ``blocks``
+    (Lite only, the text after its second colon, "" when absent) is how many of its blocks to keep.
     """
 
     name: str
@@ -36,6 +36,11 @@ class Arch(NamedTuple):
     def pretrained(self) -> bool:
         """A pretrained backbone with a new head (``transfer:...``), the only kind --freeze-backbone and --weights apply to."""
         return self.backbone is not None
+
+    @property
+    def lite_variant(self) -> str | None:
+        """``lite0``/``lite1``/``lite2`` for the ported EfficientNet-Lite backbones, else None."""
+        return LITE_BACKBONES.get(self.backbone or "")
 
     @property
     def slug(self) -> str:

