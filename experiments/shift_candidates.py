@@ -3,6 +3,7 @@
     python -m experiments.shift_candidates tta runs/shift-A-base --out runs/shift-C-tta
     python -m experiments.shift_candidates probe --data $CXR_DATA --val-patients runs/shift/val_patients.txt \\
         --weights runs/weights/efficientnet_lite0.weights.h5 --out runs/shift-D-probe
+    python -m experiments.shift_candidates ensemble runs/shift-A-base runs/shift-A2-seed43 --out runs/shift-G-seeds
 
 Each writes ``OUT/val_predictions.csv`` in a run folder's format (:func:`train.rundir.write_predictions`)
 and ``OUT/candidate.json`` (what was done), so ``python -m train select BASELINE OUT`` judges it
@@ -13,11 +14,14 @@ by the rule written before any candidate was trained (``docs/shift-validation.md
   the sharpness cue then counts for less. On a device this costs a second invoke per film.
 - ``probe`` (candidate D): frozen ImageNet Lite0 features and a logistic regression
   (:mod:`experiments.lite0_probe`'s model A), fitted on the split's training side.
+- ``ensemble``: several finished candidates' class probabilities averaged film by film (a
+  small ensemble; on a device, one invoke per member and view).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -64,6 +68,23 @@ def run_probe(data_dir: Path, val_patients: Path, weights: str, out: Path, cache
             "regularisation_C": strength, "n_train": len(train_idx), "n_val": len(val_idx)}
 
 
+def run_ensemble(members: list[Path], out: Path) -> dict:
+    """The members' scores and class probabilities averaged per film; every member must have seen the same films."""
+    tables = []
+    for member in members:
+        with open(member / rundir.PREDICTIONS_FILE, newline="") as f:
+            tables.append(sorted(csv.DictReader(f), key=lambda row: row["file"]))
+    if any([row["file"] for row in table] != [row["file"] for row in tables[0]] for table in tables):
+        raise SystemExit(f"error: {', '.join(map(str, members))} were not validated on the same films")
+    averaged = [c for c in tables[0][0] if c == "score" or c.startswith("p_")]
+    with open(out / rundir.PREDICTIONS_FILE, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(tables[0][0]))
+        writer.writeheader()
+        for rows in zip(*tables):
+            writer.writerow({**rows[0], **{c: repr(float(np.mean([float(r[c]) for r in rows]))) for c in averaged}})
+    return {"candidate": f"ensemble of {len(members)}: class probabilities averaged", "members": list(map(str, members))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.shift_candidates", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="which", required=True)
@@ -74,12 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--val-patients", type=Path, required=True)
     probe.add_argument("--weights", required=True)
     probe.add_argument("--cache-dir", type=Path, default=os.environ.get("CXR_CACHE") or Path.home() / ".cache" / "cxr-edge")
-    for each in (tta, probe):
+    ensemble = sub.add_parser("ensemble", help="finished candidates averaged film by film")
+    ensemble.add_argument("members", type=Path, nargs="+")
+    for each in (tta, probe, ensemble):
         each.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.which == "tta":
         record = run_tta(args.run, args.out)
+    elif args.which == "ensemble":
+        record = run_ensemble(args.members, args.out)
     else:
         record = run_probe(args.data, args.val_patients, args.weights, args.out, args.cache_dir)
     record["command"] = " ".join(["python -m experiments.shift_candidates", *(argv or sys.argv[1:])])
