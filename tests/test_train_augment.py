@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow")
 
-from train.augment import NONE, AugmentConfig, augment, jpeg_artifacts  # noqa: E402
+from train.augment import NONE, AugmentConfig, augment, jpeg_artifacts, negatives_of  # noqa: E402
 from train.config import RunConfig, augment_config  # noqa: E402
 
 
@@ -40,3 +41,31 @@ def test_a_run_can_switch_the_jpeg_step_or_all_augmentation_off():
     assert augment_config(RunConfig(data="d", out="o")).jpeg_prob > 0
     assert augment_config(RunConfig(data="d", out="o", jpeg_augment=False)).jpeg_prob == 0
     assert augment_config(RunConfig(data="d", out="o", augment=False)) is None
+
+
+def _sharpness(images: np.ndarray) -> np.ndarray:
+    return np.abs(np.diff(images[..., 0], axis=2)).mean(axis=(1, 2))
+
+
+def test_softening_normals_blurs_only_the_normals():
+    """The cue-breaking step: sharp normals become soft, pneumonia films are left as they are."""
+    rng = np.random.default_rng(0)
+    films = rng.uniform(0, 255, (6, 64, 64, 1)).astype(np.float32)
+    targets = np.array([[0.0], [1.0], [0.0], [1.0], [0.0], [1.0]], np.float32)  # sigmoid targets; 0 is NORMAL
+    cfg = dataclasses.replace(NONE, soften_negatives=1.0)
+    out = augment(tf.constant(films), cfg, negatives_of(tf.constant(targets))).numpy()
+    normal = targets[:, 0] == 0
+    np.testing.assert_allclose(out[~normal], films[~normal], atol=1e-3)
+    assert (_sharpness(out[normal]) < _sharpness(films[normal]) / 2).all()
+    np.testing.assert_allclose(augment(tf.constant(films), cfg).numpy(), films, atol=1e-3)  # no labels: no change
+
+
+def test_normals_are_the_first_column_of_a_softmax_and_target_0_of_a_sigmoid():
+    one_hot = tf.constant(np.eye(3, dtype=np.float32)[[0, 2, 1, 0]])
+    assert negatives_of(one_hot).numpy().tolist() == [True, False, False, True]
+    assert negatives_of(tf.constant([0.0, 1.0])).numpy().tolist() == [True, False]
+
+
+def test_a_run_asks_for_softened_normals_by_option():
+    assert augment_config(RunConfig(data="d", out="o")).soften_negatives == 0.0
+    assert augment_config(RunConfig(data="d", out="o", soften_normals=0.5)).soften_negatives == 0.5

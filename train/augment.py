@@ -34,6 +34,7 @@ class AugmentConfig:
     hflip: bool = False
     jpeg_prob: float = 0.5  # chance an image is re-encoded as JPEG
     jpeg_quality: tuple[int, int] = (25, 95)  # its quality, uniform in this range
+    soften_negatives: float = 0.0  # chance a NORMAL image is down-sampled to 40-80% and back
 
 
 NONE = AugmentConfig(0, 0, 0, 0, 0, 0, 0, 0, 0, False, 0)
@@ -84,16 +85,27 @@ def photometric(images, cfg: AugmentConfig):
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
+def _down_and_up(images):
+    """The batch down-sampled to a random 40-80% of its size and back: soft, pixelated films."""
+    size = tf.shape(images)[1:3]
+    small = tf.cast(tf.cast(size, tf.float32) * tf.random.uniform((), 0.4, 0.8), tf.int32)
+    return tf.image.resize(tf.image.resize(images, small, "area"), size, "bilinear")
+
+
 def low_resolution(images, prob: float):
     """With probability ``prob``, down-sample the batch to 40-80% and back (soft, pixelated films)."""
-    size = tf.shape(images)[1:3]
+    return tf.cond(tf.random.uniform(()) < prob, lambda: _down_and_up(images), lambda: images)
 
-    def degrade():
-        factor = tf.random.uniform((), 0.4, 0.8)
-        small = tf.cast(tf.cast(size, tf.float32) * factor, tf.int32)
-        return tf.image.resize(tf.image.resize(images, small, "area"), size, "bilinear")
 
-    return tf.cond(tf.random.uniform(()) < prob, degrade, lambda: images)
+def soften_negatives(images, negatives, prob: float):
+    """Down-sample each NORMAL image (``negatives``) with probability ``prob`` to 40-80% and back.
+
+    Why only the normals: the publisher's normals are sharp and its pneumonia films soft, so
+    softness alone ranks pneumonia (``python -m train shift``). Softening some normals takes
+    that cue away from the label instead of blurring both classes alike.
+    """
+    chosen = tf.logical_and(negatives, tf.random.uniform(tf.shape(negatives)) < prob)
+    return tf.where(chosen[:, None, None, None], _down_and_up(images), images)
 
 
 def jpeg_artifacts(images, prob: float, quality: tuple[int, int]):
@@ -114,13 +126,22 @@ def jpeg_artifacts(images, prob: float, quality: tuple[int, int]):
     return tf.map_fn(one, (images, chosen, qualities), fn_output_signature=images.dtype)
 
 
-def augment(images, cfg: AugmentConfig):
-    """The full training augmentation for a batch."""
+def negatives_of(targets):
+    """Which images of a batch are NORMAL: target 0 of a sigmoid, or the first (NORMAL) column of a softmax."""
+    if targets.shape.rank == 1 or targets.shape[-1] == 1:
+        return tf.reshape(targets, [-1]) < 0.5
+    return targets[:, 0] > 0.5
+
+
+def augment(images, cfg: AugmentConfig, negatives=None):
+    """The full training augmentation for a batch; ``negatives`` (which images are NORMAL) for ``soften_negatives``."""
     if cfg.hflip:
         images = tf.where(tf.random.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5, images[:, :, ::-1], images)
     images = geometric(images, cfg)
     if cfg.lowres_prob:
         images = low_resolution(images, cfg.lowres_prob)
+    if cfg.soften_negatives and negatives is not None:
+        images = soften_negatives(images, negatives, cfg.soften_negatives)
     images = photometric(images, cfg)
     if cfg.jpeg_prob:
         images = jpeg_artifacts(images, cfg.jpeg_prob, cfg.jpeg_quality)

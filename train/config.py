@@ -100,6 +100,9 @@ class RunConfig:
     hflip: bool = option(False, "Also flip horizontally (off: the heart is on the left).", switch=True)
     lowres_prob: float = option(0.25, "Chance a training batch is down-sampled to 40-80% and back (soft films; "
                                 "0: never).", range=(0.0, 1.0))
+    soften_normals: float = option(0.0, "Chance each NORMAL training film is down-sampled to 40-80% and back, so "
+                                   "softness stops predicting pneumonia (the publisher's normals are the sharper "
+                                   "films; docs/shift-validation.md).", range=(0.0, 1.0))
     jpeg_augment: bool = option(True, "Also re-encode half the training images as JPEG at quality 25-95 (breaks a "
                                 "compression-artifact shortcut).", switch=True)
     reencode_jpeg: int | None = option(75, "Contract 2: JPEG quality of the round trip after a resize, as the Kermany "
@@ -193,5 +196,5 @@ def augment_config(cfg: RunConfig):
 
     if not cfg.augment:
         return None
-    default = AugmentConfig(hflip=cfg.hflip, lowres_prob=cfg.lowres_prob)
+    default = AugmentConfig(hflip=cfg.hflip, lowres_prob=cfg.lowres_prob, soften_negatives=cfg.soften_normals)
     return default if cfg.jpeg_augment else dataclasses.replace(default, jpeg_prob=0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from train.augment import AugmentConfig, augment
+from train.augment import AugmentConfig, augment, negatives_of
 
 
 def one_hot_targets(targets: np.ndarray, n_outputs: int) -> np.ndarray:
@@ -34,11 +34,11 @@ def dataset(pixels: np.ndarray, targets: np.ndarray, batch_size: int, *,
         ds = ds.shuffle(len(pixels), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
 
-    def prepare(images, *rest):
+    def prepare(images, targets, *rest):
         images = tf.cast(images, tf.float32)
         if augment_cfg is not None:
-            images = augment(images, augment_cfg)
-        return (images, *rest)
+            images = augment(images, augment_cfg, negatives_of(targets))
+        return (images, targets, *rest)
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
