@@ -11,47 +11,51 @@ shipped ``transfer:EfficientNetLite0:11``; the budget is 2.0 and 5 MB.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from gate_cost import WARMUP, per_call_ms
 
-from convert.quantize import convert_model
-from cxr_edge.runtime import make_interpreter
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # train/ and convert/ are not installed
+
+from convert.quantize import convert_model  # noqa: E402
+from cxr_edge.runtime import make_interpreter  # noqa: E402
 
 DEFAULT_ARCHS = ("transfer:EfficientNetLite0:11", "transfer:EfficientNetLite2:15", "transfer:EfficientNetLite1:15",
                  "transfer:EfficientNetLite0")
-SIZE = 224
 
 
-def int8_bytes(arch: str, log: Path) -> bytes:
+def int8_bytes(arch: str, size: int, log: Path) -> bytes:
     """The architecture, untrained, as full-int8 TFLite with uint8 input."""
     from train import models
 
-    model = models.build(arch, (SIZE, SIZE), 1, [0.0])
+    model = models.build(arch, (size, size), 1, [0.0])
     rng = np.random.default_rng(0)
 
     def representative():
         for _ in range(8):
-            yield [rng.uniform(0, 255, (1, SIZE, SIZE, 1)).astype(np.float32)]
+            yield [rng.uniform(0, 255, (1, size, size, 1)).astype(np.float32)]
 
     return convert_model(model, ["int8"], representative, log)["int8"]
 
 
-def measure(archs: list[str], rounds: int, repeats: int) -> list[tuple[str, float, float]]:
+def measure(archs: list[str], rounds: int, repeats: int, size: int = 224) -> list[tuple[str, float, float]]:
     """(arch, MB, median ms per invoke) for each architecture."""
     interpreters, sizes = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for arch in archs:
-            blob = int8_bytes(arch, Path(tmp) / "convert.log")
+            blob = int8_bytes(arch, size, Path(tmp) / "convert.log")
             path = Path(tmp) / f"{len(sizes)}.tflite"
             path.write_bytes(blob)
             sizes[arch] = len(blob) / 1e6
             interpreter = make_interpreter(str(path), threads=1)
             interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
-                                   np.random.default_rng(1).integers(0, 256, (1, SIZE, SIZE, 1), dtype=np.uint8))
+                                   np.random.default_rng(1).integers(0, 256, (1, size, size, 1), dtype=np.uint8))
             per_call_ms(interpreter.invoke, WARMUP)
             interpreters[arch] = interpreter
         times: dict[str, list[float]] = {arch: [] for arch in archs}
@@ -66,8 +70,9 @@ def main() -> None:
     parser.add_argument("archs", nargs="*", default=list(DEFAULT_ARCHS), help="--arch values; the first is the reference")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=20, help="invokes per architecture per round")
+    parser.add_argument("--size", type=int, default=224, help="input side in pixels (the bundles': 224)")
     args = parser.parse_args()
-    rows = measure(args.archs, args.rounds, args.repeats)
+    rows = measure(args.archs, args.rounds, args.repeats, args.size)
     first = rows[0][2]
     print("| architecture | int8 MB | ms per invoke | ratio |\n|---|---|---|---|")
     for arch, mb, ms in rows:

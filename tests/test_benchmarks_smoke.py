@@ -151,3 +151,11 @@ def test_views_cost_times_a_bundle_with_views_against_the_one_it_replaces(tmp_pa
     rows = views_cost.measure(str(manifest), str(binary_model), rounds=1, repeats=2)
     assert [name for name, _ in rows] == ["baseline (film)", "candidate (film, half_and_back)"]
     assert gate_cost.ratio_table("bundle", rows).splitlines()[3].endswith(f"| {rows[1][1] / rows[0][1]:.3f} |")
+
+
+def test_backbone_cost_converts_and_times_each_architecture(tmp_path) -> None:
+    done = subprocess.run([sys.executable, BENCHMARKS / "backbone_cost.py", "mobile", "transfer:EfficientNetLite2:2",
+                           "--size", "64", "--rounds", "1", "--repeats", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| mobile") or "Lite2:2" in line]
+    assert len(rows) == 2 and float(rows[0][4]) == 1.0 and float(rows[1][2]) > 0  # ratio to the first; MB
