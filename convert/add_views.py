@@ -8,6 +8,9 @@ moves the scores, so the threshold is chosen again by the bundle's own rule (hig
 specificity at the target sensitivity). It is chosen on the run's validation films, read as a
 device reads them: through the contract, the gate and the views. The split is remade from its
 seed and checked against the manifest's fingerprint, as ``convert.add_gate`` does.
+``--average negative`` (``test_time_average``) averages only the negative label's probability and
+leaves the positive labels' split to the film: for ``subtype``, whose bacterial/viral hint the
+soft view blurs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from convert.add_gate import EXIT_BAD_INPUT, run_split_options, split_files
 from convert.bundles import amend, install
 from convert.errors import ConvertError
 from cxr_edge import metrics
-from cxr_edge.bundle import Bundle, BundleError, load_bundle
+from cxr_edge.bundle import VIEW_AVERAGES, Bundle, BundleError, load_bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import OK, REJECTED, Classifier, classify_files
 from cxr_edge.kermany import parse_name
@@ -79,11 +82,12 @@ def validation_figures(screened: Screened, threshold: float) -> dict:
     return metrics.finite_or_none(figures)
 
 
-def manifest_fields(screened: Screened, views: tuple[str, ...], target: float, version: str | None) -> dict:
-    """What changes in the manifest: the views, the threshold (by the bundle's rule) and its figures."""
+def manifest_fields(screened: Screened, target: float, version: str | None) -> dict:
+    """What changes in the manifest: the views and what they average, the threshold (by the bundle's rule) and its figures."""
     threshold = metrics.threshold_for_sensitivity(screened.positive, screened.score, target)
     fields = {
-        "test_time_views": list(views),
+        "test_time_views": list(screened.bundle.views),
+        "test_time_average": screened.bundle.view_average,
         "threshold": threshold,
         "threshold_rule": f"highest specificity at sensitivity >= {target:g} on validation, averaged over the "
                           f"test-time views, on the films the gate passes",
@@ -103,13 +107,16 @@ def _views(value: str) -> tuple[str, ...]:
 @click.argument("model")
 @click.option("--views", "views", default="film,half_and_back", show_default=True,
               help="Comma-separated test-time views, the film itself first.")
+@click.option("--average", "view_average", type=click.Choice(VIEW_AVERAGES), default="all", show_default=True,
+              help="What the views average: every label's probability, or only the negative label's (the positive "
+                   "labels then split the rest as the film alone does; for subtype models).")
 @run_split_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the new bundle (.tflite, .gate.npz, .json: the first two copied unchanged).")
 @click.option("--target-sensitivity", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
               help="The threshold rule's sensitivity on validation.")
 @click.option("--model-version", default=None, help="Version recorded in the new manifest.")
-def main(model: str, views: str, data: Path, out: Path, seed: int, val_fraction: float,
+def main(model: str, views: str, view_average: str, data: Path, out: Path, seed: int, val_fraction: float,
          target_sensitivity: float, model_version: str | None) -> None:
     """Make a copy of the bundle MODEL that averages over test-time views, with its threshold chosen again.
 
@@ -122,9 +129,9 @@ def main(model: str, views: str, data: Path, out: Path, seed: int, val_fraction:
         bundle = load_bundle(model)
         expected = (bundle.manifest.get("training_run") or {}).get("validation_patients")
         _, val_files = split_files(data, val_fraction, seed, expected)
-        screened = screen_files(dataclasses.replace(bundle, views=chosen), val_files, data)
+        screened = screen_files(dataclasses.replace(bundle, views=chosen, view_average=view_average), val_files, data)
         copied = install(bundle, out, bundle.name)
-        written = amend(copied, **manifest_fields(screened, chosen, target_sensitivity, model_version))
+        written = amend(copied, **manifest_fields(screened, target_sensitivity, model_version))
     except (BundleError, ConvertError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)

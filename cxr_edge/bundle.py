@@ -12,7 +12,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -20,13 +20,40 @@ from cxr_edge.gate import Gate
 from cxr_edge.head import Head
 from cxr_edge.preprocess import Contract, checked_views
 
-SCHEMA_VERSION = 3  # 3: the manifest may name test-time views, which change what the threshold applies to, so a
-# reader that predates them must refuse the bundle; 2: a features output and a gate (cxr_edge.gate); 1 still loads
-SCHEMA_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4  # 4: the manifest may say which probabilities the views average (test_time_average), which
+# changes the positive labels' split; 3: the manifest may name test-time views, which change what the threshold
+# applies to, so a reader that predates them must refuse the bundle; 2: a features output and a gate
+# (cxr_edge.gate); 1 still loads
+SCHEMA_VERSIONS = (1, 2, 3, 4)
+#: What a bundle's test-time views average (manifest ``test_time_average``): every label's probability, or only
+#: the negative label's, the positive labels sharing the rest as the film itself splits it (:func:`average_views`).
+VIEW_AVERAGES = ("all", "negative")
 FEATURES_OUTPUT = "features"
 MANIFEST_SUFFIX = ".json"
 DEFAULT_MODEL = "pneumonia"
 TASKS = ("binary", "multiclass")
+
+
+def average_views(per_view: Sequence[np.ndarray], negative: int, how: str = "all") -> np.ndarray:
+    """Probabilities (N, n_labels) of each test-time view, the film's first, averaged.
+
+    ``how="negative"`` averages only the negative label's column (the screening question, where a
+    softened view helps against the sharpness cue) and splits the rest among the positive labels
+    in the film's own proportions: the soft views lack the detail that tells bacterial from viral
+    (``docs/shift-validation.md``). With one positive label both ways are the same.
+    """
+    mean = np.mean(per_view, axis=0)
+    if how == "all":
+        return mean
+    film = np.asarray(per_view[0], dtype=np.float64)
+    positives = [i for i in range(film.shape[1]) if i != negative]
+    split = film[:, positives]
+    total = split.sum(axis=1, keepdims=True)
+    split = np.divide(split, total, out=np.full_like(split, 1.0 / len(positives)), where=total > 0)
+    out = np.empty_like(mean)
+    out[:, negative] = mean[:, negative]
+    out[:, positives] = (1.0 - mean[:, [negative]]) * split
+    return out
 
 
 class BundleError(Exception):
@@ -53,6 +80,7 @@ class Bundle:
     gate: Gate | None = None  # None: a bundle made before gates (schema 1), or converted without one
     head: Head | None = None  # the last layer in float, for a score that ranks (comes with the gate)
     views: tuple[str, ...] = ("film",)  # test-time views whose probabilities are averaged (manifest test_time_views)
+    view_average: str = "all"  # which probabilities the views average (manifest test_time_average, VIEW_AVERAGES)
 
     @property
     def features_output(self) -> int | None:
@@ -92,6 +120,10 @@ class Bundle:
             p = np.clip(outputs[:, :1], 0.0, 1.0)
             return np.concatenate([1.0 - p, p], axis=1)
         return outputs
+
+    def average_views(self, per_view: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-label probabilities (N, n_labels) of each view, the film's first, averaged by the bundle's rule."""
+        return average_views(per_view, self.labels.index(self.negative_label), self.view_average)
 
     def positive_probability(self, label_probs: np.ndarray) -> np.ndarray:
         """P(not negative_label) for each row: the score compared with the threshold."""
@@ -186,6 +218,9 @@ def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
         raise ValueError(f"negative_label {negative!r} is not among labels {labels}")
     contract = Contract.from_manifest(manifest["preprocessing"])
     views = checked_views(manifest.get("test_time_views", ("film",)))
+    view_average = manifest.get("test_time_average", "all")
+    if view_average not in VIEW_AVERAGES:
+        raise ValueError(f"test_time_average {view_average!r}: must be one of {', '.join(VIEW_AVERAGES)}")
     shape = tuple(int(n) for n in manifest["input"]["shape"])
     if shape[1:3] != (contract.height, contract.width):
         raise ValueError(f"input shape {shape} does not match contract {contract.height}x{contract.width}")
@@ -204,6 +239,7 @@ def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
         manifest_path=manifest_path,
         manifest=manifest,
         views=views,
+        view_average=view_average,
     )
 
 

@@ -226,9 +226,19 @@ def info(model: str | None) -> None:
         bundle = load_bundle(model)
         click.echo(f"model: {bundle.short_id} ({bundle.manifest_path})")
         click.echo(f"gate: {gate_line(bundle)}")
-        click.echo(f"test-time views: {', '.join(bundle.views)}"
-                   + (f" (probabilities averaged over {len(bundle.views)} invokes per film)" if len(bundle.views) > 1 else ""))
+        click.echo(f"test-time views: {', '.join(bundle.views)}{views_note(bundle)}")
         click.echo(json.dumps(bundle.manifest, indent=2))
+
+
+def views_note(bundle) -> str:
+    """What ``info`` adds to the views line: how many invokes, and which probabilities they average."""
+    n = len(bundle.views)
+    if n == 1:
+        return ""
+    if bundle.view_average == "negative":
+        return (f" (the {bundle.negative_label} probability averaged over {n} invokes per film; the other labels "
+                "split as the film alone splits them)")
+    return f" (probabilities averaged over {n} invokes per film)"
 
 
 def gate_line(bundle) -> str:

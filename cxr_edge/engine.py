@@ -176,8 +176,8 @@ class Classifier:
     def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, list[Verdict] | None, np.ndarray | None]:
         """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W), the gate's verdicts and
         the rank scores (each None when the bundle has no gate or head): one invoke per test-time view
-        gives all three. Probabilities and rank scores are averaged over the bundle's views; the gate
-        reads the film's own features (the first view), as it was fitted."""
+        gives all three. Probabilities (by the bundle's ``view_average``) and rank scores are averaged
+        over the bundle's views; the gate reads the film's own features (the first view), as it was fitted."""
         views = self._per_view(batch)
         index = self.bundle.features_output
         features = [outputs[index] for outputs in views] if index is not None else None
@@ -192,7 +192,7 @@ class Classifier:
         return self._averaged(self._per_view(batch))
 
     def _averaged(self, views: list[list[np.ndarray]]) -> np.ndarray:
-        return np.mean([self.bundle.label_probabilities(outputs[0]) for outputs in views], axis=0)
+        return self.bundle.average_views([self.bundle.label_probabilities(outputs[0]) for outputs in views])
 
     def positive_scores(self, batch: np.ndarray) -> np.ndarray:
         """P(not the negative label) of a uint8 batch (N, H, W), by the bundle's rule."""

@@ -12,6 +12,8 @@ by the rule written before any candidate was trained (``docs/shift-validation.md
 - ``tta`` (candidate C): a run's own model, its probabilities averaged over the film and the
   film down-sampled to half and back. The second view is softer, and that is the point:
   the sharpness cue then counts for less. On a device this costs a second invoke per film.
+  ``--average negative`` averages only the NORMAL probability and leaves the split among the
+  pneumonia classes to the film (for ``subtype``).
 - ``probe`` (candidate D): frozen ImageNet Lite0 features and a logistic regression
   (:mod:`experiments.lite0_probe`'s model A), fitted on the split's training side.
 - ``ensemble``: several finished candidates' class probabilities averaged film by film (a
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr_edge.bundle import VIEW_AVERAGES, average_views
 from cxr_edge.preprocess import half_and_back
 from train import data, rundir
 from train.predict import predict
@@ -36,17 +39,20 @@ from train.predict import predict
 CANDIDATE_FILE = "candidate.json"
 
 
-def run_tta(run_dir: Path, out: Path) -> dict:
-    """Candidate C: the run's model, averaged over the film and its half-resolution copy."""
+def run_tta(run_dir: Path, out: Path, how: str = "all") -> dict:
+    """Candidate C: the run's model, averaged over the film and its half-resolution copy, as a bundle
+    with ``test_time_average`` ``how`` averages them (:func:`cxr_edge.bundle.average_views`)."""
     import keras
 
     cfg, _ = rundir.load_run(run_dir)
     val = rundir.split_records(run_dir)["val"]
     pixels, _ = data.load_pixels(val, cfg.contract, Path(cfg.cache_dir) if cfg.cache_dir else None)
     model = keras.models.load_model(run_dir / rundir.MODEL_FILE, compile=False)
-    probs = (predict(model, pixels) + predict(model, half_and_back(pixels))) / 2.0
+    per_view = [predict(model, pixels), predict(model, half_and_back(pixels))]
+    probs = average_views(per_view, negative=0, how=how)  # every task's labels start with NORMAL
     rundir.write_predictions(out / rundir.PREDICTIONS_FILE, probs, val, Path(cfg.data), cfg.labels, cfg.task)
-    return {"candidate": "C: test-time average of the film and its half-resolution copy", "run": str(run_dir)}
+    return {"candidate": "C: test-time average of the film and its half-resolution copy", "average": how,
+            "run": str(run_dir)}
 
 
 def run_probe(data_dir: Path, val_patients: Path, weights: str, out: Path, cache_dir: Path) -> dict:
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="which", required=True)
     tta = sub.add_parser("tta", help="candidate C: test-time averaging of a finished run's model")
     tta.add_argument("run", type=Path)
+    tta.add_argument("--average", choices=VIEW_AVERAGES, default="all",
+                     help="average every class's probability, or only NORMAL's (the film splits the rest)")
     probe = sub.add_parser("probe", help="candidate D: frozen Lite0 features + logistic regression")
     probe.add_argument("--data", type=Path, default=os.environ.get("CXR_DATA"))
     probe.add_argument("--val-patients", type=Path, required=True)
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.which == "tta":
-        record = run_tta(args.run, args.out)
+        record = run_tta(args.run, args.out, args.average)
     elif args.which == "ensemble":
         record = run_ensemble(args.members, args.out)
     else:

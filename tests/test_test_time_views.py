@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from convert import add_views
-from cxr_edge.bundle import BundleError, load_bundle
+from cxr_edge.bundle import BundleError, average_views, load_bundle
 from cxr_edge.engine import Classifier
 from cxr_edge.preprocess import half_and_back, view
 from cxr_edge.synthetic import synthetic_xray
@@ -90,3 +90,53 @@ def test_add_views_refuses_a_view_list_that_does_not_start_with_the_film(tmp_pat
 def test_info_says_which_views_the_model_averages(cli, binary_model):
     assert "test-time views: film, half_and_back (probabilities averaged over 2 invokes per film)" in cli("info").output
     assert "test-time views: film\n" in cli("info", "--model", str(binary_model)).output
+
+
+def test_averaging_only_normal_keeps_the_film_s_split_among_the_pneumonia_classes():
+    film = np.array([[0.2, 0.6, 0.2], [0.9, 0.0, 0.0]])  # NORMAL, BACTERIAL, VIRAL; the second film has no positive mass
+    soft = np.array([[0.6, 0.1, 0.3], [0.7, 0.2, 0.1]])
+    averaged = average_views([film, soft], negative=0, how="negative")
+    np.testing.assert_allclose(averaged[:, 0], [0.4, 0.8])  # NORMAL: the plain mean
+    np.testing.assert_allclose(averaged[0, 1:], [0.6 * 0.75, 0.6 * 0.25])  # bacterial 3:1 viral, as the film says
+    np.testing.assert_allclose(averaged[1, 1:], [0.1, 0.1])  # nothing to split by: halves
+    np.testing.assert_allclose(averaged.sum(axis=1), 1.0)
+    np.testing.assert_allclose(average_views([film, soft], 0, "all"), (film + soft) / 2)
+
+
+def test_with_one_positive_label_both_averages_are_the_same():
+    film, soft = np.array([[0.3, 0.7], [0.8, 0.2]]), np.array([[0.5, 0.5], [0.6, 0.4]])
+    np.testing.assert_allclose(average_views([film, soft], 0, "negative"), average_views([film, soft], 0, "all"))
+
+
+def test_a_manifest_says_what_its_views_average_and_an_unknown_rule_is_refused(tmp_path, subtype_model, copy_bundle):
+    manifest = copy_bundle(subtype_model, tmp_path / "b")
+    record = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**record, "test_time_views": ["film", "half_and_back"], "test_time_average": "negative"}))
+    bundle = load_bundle(manifest)
+    assert bundle.view_average == "negative"
+    plain = Classifier(dataclasses.replace(bundle, views=("film",)), threads=1)
+    batch = films(3)
+    film, soft = plain.probabilities(batch), plain.probabilities(half_and_back(batch))
+    np.testing.assert_allclose(Classifier(bundle, threads=1).probabilities(batch),
+                               average_views([film, soft], 0, "negative"), atol=1e-6)
+    manifest.write_text(json.dumps({**record, "test_time_average": "median"}))
+    with pytest.raises(BundleError, match="test_time_average 'median'"):
+        load_bundle(manifest)
+
+
+def test_add_views_can_average_only_the_negative_label_and_writes_a_schema_4_manifest(tmp_path, subtype_model):
+    data = make_kermany(tmp_path / "data", n_patients=30, size=(224, 224))
+    result = CliRunner().invoke(add_views.main, [str(subtype_model), "--average", "negative", "--data", str(data),
+                                                 "--out", str(tmp_path / "out"), "--target-sensitivity", "0.9"])
+    assert result.exit_code == 0, result.output
+    written = load_bundle(next((tmp_path / "out").glob("*.json")))
+    assert written.view_average == "negative" and written.manifest["schema_version"] == 4
+    assert "multiclass" in written.manifest["metrics"]
+
+
+def test_info_says_when_the_views_average_only_the_negative_label(cli, tmp_path, subtype_model, copy_bundle):
+    manifest = copy_bundle(subtype_model, tmp_path / "b")
+    record = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**record, "test_time_views": ["film", "half_and_back"], "test_time_average": "negative"}))
+    assert ("test-time views: film, half_and_back (the NORMAL probability averaged over 2 invokes per film; the other "
+            "labels split as the film alone splits them)") in cli("info", "--model", str(manifest)).output
