@@ -69,3 +69,14 @@ def test_normals_are_the_first_column_of_a_softmax_and_target_0_of_a_sigmoid():
 def test_a_run_asks_for_softened_normals_by_option():
     assert augment_config(RunConfig(data="d", out="o")).soften_negatives == 0.0
     assert augment_config(RunConfig(data="d", out="o", soften_normals=0.5)).soften_negatives == 0.5
+
+
+def test_the_training_pipeline_softens_only_the_normals_of_a_run_that_asks():
+    from train import pipeline
+
+    films = np.random.default_rng(1).uniform(0, 255, (2, 64, 64)).astype(np.float32)
+    targets = pipeline.one_hot_targets(np.array([0, 1]), 1)  # NORMAL, PNEUMONIA
+    cfg = dataclasses.replace(NONE, soften_negatives=1.0)
+    images, _ = next(iter(pipeline.dataset(films, targets, 2, augment_cfg=cfg)))
+    assert _sharpness(images.numpy()[:1]) < _sharpness(films[:1, :, :, None]) / 2
+    np.testing.assert_allclose(images.numpy()[1, ..., 0], films[1], atol=1e-3)

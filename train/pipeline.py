@@ -37,7 +37,8 @@ def dataset(pixels: np.ndarray, targets: np.ndarray, batch_size: int, *,
     def prepare(images, targets, *rest):
         images = tf.cast(images, tf.float32)
         if augment_cfg is not None:
-            images = augment(images, augment_cfg, negatives_of(targets))
+            negatives = negatives_of(targets) if augment_cfg.soften_negatives else None  # only runs that soften
+            images = augment(images, augment_cfg, negatives)
         return (images, targets, *rest)
 
     options = tf.data.Options()
