@@ -2,7 +2,7 @@
 
     python ci/make_films.py OUT_DIR [N]
 
-Drawn by :mod:`cxr_edge.synthetic`, like ``sample_data/``, but with other seeds and sizes
+Drawn by :mod:`cxr_edge.testing.synthetic`, like ``sample_data/``, but with other seeds and sizes
 (half with opacities; JPEG quality 75 like the training copies, every third as PNG), so
 that the check covers files the sample set does not. No patient, no dataset.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cxr_edge.synthetic import synthetic_xray  # noqa: E402
+from cxr_edge.testing.synthetic import synthetic_xray  # noqa: E402
 
 
 def write_films(out_dir: Path, count: int) -> list[Path]:

@@ -25,12 +25,12 @@ import numpy as np
 from convert.add_gate import EXIT_BAD_INPUT, run_split_options, split_files
 from convert.bundles import amend, install
 from convert.errors import ConvertError
-from cxr_edge import metrics
+from cxr_edge.review import metrics
 from cxr_edge.bundle import VIEW_AVERAGES, Bundle, BundleError, load_bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import OK, REJECTED, Classifier, classify_files
-from cxr_edge.kermany import parse_name
-from cxr_edge.labelled import truth_of
+from cxr_edge.review.kermany import parse_name
+from cxr_edge.review.labelled import truth_of
 from cxr_edge.preprocess import checked_views
 
 

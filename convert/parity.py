@@ -20,9 +20,10 @@ import numpy as np
 
 from convert.errors import ConvertError
 from convert.quiet import captured_output
-from cxr_edge import metrics, runtime
+from cxr_edge import runtime
+from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle
-from cxr_edge.labelled import Truth
+from cxr_edge.review.labelled import Truth
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 DEFAULT_MIN_AGREEMENT = 0.99

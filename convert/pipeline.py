@@ -15,8 +15,8 @@ from convert import bundles, calibration, edgetpu, gate, keras_model, ops, parit
 from convert.errors import ConvertError
 from convert.quiet import captured_output
 from cxr_edge.bundle import Bundle
-from cxr_edge import labelled
-from cxr_edge.labelled import Truth
+from cxr_edge.review import labelled
+from cxr_edge.review.labelled import Truth
 
 LOG_FILE = "convert.log"
 SUMMARY_FILE = "conversion.json"

@@ -18,7 +18,7 @@ from typing import Any
 
 from convert.bundles import DEFAULT_VERSION, ModelSpec
 from convert.errors import ConvertError
-from cxr_edge.labelled import Truth
+from cxr_edge.review.labelled import Truth
 from cxr_edge.preprocess import Contract
 from train.rundir import (METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE,
                           fingerprint)

@@ -139,7 +139,7 @@ class Bundle:
     def decide(self, label_probs: np.ndarray) -> list[str]:
         """Labels by the manifest's rule: flagged (score >= threshold) -> most likely positive label.
 
-        Compared in float64, like the report's written numbers and :mod:`cxr_edge.metrics`:
+        Compared in float64, like the report's written numbers and :mod:`cxr_edge.review.metrics`:
         a float32 comparison rounds the threshold, flagging a score just below it.
         """
         score = self.positive_probability(label_probs).astype(np.float64)

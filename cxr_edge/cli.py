@@ -23,7 +23,7 @@ from cxr_edge.commands import EXIT_FATAL, EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_
 
 if TYPE_CHECKING:
     from cxr_edge.classify import ClassifyOptions
-    from cxr_edge.evaluate import Evaluation
+    from cxr_edge.review.evaluate import Evaluation
 
 PROG = "cxr-edge"
 DEVICES = ("cpu", "edgetpu")  # = classify.DEVICES, written out so --help needs no import of the engine
@@ -288,7 +288,7 @@ def evaluate(data_dir: Path, out_dir: Path | None, threshold: float | None, targ
     'bacteria' or 'virus'. Prints accuracy, sensitivity, specificity, precision, F1, balanced
     accuracy and AUC with bootstrap 95% intervals, and the confusion matrix.
     """
-    from cxr_edge import evaluate as evaluation
+    from cxr_edge.review import evaluate as evaluation
 
     with fatal_errors():
         try:
@@ -307,11 +307,12 @@ def evaluate(data_dir: Path, out_dir: Path | None, threshold: float | None, targ
 
 
 def _evaluation_files(ev: Evaluation, out_dir: Path, plots: bool, quiet: bool) -> None:
-    from cxr_edge import evaluate as evaluation
-    from cxr_edge import plots as plotting
+    from cxr_edge.review import evaluate as evaluation
+    from cxr_edge.review import plots as plotting
     from cxr_edge.report import NotAFile
 
     try:
+        plotting.remove_plots(out_dir)
         written = evaluation.write_outputs(ev, out_dir)
         if plots:
             written += plotting.evaluation_plots(ev, out_dir)

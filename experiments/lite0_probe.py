@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge import metrics
+from cxr_edge.review import metrics
 from cxr_edge.preprocess import Contract
 from train import robustness
 from train.data import TASK_LABELS, load_pixels, patient_split, scan

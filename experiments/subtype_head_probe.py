@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge import metrics
+from cxr_edge.review import metrics
 from train.data import Record, load_pixels
 from experiments.lite0_probe import fit_head
 from train.predict import predict

@@ -2,7 +2,7 @@
 
     python sample_data/make_samples.py
 
-Every picture is drawn by :mod:`cxr_edge.synthetic`: radiograph-like, from no patient and
+Every picture is drawn by :mod:`cxr_edge.testing.synthetic`: radiograph-like, from no patient and
 no dataset. ``synthetic_normal_*`` have clear lung fields; ``synthetic_opacity_*`` carry
 bright blurred blobs in the lungs. They show that the tool reads several formats (JPEG,
 PNG, 8- and 16-bit, grey and RGB, different sizes); they are NOT test cases for the
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxr_edge.synthetic import synthetic_xray
+from cxr_edge.testing.synthetic import synthetic_xray
 
 HERE = Path(__file__).resolve().parent
 

@@ -15,7 +15,7 @@ from convert import ops
 from cxr_edge import runtime
 from cxr_edge.bundle import BundleError, load_bundle
 from cxr_edge.preprocess import prepare_gray
-from cxr_edge.synthetic import synthetic_xray
+from cxr_edge.testing.synthetic import synthetic_xray
 
 ASSETS = Path(__file__).parent / "assets"
 INT8 = ["tiny_binary_int8", "tiny_subtype_int8"]

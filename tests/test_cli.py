@@ -483,7 +483,7 @@ def interrupt(*args: object, **kwargs: object) -> None:
     "command, library, resumable",
     [
         (["classify", "--out", "r.csv"], "cxr_edge.classify.classify_to_report", True),
-        (["evaluate"], "cxr_edge.evaluate.run", False),  # no --resume: no hint at an option it lacks
+        (["evaluate"], "cxr_edge.review.evaluate.run", False),  # no --resume: no hint at an option it lacks
     ],
 )
 def test_ctrl_c_exits_130_and_advises_resume_only_where_there_is_one(cli, tmp_path, binary_model, monkeypatch,

@@ -2,7 +2,7 @@
 agree with it, the int8 one fully integer; bad input is refused with a message.
 
 One module-scoped conversion (a 64-px lesion detector, trained for a few seconds on
-:mod:`cxr_edge.synthetic` pictures) feeds most tests, so the whole file stays well under a
+:mod:`cxr_edge.testing.synthetic` pictures) feeds most tests, so the whole file stays well under a
 minute.
 """
 
@@ -28,9 +28,9 @@ from cxr_edge import runtime  # noqa: E402
 from cxr_edge.bundle import load_bundle  # noqa: E402
 from cxr_edge.discover import discover  # noqa: E402
 from cxr_edge.engine import OK, Classifier, classify_files  # noqa: E402
-from cxr_edge.labelled import Truth  # noqa: E402
+from cxr_edge.review.labelled import Truth  # noqa: E402
 from cxr_edge.preprocess import Contract, load_image  # noqa: E402
-from cxr_edge.synthetic import synthetic_xray  # noqa: E402
+from cxr_edge.testing.synthetic import synthetic_xray  # noqa: E402
 
 SIZE = 64
 LABELS = ("NORMAL", "PNEUMONIA")

@@ -18,7 +18,7 @@ from convert.cli import EXIT_BAD_INPUT, EXIT_FLAGGED, main  # noqa: E402
 from cxr_edge.bundle import load_bundle  # noqa: E402
 from train.rundir import fingerprint  # noqa: E402
 from cxr_edge.preprocess import Contract, load_image  # noqa: E402
-from cxr_edge.synthetic import synthetic_xray  # noqa: E402
+from cxr_edge.testing.synthetic import synthetic_xray  # noqa: E402
 
 SIZE = 64
 LABELS = ("NORMAL", "PNEUMONIA")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_edge import evaluate, labelled, metrics
+from cxr_edge.review import evaluate, labelled, metrics
 from cxr_edge.bundle import Bundle
 from cxr_edge.engine import ERROR, OK, Result
-from cxr_edge.evaluate import Evaluation
-from cxr_edge.labelled import DataLayoutError, Truth, labelled_inputs
+from cxr_edge.review.evaluate import Evaluation
+from cxr_edge.review.labelled import DataLayoutError, Truth, labelled_inputs
 from cxr_edge.preprocess import Contract
 
 sk = pytest.importorskip("sklearn.metrics")
@@ -281,7 +281,7 @@ def test_prevalence_carries_ppv_and_npv_to_another_class_mix():
 
 def labelled_folder(root: Path, normal: int = 4, pneumonia: int = 4, size: int = 224) -> Path:
     """Synthetic radiographs: NORMAL/ plain, PNEUMONIA/ with lesions (Kermany-style names)."""
-    from cxr_edge.synthetic import synthetic_xray
+    from cxr_edge.testing.synthetic import synthetic_xray
 
     for i in range(normal):
         (root / "NORMAL").mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from conftest import hotspot
 from cxr_edge import explain
 from cxr_edge.bundle import load_bundle
 from cxr_edge.engine import Classifier
-from cxr_edge.synthetic import lesion_locations, synthetic_xray
+from cxr_edge.testing.synthetic import lesion_locations, synthetic_xray
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Both explanation methods point at the lesion a model was trained to detect.
 
 A tiny CNN learns to flag synthetic radiographs that carry a bright "lesion" blob
-(:mod:`cxr_edge.synthetic` knows where it put it). Occlusion, through the TFLite
+(:mod:`cxr_edge.testing.synthetic` knows where it put it). Occlusion, through the TFLite
 interpreter, and Grad-CAM, through Keras, must both put their hot spot on the blob.
 """
 
@@ -25,7 +25,7 @@ from cxr_edge import explain  # noqa: E402
 from cxr_edge.bundle import load_bundle, write_bundle  # noqa: E402
 from cxr_edge.engine import Classifier  # noqa: E402
 from cxr_edge.preprocess import Contract  # noqa: E402
-from cxr_edge.synthetic import lesion_locations, synthetic_xray  # noqa: E402
+from cxr_edge.testing.synthetic import lesion_locations, synthetic_xray  # noqa: E402
 from experiments.gradcam import gradcam, save_overlays  # noqa: E402
 
 SIZE = 96

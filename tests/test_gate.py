@@ -3,7 +3,7 @@
 The gate reads the model's pooled features (its second output): a distance from the
 training films' features and an orientation probe, each with a cut-off chosen on
 validation films. The shipped bundles carry one; the synthetic pictures of
-:mod:`cxr_edge.synthetic` are drawings, far from any real film, and are rejected by design.
+:mod:`cxr_edge.testing.synthetic` are drawings, far from any real film, and are rejected by design.
 Tests that need real films read them from ../shared/data (or $CXR_DATA) and skip without.
 """
 
@@ -21,7 +21,7 @@ from cxr_edge.discover import Found
 from cxr_edge.engine import OK, REJECTED, Classifier, classify_files
 from cxr_edge.gate import UPRIGHT, Gate
 from cxr_edge.head import Head
-from cxr_edge.synthetic import synthetic_xray
+from cxr_edge.testing.synthetic import synthetic_xray
 
 SHIPPED = ("pneumonia", "subtype")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -25,7 +25,7 @@ from cxr_edge.report import ReportWriter
 from cxr_edge.engine import ERROR, OK, Result
 from cxr_edge.html_report import order
 from cxr_edge.preprocess import Contract
-from cxr_edge.synthetic import synthetic_xray
+from cxr_edge.testing.synthetic import synthetic_xray
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [

@@ -104,4 +104,23 @@ def test_the_cycle_finder_sees_a_circle():
 
 def test_convert_reads_labelled_folders_without_the_evaluation():
     reached = {target for name, targets in import_graph().items() if name.startswith("convert") for target in targets}
-    assert "cxr_edge.evaluate" not in reached
+    assert "cxr_edge.review.evaluate" not in reached
+
+
+#: The command layer offers the review tools (``cxr-edge evaluate``); it is not the core.
+COMMAND_LAYER = {"cxr_edge.cli", "cxr_edge.__main__"}
+
+
+def _is_part_of(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_the_edge_core_never_imports_the_review_tools_or_the_test_films():
+    """The per-film path (discover, decode, interpreter, decision, report, page) runs on a Pi without the tools that
+    read labelled folders; those may import the core, never the other way."""
+    core = {name: targets for name, targets in import_graph().items()
+            if _is_part_of(name, "cxr_edge") and name not in COMMAND_LAYER
+            and not _is_part_of(name, "cxr_edge.review") and not _is_part_of(name, "cxr_edge.testing")}
+    reached = {(name, target) for name, targets in core.items() for target in targets
+               if _is_part_of(target, "cxr_edge.review") or _is_part_of(target, "cxr_edge.testing")}
+    assert core and not reached

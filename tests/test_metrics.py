@@ -1,4 +1,4 @@
-"""cxr_edge.metrics agrees with scikit-learn on random data and on the edge cases that bite."""
+"""cxr_edge.review.metrics agrees with scikit-learn on random data and on the edge cases that bite."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 sk = pytest.importorskip("sklearn.metrics")
 from sklearn.calibration import calibration_curve  # noqa: E402
 
-from cxr_edge import metrics  # noqa: E402
+from cxr_edge.review import metrics  # noqa: E402
 
 
 def random_case(seed: int, n: int = 300, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:

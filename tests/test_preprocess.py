@@ -14,7 +14,7 @@ from conftest import png_header_only
 from cxr_edge import gray, runtime
 from cxr_edge.bundle import load_bundle
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image
-from cxr_edge.synthetic import synthetic_xray
+from cxr_edge.testing.synthetic import synthetic_xray
 
 SMALL = Contract(width=32, height=24)
 

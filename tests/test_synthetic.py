@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cxr_edge.synthetic import lesion_locations, synthetic_xray
+from cxr_edge.testing.synthetic import lesion_locations, synthetic_xray
 
 
 def test_same_seed_same_picture_and_requested_size():

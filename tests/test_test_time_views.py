@@ -13,7 +13,7 @@ from convert import add_views
 from cxr_edge.bundle import BundleError, average_views, load_bundle
 from cxr_edge.engine import Classifier
 from cxr_edge.preprocess import half_and_back, view
-from cxr_edge.synthetic import synthetic_xray
+from cxr_edge.testing.synthetic import synthetic_xray
 from train_data import make_kermany
 
 

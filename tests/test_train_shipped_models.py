@@ -10,7 +10,7 @@ import pytest
 from cxr_edge.bundle import bundled_models_dir, list_bundled, load_bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import OK, Classifier, classify_files
-from cxr_edge.synthetic import synthetic_xray
+from cxr_edge.testing.synthetic import synthetic_xray
 
 SHIPPED = {"pneumonia": ("NORMAL", "PNEUMONIA"), "subtype": ("NORMAL", "BACTERIAL", "VIRAL")}
 MAX_BYTES = 5 * 1024 * 1024

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxr_edge.synthetic import synthetic_xray
+from cxr_edge.testing.synthetic import synthetic_xray
 
 
 def kermany_names(n_patients: int) -> list[tuple[str, str]]:

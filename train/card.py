@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cxr_edge.metrics import CI_METRICS
+from cxr_edge.review.metrics import CI_METRICS
 from train.config import parse_arch
 from train.rundir import METRICS_FILE, SUMMARY_FILE, load_run
 

@@ -331,7 +331,7 @@ def select_command(baseline: str, candidate: str, out: str | None) -> None:
 @eda_options
 def eda_command(data: str, out: str, arch: str, **kw) -> None:
     """Look at DATA as fit would train on it: class balance per split and subtype, film sizes, samples, augmentation."""
-    from cxr_edge.plots import PlotsUnavailable
+    from cxr_edge.review.plots import PlotsUnavailable
     from train import eda
 
     with _input_errors(OSError, PlotsUnavailable):

@@ -21,7 +21,7 @@ import PIL
 import cxr_edge
 from cxr_edge import dicom, preprocess
 from cxr_edge.discover import is_hidden, looks_like_image
-from cxr_edge.kermany import parse_name
+from cxr_edge.review.kermany import parse_name
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
 CLASS_DIRS = ("NORMAL", "PNEUMONIA")

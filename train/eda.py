@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from cxr_edge.plots import DPI, figure
+from cxr_edge.review.plots import DPI, figure
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 from train import data
 from train.config import RunConfig, augment_config

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cxr_edge import metrics
+from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle, load_bundle
 from train.distill import bundle_probabilities
 from train.leakage import check_bundle

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_edge import metrics
-from cxr_edge.evaluate import Evaluation
-from cxr_edge.plots import DPI, figure, evaluation_plots
+from cxr_edge.review import metrics
+from cxr_edge.review.evaluate import Evaluation
+from cxr_edge.review.plots import DPI, figure, evaluation_plots
 from cxr_edge.preprocess import ImageReadError, load_image
 from train import fit
 

@@ -1,6 +1,6 @@
 """Everything a finished run reports about itself, from its validation predictions.
 
-The numbers come from :mod:`cxr_edge.evaluate` / :mod:`cxr_edge.metrics`, the code
+The numbers come from :mod:`cxr_edge.review.evaluate` / :mod:`cxr_edge.review.metrics`, the code
 ``cxr-edge evaluate`` runs on a device, so a run's card and a clinic's own check of the
 shipped bundle are computed the same way. Can be re-run: ``python -m train evaluate RUN``.
 """
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxr_edge import metrics
+from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle, sha256_file
 from cxr_edge.engine import OK, Result
-from cxr_edge.evaluate import Evaluation, format_table
-from cxr_edge.labelled import Truth
+from cxr_edge.review.evaluate import Evaluation, format_table
+from cxr_edge.review.labelled import Truth
 from train import card, fit, plots
 from train.config import RunConfig
 from train.rundir import METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, load_run
@@ -42,7 +42,7 @@ def run_bundle(run_dir: Path, cfg: RunConfig, record: dict, threshold: float) ->
 
 
 def evaluation(run_dir: Path, threshold: float | None = None) -> Evaluation:
-    """The validation predictions as a :class:`cxr_edge.evaluate.Evaluation`.
+    """The validation predictions as a :class:`cxr_edge.review.evaluate.Evaluation`.
 
     Without ``threshold``, the one chosen on these predictions by the run's target
     sensitivity (the threshold that ships in the bundle).

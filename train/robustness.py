@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
-from cxr_edge import metrics
+from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle, BundleError, load_bundle
 from cxr_edge.engine import Classifier
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray

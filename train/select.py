@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge import metrics
+from cxr_edge.review import metrics
 from train.rundir import PREDICTIONS_FILE
 
 N_BOOT = 2000

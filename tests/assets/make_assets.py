@@ -3,7 +3,7 @@
     TF_CPP_MIN_LOG_LEVEL=2 python tests/assets/make_assets.py
 
 Each is a real (if tiny) classifier of a synthetic task, trained for a few seconds on
-pictures from :mod:`cxr_edge.synthetic` and converted by the project's own ``convert``
+pictures from :mod:`cxr_edge.testing.synthetic` and converted by the project's own ``convert``
 pipeline (calibration, variants, bundles, parity), never random weights:
 
 * ``tiny_binary_{int8,float32}``: NORMAL (no blob) vs PNEUMONIA (a bright blob in a lung).
@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from convert import bundles, pipeline  # noqa: E402
 from convert.quiet import import_tensorflow  # noqa: E402
-from cxr_edge import metrics  # noqa: E402
-from cxr_edge.labelled import Truth  # noqa: E402
+from cxr_edge.review import metrics  # noqa: E402
+from cxr_edge.review.labelled import Truth  # noqa: E402
 from cxr_edge.preprocess import Contract, load_image  # noqa: E402
-from cxr_edge.synthetic import synthetic_xray  # noqa: E402
+from cxr_edge.testing.synthetic import synthetic_xray  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent
 SIZE = 224  # the real models' size: explanation tests slide 56-px windows over it
@@ -122,7 +122,7 @@ def make(name: str, labels: tuple[str, ...], blobs: tuple[int, ...], variants: t
         name=name, task="binary" if len(labels) == 2 else "multiclass", labels=labels, threshold=threshold,
         contract=contract, threshold_rule=rule,
         version="0.0.1",
-        dataset={"name": "synthetic test pictures (cxr_edge.synthetic), NOT chest X-rays", "blobs_per_label":
+        dataset={"name": "synthetic test pictures (cxr_edge.testing.synthetic), NOT chest X-rays", "blobs_per_label":
                  dict(zip(labels, blobs)), "train_per_class": N_TRAIN, "val_per_class": N_VAL},
         metrics=metrics.binary_metrics(y_val > 0, score, threshold),
         training_run={"script": "tests/assets/make_assets.py", "note": "test fixture, not a medical model"},

@@ -5,7 +5,7 @@ multiclass model with subtype labels (BACTERIAL/VIRAL, or BACTERIA/VIRUS), a Ker
 ``PNEUMONIA/`` folder is read too: the subtype comes from the file name
 (``person1_bacteria_2.jpeg``, ``person3_virus_4.jpeg``), and a file without one counts as
 positive for the pneumonia metrics only. Images go through the same engine as ``classify``;
-the numbers come from :mod:`cxr_edge.metrics` (numpy only), so this runs on the device.
+the numbers come from :mod:`cxr_edge.review.metrics` (numpy only), so this runs on the device.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from cxr_edge import metrics, report
+from cxr_edge import report
+from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle
 from cxr_edge.classify import CPU, EDGETPU, open_classifier
 from cxr_edge.engine import ERROR, OK, REJECTED, Result, classify_files
-from cxr_edge.kermany import parse_name
-from cxr_edge.labelled import KERMANY_POSITIVE, DataLayoutError, Truth, labelled_inputs
-from cxr_edge.plots import PLOT_FILES
+from cxr_edge.review.kermany import parse_name
+from cxr_edge.review.labelled import KERMANY_POSITIVE, DataLayoutError, Truth, labelled_inputs
 
 N_BOOT = 1000
 #: Below this many positives a threshold tuned to a sensitivity is a rough estimate.
@@ -375,14 +375,12 @@ def write_outputs(ev: Evaluation, out_dir: str | Path) -> list[Path]:
     """Write metrics.json and the per-image CSV (with a ``truth`` column) into ``out_dir``.
 
     The CSV never carries patient identifiers (``patient_id``, ``study_date``): an evaluation
-    needs the truth and the answer, not who the patient was. An earlier run's plots are
-    removed, so that none stays beside metrics it was not drawn from (``--no-plots``, no
-    matplotlib); :func:`cxr_edge.plots.evaluation_plots` draws this run's afterwards.
+    needs the truth and the answer, not who the patient was. The plots are
+    :mod:`cxr_edge.review.plots`' own (:func:`~cxr_edge.review.plots.remove_plots` first, so that none
+    stays beside metrics it was not drawn from).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in PLOT_FILES:
-        (out / name).unlink(missing_ok=True)
     metrics_path = out / METRICS_JSON
     metrics_path.write_text(json.dumps(ev.to_json(), indent=2) + "\n", encoding="utf-8")
     csv_path = out / PREDICTIONS_CSV

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cxr_edge import metrics
+from cxr_edge.review import metrics
 from cxr_edge.report import threshold_cell
 
 if TYPE_CHECKING:
-    from cxr_edge.evaluate import Evaluation
+    from cxr_edge.review.evaluate import Evaluation
 
 PLOT_FILES = ("roc.png", "confusion.png", "histogram.png")
 DPI = 110
@@ -36,6 +36,13 @@ def figure(size: tuple[float, float] = (4.8, 4.2)) -> Any:
             "(metrics.json and the CSV were written without them)"
         ) from exc
     return Figure(figsize=size, layout="constrained")
+
+
+def remove_plots(out_dir: str | Path) -> None:
+    """Remove an earlier run's plots, so that none stays beside metrics it was not drawn from
+    (``--no-plots``, or no matplotlib this time)."""
+    for name in PLOT_FILES:
+        (Path(out_dir) / name).unlink(missing_ok=True)
 
 
 def evaluation_plots(ev: "Evaluation", out_dir: str | Path) -> list[Path]:

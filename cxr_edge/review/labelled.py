@@ -12,7 +12,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from cxr_edge.discover import Found, is_hidden, walk
-from cxr_edge.kermany import parse_name
+from cxr_edge.review.kermany import parse_name
 
 if TYPE_CHECKING:
     from cxr_edge.bundle import Bundle
