@@ -5,8 +5,8 @@ one gains it as ``convert`` gives it (:func:`convert.gate.expose_features`, the 
 :func:`convert.gate.head_arrays`), and a gate in numpy fitted on generated films: the distance from
 their features, and a probe that calls everything upright (the generated films are all upright). A
 generated site is the tiny model's own kind of picture, shifted: another contrast curve, and a cue
-that goes with the label (a faint band at the top of the positive films), which the shipped head never
-learnt and a refitted one can.
+that goes with the label: half of the NORMAL films carry a bright marker square, which the shipped
+head takes for a lesion and a refitted one learns to tell apart.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from cxr_edge.gate import GATE_SUFFIX, Gate
 from cxr_edge.testing.synthetic import synthetic_xray
 
 PROBE_CLASSES = ("upright", "rotated_90", "rotated_180", "rotated_270", "inverted", "corner_crop", "foreign")
-GATE_FILMS = 120
+GATE_FILMS = 60
 BLOBS = {"NORMAL": 0, "PNEUMONIA": 1, "BACTERIAL": 1, "VIRAL": 3}
 
 
@@ -37,8 +37,8 @@ def gated_bundle(manifest: Path, out: Path) -> Path:
     model_path = out / base.model_path.name
     model_path.write_bytes(expose_features(base.model_path.read_bytes()))
     fields = {k: v for k, v in base.manifest.items() if k not in ("model_file", "sha256", "schema_version")}
-    films = np.stack([np.asarray(film(seed, label)) for seed in range(GATE_FILMS)
-                      for label in base.labels])
+    films = np.stack([np.asarray(look(film(seed, label), label, seed % 2 == 0)) for seed in range(GATE_FILMS)
+                      for label in base.labels for look in (plain, shifted)])
     unfenced = write_bundle(model_path, {**fields, "outputs": OUTPUTS})
     features = Classifier(load_bundle(unfenced)).features(films)[0]
     gate = numpy_gate(features)
@@ -66,12 +66,16 @@ def film(seed: int, label: str, size: tuple[int, int] = (224, 224)) -> Image.Ima
     return synthetic_xray(seed, size, lesion=blobs > 0, n_lesions=max(blobs, 1))
 
 
-def shifted(picture: Image.Image, positive: bool) -> Image.Image:
-    """The site's look: a flatter, brighter contrast curve, and a faint band across the top of positive films."""
+def plain(picture: Image.Image, label: str, marked: bool) -> Image.Image:
+    return picture
+
+
+def shifted(picture: Image.Image, label: str, marked: bool) -> Image.Image:
+    """The site's look: a flatter, brighter contrast curve; a marked NORMAL film has a bright square low on its left."""
     pixels = np.asarray(picture, dtype=np.float64) / 255.0
     pixels = 255.0 * (0.25 + 0.6 * pixels ** 0.6)
-    if positive:
-        pixels[: pixels.shape[0] // 12] += 60.0
+    if marked and BLOBS[label] == 0:
+        pixels[150:180, 20:50] += 90.0
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
@@ -83,8 +87,7 @@ def write_site(folder: Path, labels: tuple[str, ...], per_class: int, films_per_
         (folder / label).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             seed = seed0 + c * 10_000 + i
-            picture = film(seed, label)
-            picture = shifted(picture, BLOBS[label] > 0) if shift else picture
+            picture = (shifted if shift else plain)(film(seed, label), label, i % 2 == 0)
             picture.save(folder / label / f"{label.lower()}{i // films_per_patient}_{i % films_per_patient}.png")
     return folder
 
