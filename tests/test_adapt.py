@@ -8,6 +8,7 @@ NORMAL films that the shipped head takes for a lesion.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -260,7 +261,8 @@ def test_a_folder_mostly_rejected_by_the_gate_is_refused(gated, tmp_path, cli):
             stripes = (columns // period % 2 * 255).astype(np.uint8)
             site_films.Image.fromarray(stripes).save(folder / label / f"stripes{period}.png")
     result = cli("adapt", folder, "--model", gated, "--out", tmp_path / "out")
-    assert result.exit_code == 4 and "the gate rejected 16 of the 24 readable films" in result.output
+    rejected = re.search(r"the gate rejected (\d+) of the 24 readable films", result.output)
+    assert result.exit_code == 4 and rejected and int(rejected.group(1)) > 12
 
 
 def test_a_bundle_without_a_features_output_is_refused_with_the_command_that_adds_one(site, tmp_path, cli):
