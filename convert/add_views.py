@@ -25,8 +25,9 @@ import numpy as np
 from convert.add_gate import EXIT_BAD_INPUT, run_split_options, split_files
 from convert.bundles import amend, install
 from convert.errors import ConvertError
+from cxr_edge import decision
 from cxr_edge.review import metrics
-from cxr_edge.bundle import VIEW_AVERAGES, Bundle, BundleError, load_bundle
+from cxr_edge.bundle import Bundle, BundleError, load_bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import OK, REJECTED, Classifier, classify_files
 from cxr_edge.review.kermany import parse_name
@@ -72,11 +73,11 @@ def validation_figures(screened: Screened, threshold: float) -> dict:
         "calibration": {"brier": metrics.brier_score(y, s),
                         "ece": metrics.expected_calibration_error(y, np.clip(s, 0, 1))},
     }
-    bundle = dataclasses.replace(screened.bundle, threshold=threshold)
-    if len(bundle.positive_labels) > 1:
+    rule = screened.bundle.rule.with_threshold(threshold)
+    if len(rule.positive_labels) > 1:
         known = [i for i, label in enumerate(screened.labels) if label is not None]
-        labels = list(bundle.labels)
-        predicted = bundle.decide(screened.label_probs[known])
+        labels = list(rule.labels)
+        predicted = decision.decide_labels(rule, screened.label_probs[known])
         figures["multiclass"] = metrics.multiclass_metrics([labels.index(screened.labels[i]) for i in known],
                                                            [labels.index(p) for p in predicted], labels)
     return metrics.finite_or_none(figures)
@@ -107,7 +108,7 @@ def _views(value: str) -> tuple[str, ...]:
 @click.argument("model")
 @click.option("--views", "views", default="film,half_and_back", show_default=True,
               help="Comma-separated test-time views, the film itself first.")
-@click.option("--average", "view_average", type=click.Choice(VIEW_AVERAGES), default="all", show_default=True,
+@click.option("--average", "view_average", type=click.Choice(decision.VIEW_AVERAGES), default="all", show_default=True,
               help="What the views average: every label's probability, or only the negative label's (the positive "
                    "labels then split the rest as the film alone does; for subtype models).")
 @run_split_options

@@ -18,6 +18,7 @@ from typing import Any
 
 from convert.bundles import DEFAULT_VERSION, ModelSpec
 from convert.errors import ConvertError
+from cxr_edge import decision
 from cxr_edge.review.labelled import Truth
 from cxr_edge.preprocess import Contract
 from train.rundir import (METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE,
@@ -105,7 +106,7 @@ def from_keras_file(path: Path, labels: tuple[str, ...], threshold: float, contr
         raise ConvertError(f"--labels needs at least two labels (negative first), got {list(labels)}")
     if not 0.0 <= threshold <= 1.0:
         raise ConvertError(f"--threshold must lie in 0..1, got {threshold}")
-    task = "binary" if len(labels) == 2 else "multiclass"
+    task = decision.task_of(decision.output_width(labels))
     spec = ModelSpec(name=name or DEFAULT_NAMES[task], task=task, labels=labels, threshold=threshold,
                      contract=contract, version=version, training_run={"model_file": Path(path).name})
     return Source(Path(path), spec, [], "", [], "")

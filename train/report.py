@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxr_edge import decision
 from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle, sha256_file
 from cxr_edge.engine import OK, Result
@@ -30,8 +31,14 @@ def threshold_rule(target: float) -> str:
     return f"highest specificity at sensitivity >= {target:g} on validation"
 
 
+def run_rule(record: dict, threshold: float) -> decision.Rule:
+    """The run's decision rule at ``threshold``: the one the edge applies (:mod:`cxr_edge.decision`)."""
+    return decision.Rule(labels=tuple(record["labels"]), negative_label=record["negative_label"],
+                         threshold=threshold, task=record["task"])
+
+
 def run_bundle(run_dir: Path, cfg: RunConfig, record: dict, threshold: float) -> Bundle:
-    """A Bundle describing the float Keras model, so the device-side evaluation code applies."""
+    """A Bundle describing the float Keras model, for the evaluation's model id, quantization and contract."""
     model_path = run_dir / MODEL_FILE
     return Bundle(
         name=Path(cfg.out).name, task=record["task"], labels=tuple(record["labels"]),
@@ -56,7 +63,7 @@ def evaluation(run_dir: Path, threshold: float | None = None) -> Evaluation:
     if threshold is None:
         threshold = metrics.threshold_for_sensitivity(y, score, cfg.target_sensitivity)
     bundle = run_bundle(run_dir, cfg, record, threshold)
-    decided = bundle.decide(probs)
+    decided = decision.decide_labels(run_rule(record, threshold), probs)
     results = [Result(path=f, display=f, status=OK, prediction=pred, probability=float(s),
                       label_probs=tuple(float(p) for p in row))
                for f, pred, s, row in zip(frame["file"], decided, score, probs)]

@@ -19,13 +19,14 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
+from cxr_edge import decision
 from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle, BundleError, load_bundle
 from cxr_edge.engine import Classifier
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray
 from train import data
 from train.leakage import check_split, split_patients
-from train.predict import positive_scores, predict
+from train.predict import NEGATIVE_INDEX, predict
 from train.rundir import METRICS_FILE, MODEL_FILE, load_run, split_records
 
 ROBUSTNESS_FILE = "robustness.json"
@@ -109,7 +110,7 @@ def shift_table(score: Scorer, clean: np.ndarray, raw: np.ndarray, y: np.ndarray
 
 def positive_score(model, pixels: np.ndarray) -> np.ndarray:
     """P(not the negative label) for each image."""
-    return positive_scores(predict(model, pixels))
+    return decision.positive_probability(predict(model, pixels), NEGATIVE_INDEX)
 
 
 def keras_scorer(model) -> Scorer:

@@ -21,9 +21,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from cxr_edge import decision
 from train import data
 from train.config import RunConfig
-from train.predict import positive_scores
+from train.predict import NEGATIVE_INDEX
 
 RUN_FILE = "run.json"  # config, labels, contract, command, versions; each step adds its record
 MODEL_FILE = "model.keras"  # the best epoch's Keras model
@@ -81,7 +82,7 @@ def write_predictions(path: Path, probs: np.ndarray, records: Sequence[data.Reco
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "patient", "label", "target", "score", *(f"p_{label}" for label in labels)])
-        for rec, score, p in zip(records, positive_scores(probs), probs):
+        for rec, score, p in zip(records, decision.positive_probability(probs, NEGATIVE_INDEX), probs):
             target = rec.target(task)
             writer.writerow([rec.path.relative_to(root), rec.patient, labels[target], target,
                              repr(float(score)), *(repr(float(v)) for v in p)])
@@ -98,7 +99,7 @@ def write_run_json(cfg: RunConfig, out: Path, extra: dict) -> None:
     record = json.loads(path.read_text()) if path.exists() else {}
     record.update({
         "config": dataclasses.asdict(cfg),
-        "task": "binary" if cfg.n_outputs == 1 else "multiclass",
+        "task": decision.task_of(cfg.n_outputs),
         "labels": list(cfg.labels),
         "negative_label": cfg.labels[0],
         "preprocessing": cfg.contract.to_manifest(),
