@@ -6,7 +6,7 @@ interpreter thread, on the same image:
 * ``model only``: the gated bundle's interpreter, its first output read (what a bundle
   without a gate costs with this file);
 * ``model + gate``: the engine's own path, every output read and the gate's verdict made
-  (:meth:`cxr_edge.engine.Classifier.outputs`);
+  (:meth:`cxr_edge.engine.Classifier.decide`);
 * ``baseline`` (optional): another bundle, e.g. the same model before it had a features
   output (``git show 42763e4:cxr_edge/models/pneumonia.tflite``, with its .json).
 

@@ -5,7 +5,7 @@ interpreter thread (one x86 core, as issue 26's budget reads), on the same image
 
 * ``baseline``: the baseline bundle through the engine (every output, the gate, the rank score);
 * ``candidate``: the candidate through the same path, one invoke per test-time view and the
-  views' resampling (:meth:`cxr_edge.engine.Classifier.outputs`).
+  views' resampling (:meth:`cxr_edge.engine.Classifier.decide`).
 
 Ratios are to the first row; the budget is 2.0. Decoding is left out: it is the same for both.
 """

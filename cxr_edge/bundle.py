@@ -19,7 +19,7 @@ from cxr_edge.gate import Gate
 from cxr_edge.head import Head
 from cxr_edge.preprocess import Contract, checked_views
 
-SCHEMA_VERSION = 4  # what a plain bundle is written with; HEAD_SCHEMA_VERSION when a head record or decides
+SCHEMA_VERSION = 4  # what a plain bundle is written with (HEAD_SCHEMA_VERSION with a head record or a deciding head)
 # 5: the head's own record and file (head), and what decides (decided_by): a reader that predates them would decide
 # by the wrong output; 4: the manifest may say which probabilities the views average (test_time_average), which
 # changes the positive labels' split; 3: the manifest may name test-time views, which change what the threshold
