@@ -346,10 +346,16 @@ class Adaptation:
 def adapt(data_dir: str | Path, model: str | Path | None = None, target_sensitivity: float | None = None,
           patients: Path | None = None, workers: int | None = None, progress: bool = False,
           n_boot: int = N_BOOT) -> Adaptation:
-    """Read the site's films, refit the head out of fold and on them all; nothing is written yet."""
+    """Read the site's films and adapt to them (:func:`fit`); nothing is written yet."""
     bundle = adaptable(load_bundle(model))
-    listed = read_patients(patients)
-    results, truths, films = read_site(Path(data_dir), bundle, listed, workers, progress)
+    results, truths, films = read_site(Path(data_dir), bundle, read_patients(patients), workers, progress)
+    return fit(bundle, results, truths, films, str(data_dir), target_sensitivity, _patients_source(films, patients),
+               n_boot)
+
+
+def fit(bundle: Bundle, results: list[Result], truths: list[Truth], films: list[Film], data_dir: str,
+        target_sensitivity: float | None = None, patients_source: str = "", n_boot: int = N_BOOT) -> Adaptation:
+    """Refit the head out of fold (for the check and the threshold) and on every film (the head written)."""
     check_site(bundle, results, films)
     site = refit.Site(tuple(np.stack([f.features[v] for f in films]) for v in range(len(bundle.views))),
                       np.array([bundle.labels.index(f.truth.label) for f in films]),
@@ -359,9 +365,9 @@ def adapt(data_dir: str | Path, model: str | Path | None = None, target_sensitiv
     y = np.array([f.truth.positive for f in films], dtype=int)
     threshold = metrics.threshold_for_sensitivity(y, scored(bundle.rule, oof.head_outputs).probability, target)
     penalty = refit.choose_penalty(bundle.head, site)
-    return Adaptation(bundle=bundle, data_dir=str(data_dir), results=results, truths=truths, films=films,
+    return Adaptation(bundle=bundle, data_dir=data_dir, results=results, truths=truths, films=films,
                       target=target, oof=oof, head=refit.fit_head(bundle.head, site, penalty), penalty=penalty,
-                      threshold=threshold, patients_source=_patients_source(films, patients), n_boot=n_boot)
+                      threshold=threshold, patients_source=patients_source, n_boot=n_boot)
 
 
 def _patients_source(films: Sequence[Film], patients: Path | None) -> str:
