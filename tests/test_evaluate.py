@@ -502,3 +502,21 @@ def test_a_folder_of_kermany_file_names_is_warned_to_look_like_the_training_set(
     assert "the bundled models were trained on that dataset's train split" in evaluate.format_table(ev)
     clinic = evaluation([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
     assert not any("Kermany" in w for w in clinic.warnings)
+
+
+def test_the_auc_comes_from_the_score_that_ranks_with_the_8_bit_probabilitys_beside_it():
+    """Issue 33: the int8 probability ties films at its steps; the page orders by the float score."""
+    y = [0, 0, 0, 1, 1, 1]
+    ev = evaluation(y, [0.2, 0.99609375, 0.99609375, 0.99609375, 0.99609375, 0.9])
+    for result, score in zip(ev.results, [0.2, 0.97, 0.98, 0.991, 0.999, 0.9]):
+        result.score = score
+    ev = Evaluation(ev.bundle, "data", 0.5, "manifest", ev.truths, ev.results, n_boot=200)
+    assert ev.binary["auc"] == pytest.approx(metrics.roc_auc(y, [0.2, 0.97, 0.98, 0.991, 0.999, 0.9]))
+    assert ev.binary["auc_probability"] == pytest.approx(metrics.roc_auc(y, ev.score)) != ev.binary["auc"]
+    assert ev.to_json()["auc_from"] == "score" and "from the 8-bit probability column" in evaluate.format_table(ev)
+
+
+def test_without_a_score_the_auc_is_the_probabilitys_and_nothing_is_said_of_it():
+    ev = evaluation([0, 1, 0, 1], [0.1, 0.8, 0.3, 0.7])
+    assert "auc_probability" not in ev.binary and ev.to_json()["auc_from"] == "probability"
+    assert "8-bit" not in evaluate.format_table(ev)
