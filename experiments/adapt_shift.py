@@ -1,9 +1,12 @@
 """Issue 33: does adapting to a site hold out of the films it was fitted on?
 
-    python -m experiments.adapt_shift runs/shift-heldout/pneumonia --model BUNDLE.json --out runs/adapt_shift/pneumonia
+    python -m experiments.adapt_shift measure runs/shift-heldout/pneumonia --model BUNDLE.json --out runs/adapt_shift/pneumonia
+    python -m experiments.adapt_shift site --data $CXR_DATA --model pneumonia --out runs/adapt_site/pneumonia
 
-The held-out films of the shift-aware split (``docs/shift-validation.md``; class folders and a
-``file,patient`` list) play the site. For each seed they are halved by patient (stratified by the
+A site is a folder of class folders with a ``file,patient`` list: the held-out films of the
+shift-aware split (``docs/shift-validation.md``) for a bundle trained on its training side, or, made
+by ``site``, the validation films of a bundle's own patient split (remade from the seed and fraction
+in its manifest, the patient fingerprint checked), which it never trained on. For each seed they are halved by patient (stratified by the
 patient's class): ``cxr-edge adapt``'s library adapts ``BUNDLE`` on one half, exactly as the command
 does (patient folds, threshold out of fold, the rule), and the adapted head is measured on the other
 half at its own threshold, beside the bundle itself at its manifest threshold on the same films. The
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -102,15 +106,49 @@ def _cell(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def validation_site(data: Path, model: str, out: Path) -> Path:
+    """``out/<label>/`` links to the validation films of the bundle's own patient split, and
+    ``out/patients.csv``: films of patients it never trained on."""
+    from train import data as train_data  # local: the split's one definition lives with training
+    from train.rundir import fingerprint
+
+    bundle = load_bundle(model)
+    run = bundle.manifest["training_run"]
+    fraction = float(re.search(r"--val-fraction ([0-9.]+)", run["command"]).group(1))
+    records, _ = train_data.scan(data)
+    _, val = train_data.patient_split(records, fraction, int(run["seed"]))
+    if fingerprint(records[i].patient for i in val) != run["validation_patients"]:
+        raise SystemExit(f"the split remade from seed {run['seed']} and fraction {fraction} is not {bundle.name}'s")
+    rows = ["file,patient"]
+    for i in val:
+        record = records[i]
+        (out / record.label).mkdir(parents=True, exist_ok=True)
+        link = out / record.label / Path(record.path).name
+        if not link.exists():
+            link.symlink_to(Path(record.path).resolve())
+        rows.append(f"{record.label}/{link.name},{record.patient}")
+    (out / "patients.csv").write_text("\n".join(rows) + "\n")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("heldout", type=Path, help="class folders of the held-out films (and patients.csv)")
-    parser.add_argument("--model", required=True, help="the bundle to adapt (a shipped-style bundle)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--patients", type=Path, default=None, help="file,patient list [HELDOUT/patients.csv]")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--n-boot", type=int, default=1000)
+    commands = parser.add_subparsers(dest="command", required=True)
+    site = commands.add_parser("site", help="link a bundle's own validation films into a site folder")
+    site.add_argument("--data", type=Path, required=True, help="the training data (chest_xray_224)")
+    site.add_argument("--model", required=True)
+    site.add_argument("--out", type=Path, required=True)
+    measure_it = commands.add_parser("measure", help="adapt on half a site, measure on the other half, per seed")
+    measure_it.add_argument("heldout", type=Path, help="class folders of the site's films (and patients.csv)")
+    measure_it.add_argument("--model", required=True, help="the bundle to adapt (a shipped-style bundle)")
+    measure_it.add_argument("--out", type=Path, required=True)
+    measure_it.add_argument("--patients", type=Path, default=None, help="file,patient list [HELDOUT/patients.csv]")
+    measure_it.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    measure_it.add_argument("--n-boot", type=int, default=1000)
     args = parser.parse_args(argv)
+    if args.command == "site":
+        print(validation_site(args.data, args.model, args.out))
+        return
     rows = run(args.heldout, args.model, args.seeds, args.n_boot, args.patients)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{RESULT}.json").write_text(json.dumps(
