@@ -32,7 +32,8 @@ from cxr_edge.review import metrics, refit
 
 RESULT = "adapt_shift"
 SEEDS = (0, 1, 2, 3, 4)
-COLUMNS = ("verdict", "adapt_films", "test_films", "base_auc", "base_auc_probability", "base_sensitivity",
+COUNTS = ("adapt_films", "test_films")
+COLUMNS = ("verdict", *COUNTS, "base_auc", "base_auc_probability", "base_sensitivity",
            "base_specificity", "adapted_auc", "adapted_sensitivity", "adapted_specificity", "base_accuracy",
            "adapted_accuracy")
 
@@ -87,7 +88,7 @@ def run(heldout: Path, model: str, seeds: Sequence[int], n_boot: int, patients: 
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     """Mean and standard deviation (over seeds) of each figure."""
     return {c: [float(np.mean([r[c] for r in rows])), float(np.std([r[c] for r in rows], ddof=1))]
-            for c in COLUMNS[1:] if c in rows[0] and len(rows) > 1}
+            for c in COLUMNS if c in rows[0] and c not in ("verdict", *COUNTS) and len(rows) > 1}
 
 
 def markdown(rows: Sequence[dict[str, Any]], model: str) -> str:
@@ -117,7 +118,8 @@ def validation_site(data: Path, model: str, out: Path) -> Path:
     fraction = float(re.search(r"--val-fraction ([0-9.]+)", run["command"]).group(1))
     records, _ = train_data.scan(data)
     _, val = train_data.patient_split(records, fraction, int(run["seed"]))
-    if fingerprint(records[i].patient for i in val) != run["validation_patients"]:
+    expected = run.get("validation_patients")  # older manifests lack it: the seed and fraction alone then
+    if expected and fingerprint(records[i].patient for i in val) != expected:
         raise SystemExit(f"the split remade from seed {run['seed']} and fraction {fraction} is not {bundle.name}'s")
     rows = ["file,patient"]
     for i in val:

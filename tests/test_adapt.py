@@ -114,15 +114,23 @@ def test_a_strong_penalty_gives_back_the_shipped_heads_ranking_and_a_weak_one_le
 def test_the_out_of_fold_scores_come_from_heads_that_never_saw_the_films_patients(monkeypatch):
     site, base = features_site()
     seen = []
-    fit = refit.fit_head
-    monkeypatch.setattr(refit, "fit_head", lambda b, s, p: seen.append(set(s.patients.tolist())) or fit(b, s, p))
+    fit = refit.fit_heads
+    monkeypatch.setattr(refit, "fit_heads", lambda b, s, p: seen.append(set(s.patients.tolist())) or fit(b, s, p))
     oof = refit.out_of_fold(base, site)
-    per_fold = len(refit.PENALTIES) * refit.N_FOLDS + 1  # the inner folds' fits for the penalty, then its own
+    per_fold = refit.INNER_FOLDS + 1  # the inner folds' fits that choose the penalty, then its own
     assert len(seen) == refit.N_FOLDS * per_fold
     for fold in range(refit.N_FOLDS):
         held_out = set(site.patients[oof.folds == fold].tolist())
         assert held_out and not any(held_out & fitted for fitted in seen[fold * per_fold:(fold + 1) * per_fold])
     assert oof.head_outputs[0].shape == (len(site), 1)
+
+
+def test_a_warm_started_penalty_path_gives_the_fits_made_from_the_shipped_head():
+    site, base = features_site()
+    path = refit.fit_heads(base, site, (1.0, 64.0))
+    alone = [refit.fit_head(base, site, p) for p in (1.0, 64.0)]
+    for warm, cold in zip(path, alone):
+        np.testing.assert_allclose(warm.outputs(site.features[0]), cold.outputs(site.features[0]), atol=1e-5)
 
 
 def test_a_multinomial_refit_keeps_one_column_per_label():
