@@ -37,9 +37,9 @@ def _measure_sets(values: tuple[str, ...]) -> dict[str, dict[str, list[str]]]:
     return sets
 
 
-@command(PROG, "python -m convert.add_gate pneumonia --data chest_xray_224 --out build/gated --measure fullres=../fullres "
-               "--model-version 2.3.0",
-         exit_codes=AMEND_EXIT_CODES_HELP)
+@command(PROG, AMEND_EXIT_CODES_HELP,
+         "python -m convert.add_gate pneumonia --data chest_xray_224 --out build/gated --measure fullres=../fullres "
+         "--model-version 2.3.0")
 @click.argument("model")
 @run_split_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),

@@ -7,7 +7,8 @@ and the gate stay as they are. The manifest names the views (``test_time_views``
 moves the scores, so the threshold is chosen again by the bundle's own rule (highest
 specificity at the target sensitivity). It is chosen on the run's validation films, read as a
 device reads them: through the contract, the gate and the views. The split is remade from its
-seed and checked against the manifest's fingerprint (:func:`convert.source.remade_split`), as ``convert.add_gate`` does.
+seed and checked against the manifest's fingerprint, as ``convert.add_gate`` does
+(:func:`convert.source.remade_split`).
 ``--average negative`` (``test_time_average``) averages only the negative label's probability and
 leaves the positive labels' split to the film: for ``subtype``, whose bacterial/viral hint the
 soft view blurs.
@@ -105,8 +106,8 @@ def _views(value: str) -> tuple[str, ...]:
         raise click.BadParameter(str(exc)) from exc
 
 
-@command(PROG, "python -m convert.add_views pneumonia --data chest_xray_224 --out build/views --model-version 2.4.0",
-         exit_codes=AMEND_EXIT_CODES_HELP)
+@command(PROG, AMEND_EXIT_CODES_HELP,
+         "python -m convert.add_views pneumonia --data chest_xray_224 --out build/views --model-version 2.4.0")
 @click.argument("model")
 @click.option("--views", "views", default="film,half_and_back", show_default=True,
               help="Comma-separated test-time views, the film itself first.")

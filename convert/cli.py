@@ -43,15 +43,14 @@ AMEND_EXIT_CODES_HELP = (
 VARIANT_HELP = "Comma-separated: float32, float16, dynamic, int8."
 
 
-def command(prog: str, *examples: str, exit_codes: str | None = None) -> Callable:
+def command(prog: str, exit_codes: str, *examples: str) -> Callable:
     """A command of the convert family: ``--version``, exit 130 with one line on Ctrl-C, ``-h``, and help
-    that ends with ``exit_codes`` (if given) and ``examples``."""
-    epilog = commands.example(*examples)
+    that ends with its ``exit_codes`` and ``examples``."""
 
     def decorate(func: Callable) -> click.Command:
         return click.command(cls=commands.interruptible_class(click.Command, prog),
                              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-                             epilog=f"{exit_codes}\n\n{epilog}" if exit_codes else epilog)(
+                             epilog=f"{exit_codes}\n\n{commands.example(*examples)}")(
             commands.version_option(prog)(func))
 
     return decorate
@@ -73,7 +72,8 @@ def failures(prog: str, out: Path) -> Iterator[None]:
 
 
 def run_split_options(func: Callable) -> Callable:
-    """--data, --seed and --val-fraction: what remakes a bundle's patient split (:func:`convert.source.remade_split`)."""
+    """--data, --seed and --val-fraction: what remakes a bundle's patient split
+    (:func:`convert.source.remade_split`)."""
     for option in reversed([
         click.option("--data", envvar="CXR_DATA", required=True,
                      type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -106,9 +106,9 @@ def _variants(_ctx, _param, value: str) -> tuple[str, ...]:
     return chosen
 
 
-@command(PROG, "python -m convert runs/pneumonia-v1 --out build/pneumonia --install cxr_edge/models",
-         "python -m convert model.keras --threshold 0.4 --calib-dir data/train --parity-dir data/val --out build/m",
-         exit_codes=EXIT_CODES_HELP)
+@command(PROG, EXIT_CODES_HELP,
+         "python -m convert runs/pneumonia-v1 --out build/pneumonia --install cxr_edge/models",
+         "python -m convert model.keras --threshold 0.4 --calib-dir data/train --parity-dir data/val --out build/m")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the bundles (<name>_<variant>.tflite/.json), parity.md/.json, convert.log.")
