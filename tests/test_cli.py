@@ -298,9 +298,14 @@ def test_out_that_is_not_a_regular_file_is_a_usage_error(cli, folder, binary_mod
     assert ("is a folder" if kind == "folder" else "--out - for stdout") in result.stderr
 
 
-def test_an_unwritable_report_is_fatal(cli, folder, binary_model, tmp_path) -> None:
-    result = cli("classify", folder, "--out", tmp_path / "missing" / "r.csv", "--model", binary_model)
-    assert result.exit_code == 3 and "cannot write the report" in result.stderr
+def test_a_report_in_a_missing_folder_is_a_usage_error_that_says_how_to_fix_it(cli, folder, binary_model,
+                                                                                tmp_path) -> None:
+    """Exit 2 as for an --html in a missing folder: the path given is wrong, nothing failed."""
+    missing = tmp_path / "missing"
+    result = cli("classify", folder, "--out", missing / "r.csv", "--model", binary_model)
+    assert result.exit_code == 2 and "No such file" not in result.stderr
+    assert f"the folder {missing} does not exist; create it (mkdir -p {missing})" in result.stderr
+    assert not missing.exists()
 
 
 def test_no_phi_leaves_the_patient_columns_out(cli, folder, binary_model, report_rows) -> None:
@@ -493,3 +498,69 @@ def test_ctrl_c_exits_130_and_advises_resume_only_where_there_is_one(cli, tmp_pa
     result = cli(command[0], tmp_path, *command[1:], "--model", binary_model)
     assert result.exit_code == 130 and "interrupted" in result.stderr
     assert ("--resume" in result.stderr) == resumable
+
+
+SPELLINGS = {
+    "relative": lambda day: "day",
+    "dot-prefixed": lambda day: "./day",
+    "trailing slash": lambda day: "day/",
+    "absolute": lambda day: str(day),
+    "through ..": lambda day: "day/../day",
+    "symlinked folder": lambda day: "link",
+}
+
+
+@pytest.mark.parametrize("first", ["relative", "absolute"])
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_resume_never_adds_a_second_row_for_a_film_however_its_folder_is_spelled(
+        cli, tmp_path, make_image, binary_model, report_rows, monkeypatch, first, spelling) -> None:
+    day = tmp_path / "day"
+    for i in range(3):
+        make_image(day / f"IM-000{i}.jpeg", seed=i)
+    (tmp_path / "link").symlink_to(day, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    assert cli("classify", SPELLINGS[first](day), "--out", "r.csv", "--model", binary_model).exit_code == 0
+    result = cli("classify", SPELLINGS[spelling](day), "--out", "r.csv", "--model", binary_model, "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert len(report_rows(tmp_path / "r.csv")) == 3
+    assert "0 classified" in result.stderr and "3 already in the report" in result.stderr
+
+
+def test_one_run_given_the_same_folder_twice_by_two_spellings_reports_each_film_once(
+        cli, tmp_path, make_image, binary_model, report_rows, monkeypatch) -> None:
+    make_image(tmp_path / "day" / "IM-0001.jpeg")
+    (tmp_path / "link").symlink_to(tmp_path / "day", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    assert cli("classify", "day", "link", str(tmp_path / "day"), "--out", "r.csv", "--model", binary_model).exit_code == 0
+    assert [r["path"] for r in report_rows(tmp_path / "r.csv")] == ["day/IM-0001.jpeg"]
+
+
+def test_linked_files_stay_inputs_of_their_own(cli, tmp_path, make_image, binary_model, report_rows,
+                                               monkeypatch) -> None:
+    """The benchmarks' workloads repeat one film under many linked names: each is a row."""
+    film = make_image(tmp_path / "film.png")
+    for name in ("a.png", "b.png"):
+        (tmp_path / "day" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "day" / name).symlink_to(film)
+    monkeypatch.chdir(tmp_path)
+    assert cli("classify", "day", "--out", "r.csv", "--model", binary_model).exit_code == 0
+    assert cli("classify", "./day", "--out", "r.csv", "--model", binary_model, "--resume").exit_code == 0
+    assert [r["path"] for r in report_rows(tmp_path / "r.csv")] == ["day/a.png", "day/b.png"]
+
+
+def test_a_report_that_already_holds_a_film_twice_says_so(cli, tmp_path, make_image, binary_model, monkeypatch) -> None:
+    """A report written by cxr-edge 0.6.0 after a resume with another spelling of the folder."""
+    for i in range(2):
+        make_image(tmp_path / "day" / f"IM-000{i}.jpeg", seed=i)
+    monkeypatch.chdir(tmp_path)
+    assert cli("classify", "day", "--out", "a.csv", "--model", binary_model).exit_code == 0
+    assert cli("classify", tmp_path / "day", "--out", "b.csv", "--model", binary_model).exit_code == 0
+    twice = Path("a.csv").read_bytes() + Path("b.csv").read_bytes().split(b"\r\n", 1)[1]
+    Path("r.csv").write_bytes(twice)
+    result = cli("classify", "day", "--out", "r.csv", "--model", binary_model, "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert "2 films appear more than once in r.csv" in result.stderr
+    assert "e.g. day/IM-0000.jpeg" in result.stderr
+    paged = cli("page", "r.csv", "--html", "p.html", "--model", binary_model)
+    assert paged.exit_code == 0 and "2 films appear more than once" in paged.stderr
+    assert "2 films appear more than once" in Path("p.html").read_text()

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from cxr_edge import report
+from cxr_edge import report, rows
 from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle
 from cxr_edge.classify import CPU, EDGETPU, open_classifier
@@ -338,7 +338,7 @@ def format_table(ev: Evaluation) -> str:
         lines += [
             "",
             f"threshold for sensitivity >= {target['target_sensitivity']:g} on this data: "
-            f"{report.threshold_cell(target['threshold'])} "
+            f"{rows.threshold_cell(target['threshold'])} "
             f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})"
             + (f"; {target['note']}" if target["note"] else ""),
             f"  95% CI of that threshold over resamples: {_interval(*target['threshold_ci95'])}; "
@@ -385,9 +385,9 @@ def write_outputs(ev: Evaluation, out_dir: str | Path) -> list[Path]:
     metrics_path.write_text(json.dumps(ev.to_json(), indent=2) + "\n", encoding="utf-8")
     csv_path = out / PREDICTIONS_CSV
     bundle = ev.bundle
-    header = [*report.columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=False), TRUTH_COLUMN]
+    header = [*rows.columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=False), TRUTH_COLUMN]
     with report.ReportWriter(csv_path, header, bundle.short_id, overwrite=True) as writer:
         for result, truth in zip(ev.results, ev.truths):
-            row = report.result_row(result, bundle.labels, ev.threshold, bundle.short_id)
+            row = rows.result_row(result, bundle.labels, ev.threshold, bundle.short_id)
             writer.write({**row, TRUTH_COLUMN: truth.name})
     return [metrics_path, csv_path]
