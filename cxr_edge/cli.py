@@ -160,8 +160,21 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     if not quiet:
         click.echo(run.summary(), err=True)
     if tally.inputs == 0:  # even with --quiet: an unmounted share must not look like a quiet day
-        fail(f"no image files found in {', '.join(map(str, paths))}", EXIT_UNREADABLE)
+        fail(no_images(paths, recursive), EXIT_UNREADABLE)
     sys.exit(EXIT_UNREADABLE if tally.errors else EXIT_OK)
+
+
+def no_images(paths: tuple[Path, ...], recursive: bool) -> str:
+    """Why nothing was classified: no image file, and the first few files passed over."""
+    from cxr_edge.discover import passed_over
+
+    named, total = passed_over(paths, recursive)
+    message = f"no image files found in {', '.join(map(str, paths))}"
+    if not named:
+        return message
+    more = f" and {total - len(named)} more" if total > len(named) else ""
+    return (f"{message}; passed over {', '.join(named)}{more} (read are JPEG, PNG, BMP, TIFF and DICOM files: "
+            "convert the films to one of them)")
 
 
 PAGE_EXIT_HELP = (

@@ -92,6 +92,21 @@ def _listed(paths: Iterable[str | Path], recursive: bool) -> Iterator[Found]:
             yield Found(str(root), printable(root.as_posix()))
 
 
+def passed_over(paths: Iterable[str | Path], recursive: bool = True, limit: int = 3) -> tuple[list[str], int]:
+    """The first ``limit`` files under the folders of ``paths`` that are not hidden, and how many
+    there are: when discovery found no image, these are what it passed over (a folder of PDFs, a
+    share of another format), which the message names."""
+    named: list[str] = []
+    total = 0
+    for root in (Path(p) for p in paths):
+        for folder, folders, files in os.walk(root) if root.is_dir() else ():
+            folders[:] = sorted(f for f in folders if not is_hidden(f)) if recursive else []
+            visible = sorted(f for f in files if not is_hidden(f))
+            total += len(visible)
+            named += [printable((Path(folder) / f).as_posix()) for f in visible[: limit - len(named)]]
+    return named, total
+
+
 def walk(root: Path, prefix: str, recursive: bool = True) -> Iterator[Found]:
     """The inputs under the folder ``root``, each displayed as ``prefix`` + its path below ``root``."""
     seen: set[tuple[int, int]] = set()

@@ -564,3 +564,32 @@ def test_a_report_that_already_holds_a_film_twice_says_so(cli, tmp_path, make_im
     paged = cli("page", "r.csv", "--html", "p.html", "--model", binary_model)
     assert paged.exit_code == 0 and "2 films appear more than once" in paged.stderr
     assert "2 films appear more than once" in Path("p.html").read_text()
+
+
+def test_running_the_days_command_again_names_the_report_and_how_to_go_on(cli, folder, binary_model,
+                                                                          tmp_path) -> None:
+    """It said only 'triage.html exists; use --overwrite', which would throw the day's report away."""
+    args = ["classify", folder, "--out", tmp_path / "r.csv", "--html", tmp_path / "triage.html", "--model",
+            binary_model]
+    assert cli(*args).exit_code == 0
+    before = (tmp_path / "r.csv").read_bytes()
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'r.csv'} (and {tmp_path / 'triage.html'}) already exists" in result.stderr
+    assert "--resume to continue it" in result.stderr and "--overwrite" in result.stderr
+    assert (tmp_path / "r.csv").read_bytes() == before
+    assert cli(*args, "--resume").exit_code == 0
+
+
+def test_a_folder_without_images_writes_no_page_and_names_the_files_it_passed_over(cli, tmp_path,
+                                                                                  binary_model) -> None:
+    pdfs = tmp_path / "pdfs"
+    for name in ("a.pdf", "b.pdf", "c.docx", "d.txt", ".hidden.png"):
+        (pdfs / name).parent.mkdir(exist_ok=True)
+        (pdfs / name).write_text("x")
+    page = tmp_path / "triage.html"
+    result = cli("classify", pdfs, "--out", tmp_path / "r.csv", "--html", page, "--model", binary_model)
+    assert result.exit_code == 1 and not page.exists()
+    assert (f"no image files found in {pdfs}; passed over {pdfs.as_posix()}/a.pdf, {pdfs.as_posix()}/b.pdf, "
+            f"{pdfs.as_posix()}/c.docx and 1 more") in result.stderr
+    assert ".hidden.png" not in result.stderr and "JPEG, PNG" in result.stderr
