@@ -285,11 +285,15 @@ class _Page:
         return thumb, f'<a href="{href}">{_img(picture, "PNG", f"heatmap of {result.display}")}</a>', heatmap.flat_note
 
 
-def model_line(bundle: Bundle) -> str:
-    """The model as its card names it (``pneumonia 2.2.0``), then the report's ``model`` id."""
+def model_name(bundle: Bundle) -> str:
+    """The model as its card names it: ``pneumonia 2.2.0``."""
     version = bundle.manifest.get("version")
-    named = f"{bundle.name} {version}" if version else bundle.name
-    return f"Model {named} ({bundle.short_id}, {bundle.quantization})"
+    return f"{bundle.name} {version}" if version else bundle.name
+
+
+def model_line(bundle: Bundle) -> str:
+    """The model as its card names it, then the report's ``model`` id."""
+    return f"Model {model_name(bundle)} ({bundle.short_id}, {bundle.quantization})"
 
 
 def operating_point(bundle: Bundle) -> str:

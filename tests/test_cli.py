@@ -444,11 +444,33 @@ def test_missing_path_is_a_usage_error(cli, tmp_path) -> None:
     assert result.exit_code == 2 and "does not exist" in result.stderr
 
 
-def test_info_prints_backend_versions_and_manifest(cli, binary_model) -> None:
+def test_info_prints_a_short_summary_and_the_whole_manifest_only_with_json(cli, binary_model) -> None:
+    """It printed all 346 lines of the manifest; a technician wants the model, its threshold and the gate."""
+    model = bundle.load_bundle(binary_model)
     result = cli("info", "--model", binary_model)
-    assert result.exit_code == 0
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) <= 12
     assert "interpreter: " in result.stdout and "numpy" in result.stdout and "pillow" in result.stdout
-    assert '"labels"' in result.stdout and bundle.load_bundle(binary_model).short_id in result.stdout
+    assert f"model: {model.name}" in result.stdout and model.short_id in result.stdout
+    assert f"labels: {', '.join(model.labels)}; flagged when {model.score_name} >= {model.threshold:g}" in result.stdout
+    assert "gate: none" in result.stdout and "test-time views: film" in result.stdout
+    assert "adapted: no (as converted)" in result.stdout
+    assert '"labels"' not in result.stdout and "cxr-edge info --json" in result.stdout
+    whole = cli("info", "--model", binary_model, "--json")
+    assert whole.exit_code == 0 and json.loads(whole.stdout) == model.manifest
+
+
+def test_info_says_which_bundle_a_model_was_adapted_from(cli, binary_model, copy_bundle, tmp_path) -> None:
+    manifest = copy_bundle(binary_model, tmp_path / "adapted")
+    record = json.loads(manifest.read_text())
+    record["adapted"] = {"base": {"name": "pneumonia", "version": "2.4.0", "sha256": "594b89e6ce8c" + "0" * 52},
+                         "date": "2026-12-07"}
+    manifest.write_text(json.dumps(record))
+    result = cli("info", "--model", manifest)
+    assert result.exit_code == 0, result.stderr
+    assert "adapted: from pneumonia 2.4.0 (sha256 594b89e6ce8c) on 2026-12-07" in result.stdout
+    record["adapted"] = "yes"  # a record this cxr-edge cannot read is said so, not a traceback
+    manifest.write_text(json.dumps(record))
+    assert "adapted: yes (a record this cxr-edge cannot read)" in cli("info", "--model", manifest).stdout
 
 
 def test_info_help_documents_its_own_exit_codes(cli) -> None:
