@@ -13,6 +13,7 @@ whose message says what the report keeps and the exact command that carries on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shlex
 import sys
 from pathlib import Path
@@ -170,7 +171,8 @@ def classify_to_report(options: ClassifyOptions) -> Run:
         threshold=bundle.threshold,
     ) as writer:
         try:
-            for cells in _classified(options, classifier, writer, run.tally):
+            listing = functools.partial(discover, options.paths, recursive=options.recursive)
+            for cells in _classified(listing, classifier, writer, run.tally, options.workers, options.progress):
                 if options.html is not None and writer.path is None:
                     kept.append(cells)
         except KeyboardInterrupt:
@@ -226,23 +228,25 @@ def _write_workbook(book: Path, header: Sequence[str], rows: Sequence[dict[str, 
 
 
 def _classified(
-    options: ClassifyOptions, classifier: Classifier, writer: report.ReportWriter, tally: Tally
+    listing: Callable[[], Iterator[Found]], classifier: Classifier, writer: report.ReportWriter, tally: Tally,
+    workers: int | None, progress: bool,
 ) -> Iterator[dict[str, str]]:
-    """Classify the inputs not yet in the report, writing and counting each result; yields each row's cells."""
+    """Classify the inputs ``listing()`` yields that are not yet in the report, writing and counting
+    each result; yields each row's cells as the report holds them."""
     bundle = classifier.bundle
 
     def todo() -> Iterator[Found]:
-        for found in discover(options.paths, recursive=options.recursive):
+        for found in listing():
             if writer.is_done(found.path):
                 tally.skipped += 1
             else:
                 yield found
 
     # Only a visible progress bar needs the total, at the cost of a second walk.
-    total = sum(1 for _ in todo()) if options.progress else None
+    total = sum(1 for _ in todo()) if progress else None
     tally.skipped = 0
-    with tqdm(total=total, unit="img", file=sys.stderr, disable=not options.progress, dynamic_ncols=True) as bar:
-        for result in classify_files(todo(), classifier, workers=options.workers):
+    with tqdm(total=total, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
+        for result in classify_files(todo(), classifier, workers=workers):
             result = viewer.hinted(result)
             cells = result_row(result, bundle.labels, bundle.threshold, bundle.short_id)
             writer.write(cells)

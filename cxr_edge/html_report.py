@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import html
 import io
+import math
 import os
 import re
 import sys
@@ -72,6 +73,7 @@ tr.section th{background:#f5d58a;font-size:1.05em}
 .bar{position:absolute;left:0;top:0;height:100%;background:#888}
 tr.flagged .bar{background:#b00020}
 .tick{position:absolute;top:-3px;bottom:-3px;width:2px;background:#222}
+td.probability{white-space:nowrap}
 .borderline{display:block;font-size:.85em;color:#8a5a00;font-weight:bold}
 .legend{display:inline-block;width:120px;height:.8em;vertical-align:middle;
   background:linear-gradient(to right,rgb(0,0,4),rgb(87,16,110),rgb(188,55,84),rgb(249,142,9),rgb(252,255,164))}
@@ -171,9 +173,15 @@ def score_digits(scores: Sequence[float]) -> int:
     8-bit output gives most of them one probability, and a column of 0.996 orders nothing."""
     distinct = set(scores)
     for digits in range(3, MAX_DIGITS):
-        if len({f"{s:.{digits}f}" for s in distinct}) == len(distinct):
+        if len({floored(s, digits) for s in distinct}) == len(distinct):
             return digits
     return MAX_DIGITS
+
+
+def floored(value: float, digits: int) -> str:
+    """``value`` cut (not rounded) to ``digits`` decimals: a score of 0.999996 reads 0.99999, never
+    a certainty of 1.00000."""
+    return f"{math.floor(value * 10**digits) / 10**digits:.{digits}f}"
 
 
 def whose(result: Result) -> str:
@@ -203,7 +211,7 @@ def score_cell(probability: float, threshold: float, score: float | None = None,
     if score is not None:
         tip = (f"probability {probability:.3f} (the model's 8-bit output, compared with the threshold); "
                f"rank score {score:.{MAX_DIGITS}f} (orders films of one probability)")
-        shown = f'<span title="{html.escape(tip)}">{score:.{digits}f}</span>'
+        shown = f'<span title="{html.escape(tip)}">{floored(score, digits)}</span>'
     return f"{shown}{bar}" + ('<span class="borderline">borderline</span>' if near else "")
 
 

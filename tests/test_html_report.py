@@ -447,6 +447,8 @@ def test_flagged_films_show_the_rank_score_with_the_digits_that_tell_them_apart(
     assert html_report.score_digits([0.99612, 0.99641, 0.99873]) == 4
     assert html_report.score_digits([0.9961201, 0.9961203]) == html_report.MAX_DIGITS
     assert html_report.score_digits([0.8, 0.9]) == 3
+    assert html_report.floored(0.999996, 5) == "0.99999"  # cut, not rounded: never a certainty of 1.00000
+    assert html_report.score_digits([0.999996, 0.999991]) == html_report.MAX_DIGITS
     cell = html_report.score_cell(0.99609375, 0.66, score=0.99641234, digits=4)
     assert re.match(r'<span title="probability 0.996 [^"]*rank score 0.996412[^"]*">0.9964</span>', cell)
     assert html_report.score_cell(0.3, 0.66).startswith("0.300<span class=\"track\">")
