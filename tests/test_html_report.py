@@ -496,3 +496,24 @@ def test_a_rejected_film_gets_its_thumbnail_and_a_plain_reason_with_the_measurem
     assert cells[2] == "not screened: rejected" and cells[4] == NOT_A_CHEST_FILM
     assert len(parsed.images) == 1 and parsed.links == ["#not-screened", "hand.png"]
     assert f'title="{html.escape(why)}"' in page.read_text(encoding="utf-8")
+
+
+def _table(page: Path) -> str:
+    """The page from its table on: the rows, without the header's time."""
+    text = page.read_text(encoding="utf-8")
+    return text[text.index("<table>"):]
+
+
+def test_classify_makes_its_page_the_one_way_the_page_command_does(cli, binary_model, tmp_path, monkeypatch):
+    """One way to a page: from the report's rows, read back (or, on stdout, kept as they were written)."""
+    data = folder_of_images(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    cli("classify", "data", "--model", binary_model, "-o", "r.csv", "--html", "classify.html")
+    assert cli("page", "r.csv", "--html", "page.html", "--model", binary_model).exit_code == 0
+    strip_time = lambda page: re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d \w+", "", page.read_text(encoding="utf-8"))
+    assert strip_time(tmp_path / "classify.html") == strip_time(tmp_path / "page.html")
+    piped = cli("classify", "data", "--model", binary_model, "-o", "-", "--html", "stdout.html")
+    (tmp_path / "piped.csv").write_text(piped.stdout, encoding="utf-8", newline="")
+    assert cli("page", "piped.csv", "--html", "piped.html", "--model", binary_model).exit_code == 0
+    assert _table(tmp_path / "stdout.html") == _table(tmp_path / "piped.html") == _table(tmp_path / "page.html")
+    assert data.exists()
