@@ -239,7 +239,7 @@ def info(model: str | None, as_json: bool) -> None:
             click.echo(json.dumps(bundle.manifest, indent=2))
             return
         click.echo(f"model: {model_name(bundle)} ({bundle.short_id}, {bundle.quantization}; {bundle.manifest_path})")
-        click.echo(f"labels: {', '.join(bundle.labels)}; flagged when {bundle.score_name} >= {bundle.threshold:g}"
+        click.echo(f"labels: {', '.join(bundle.labels)}; flagged when {bundle.rule.score_name} >= {bundle.threshold:g}"
                    f" ({bundle.manifest.get('threshold_rule', 'rule not recorded')})")
         click.echo(f"gate: {gate_line(bundle)}")
         click.echo(f"test-time views: {', '.join(bundle.views)}{views_note(bundle)}")

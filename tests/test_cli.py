@@ -451,7 +451,7 @@ def test_info_prints_a_short_summary_and_the_whole_manifest_only_with_json(cli, 
     assert result.exit_code == 0 and len(result.stdout.splitlines()) <= 12
     assert "interpreter: " in result.stdout and "numpy" in result.stdout and "pillow" in result.stdout
     assert f"model: {model.name}" in result.stdout and model.short_id in result.stdout
-    assert f"labels: {', '.join(model.labels)}; flagged when {model.score_name} >= {model.threshold:g}" in result.stdout
+    assert f"labels: {', '.join(model.labels)}; flagged when {model.rule.score_name} >= {model.threshold:g}" in result.stdout
     assert "gate: none" in result.stdout and "test-time views: film" in result.stdout
     assert "adapted: no (as converted)" in result.stdout
     assert '"labels"' not in result.stdout and "cxr-edge info --json" in result.stdout

@@ -366,7 +366,7 @@ def _beside_current(target: dict[str, Any], bundle: Bundle) -> list[str]:
         lines.append(f"  {name:<10} {rows.threshold_cell(point['threshold']):>10} "
                      f"{_cell(point['sensitivity']):>12} {_cell(point['specificity']):>12}")
     missed, alarms = target["missed_vs_current"], target["false_alarms_vs_current"]
-    films = f"{bundle.positive_name} film{'' if abs(missed) == 1 else 's'}"
+    films = f"{bundle.rule.positive_name} film{'' if abs(missed) == 1 else 's'}"
     than = f"the current one ({rows.threshold_cell(current['threshold'])})"
     cost = (f"{abs(alarms)} {'more' if alarms > 0 else 'fewer'} false alarm{'' if abs(alarms) == 1 else 's'}"
             if alarms else "as many false alarms")
