@@ -27,10 +27,8 @@ from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_
 from train import data
 from train.leakage import check_split, split_patients
 from train.predict import NEGATIVE_INDEX, predict
-from train.rundir import METRICS_FILE, MODEL_FILE, load_run, split_records
+from train.rundir import MODEL_FILE, ROBUSTNESS_FILE, ROBUSTNESS_MD, load_run, load_threshold, split_records
 
-ROBUSTNESS_FILE = "robustness.json"
-ROBUSTNESS_MD = "robustness.md"
 ON_VALIDATION = "chosen on clean validation"
 
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -226,7 +224,7 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     import keras  # lazy: TensorFlow loads for the Keras model alone, not for bundles
 
     cfg, _record = load_run(run_dir)
-    threshold = json.loads((run_dir / METRICS_FILE).read_text())["threshold"]["value"]
+    threshold = load_threshold(run_dir).value
     raw, y = validation_images(run_dir)
     model = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
     log(f"robustness of {run_dir.name} on {len(y)} validation images at threshold {threshold:.4f}")

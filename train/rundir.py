@@ -17,7 +17,7 @@ import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -32,6 +32,31 @@ PREDICTIONS_FILE = "val_predictions.csv"  # one row per validation image: file, 
 SPLIT_FILE = "split.csv"  # every image: file, patient, label, subtype, official_split, side (train|val)
 SUMMARY_FILE = "data_summary.json"  # counts per class and side, image sizes, unparsed names
 METRICS_FILE = "metrics.json"  # validation metrics and the chosen threshold (written by train.report)
+HISTORY_FILE = "history.csv"  # one row per epoch (written by train.fit; read by the report and its curves)
+MONITOR = "val_auc"  # the history column that picks the best epoch
+STATE_FILE = "train_state.json"  # epoch, best score and patience, for --resume
+BEST_MODEL = "best.keras"  # the best epoch so far (copied to MODEL_FILE at the end)
+LAST_MODEL = "last.keras"  # the last finished epoch, where --resume starts
+ROBUSTNESS_FILE = "robustness.json"  # train.robustness's measurement (quoted by the card and the comparison)
+ROBUSTNESS_MD = "robustness.md"  # the same for people
+
+
+class Threshold(NamedTuple):
+    """The operating point ``train evaluate`` chose on validation (``metrics.json``'s ``threshold``):
+    what the run's bundles ship, its comparison row shows and its robustness is measured at."""
+
+    value: float
+    rule: str
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> Threshold:
+        """The threshold of a ``metrics.json`` already read (for callers that need more of it)."""
+        return cls(float(metrics["threshold"]["value"]), metrics["threshold"]["rule"])
+
+
+def load_threshold(run_dir: Path) -> Threshold:
+    """A finished run's threshold, from its ``metrics.json``."""
+    return Threshold.from_metrics(json.loads((Path(run_dir) / METRICS_FILE).read_text()))
 
 
 def load_run(run_dir: Path) -> tuple[RunConfig, dict]:
@@ -51,6 +76,19 @@ def split_patients(run_dir: Path, side: str) -> set[str]:
 def fingerprint(patients: Iterable[str]) -> str:
     """A short hash of a set of patient ids: equal exactly when the sets are."""
     return hashlib.sha256("\n".join(sorted(set(patients))).encode()).hexdigest()[:16]
+
+
+def validation_fingerprint(run_dir: Path) -> str:
+    """The fingerprint of a run's validation patients, as every bundle of the run records it."""
+    return fingerprint(split_patients(run_dir, "val"))
+
+
+def seeded_split(root: Path, val_fraction: float, seed: int) -> dict[str, list[data.Record]]:
+    """The images under ``root`` by side (train, val) as ``fit`` splits them by patient from ``seed`` and
+    ``val_fraction`` (no ``--val-patients``): a run's split remade when only its bundle is left."""
+    records, _ = data.scan(Path(root))
+    train_idx, val_idx = data.patient_split(records, val_fraction, seed)
+    return {"train": [records[i] for i in train_idx], "val": [records[i] for i in val_idx]}
 
 
 def write_split(path: Path, records, val: set[int], root: Path) -> None:
