@@ -51,7 +51,7 @@ MIN_PATIENTS = 5 * refit.N_FOLDS
 #: More than this share of the readable films rejected by the gate: the folder is not what the model reads.
 MOST_REJECTED = 0.5
 DEFAULT_TARGET = 0.95  # when the manifest's threshold rule names none
-ADD_FEATURES = "python -m convert.add_gate (docs/conversion.md, 'The gate')"
+ADD_FEATURES = "python -m convert.add_gate (docs/conversion.md, 'The out-of-distribution gate')"
 REPORT_MD, REPORT_JSON = "adapt-report.md", "adapt-report.json"
 RULE = ("the adapted head is written only if, out of fold on the same films, (1) the patient-bootstrap 95% "
         "interval of its AUC gain over the shipped bundle's lies above zero, (2) at the target sensitivity its "
