@@ -473,8 +473,7 @@ def adapt(data_dir: Path, out: Path, model: str | None, target_sensitivity: floa
         except adapting.DataLayoutError as exc:
             fail(str(exc), EXIT_DATA)
         for result in adaptation.not_used:
-            click.echo(f"cxr-edge: warning: {result.display}: {result.error or 'positive of unknown subtype'}",
-                       err=True)
+            click.echo(f"cxr-edge: warning: {result.display}: {adapting.left_out_reason(result)}", err=True)
         if adapting.one_per_file(adaptation):
             click.echo(f"cxr-edge: warning: {adapting.one_per_file(adaptation)} films have no known patient and "
                        "count as their own: the figures may be optimistic (give --patients)", err=True)

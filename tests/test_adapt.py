@@ -240,6 +240,17 @@ def test_the_subtype_model_gets_a_multinomial_head_and_three_class_accuracy(gate
     assert report["out_of_fold"]["adapted"]["three_class_accuracy"] > report["out_of_fold"]["base"]["three_class_accuracy"]
 
 
+def test_unreadable_films_are_named_never_fitted_on_and_exit_1(gated, site, patients, tmp_path, cli):
+    folder = shutil.copytree(site, tmp_path / "site")
+    (folder / "NORMAL" / "broken.png").write_bytes(b"")
+    out = tmp_path / "out"
+    result = cli("adapt", folder, "--model", gated, "--out", out, "--patients", patients, "-q")
+    assert result.exit_code == 1 and "NORMAL/broken.png: empty file" in result.stderr
+    report = json.loads((out / adapting.REPORT_JSON).read_text())
+    assert [(r["file"], r["why"][:10]) for r in report["left_out"]] == [("NORMAL/broken.png", "empty file")]
+    assert report["films"]["NORMAL"] == PER_CLASS and report["not_used"]["unreadable"] == 1
+
+
 # --- refusals
 
 
@@ -303,3 +314,30 @@ def test_adapting_needs_no_tensorflow(gated, site, patients, tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.stdout.split()[-3:] == ["exit", "0", "False"], done.stderr
+
+
+# --- patients
+
+
+def test_a_films_patient_is_its_dicom_id_then_the_list_then_its_kermany_name(tmp_path):
+    from cxr_edge.engine import OK, Result
+    from cxr_edge.review.labelled import Truth
+
+    listed = tmp_path / "patients.csv"
+    listed.write_text("file,patient\nNORMAL/a.png,P1\nb.png,P2\nNORMAL/IM-0007-0001.jpeg,P3\n")
+    known = adapting.read_patients(listed)
+    normal = Truth(False, "NORMAL")
+
+    def patient(display: str, **info: str) -> str:
+        return adapting.patient_of(Result(f"/x/{display}", display, OK, info=info), normal, known)
+
+    assert patient("NORMAL/a.png", patient_id="D9") == "PatientID D9"
+    assert patient("NORMAL/a.png") == "listed P1" and patient("NORMAL/sub/b.png") == "listed P2"
+    assert patient("NORMAL/IM-0007-0001.jpeg") == "listed P3" and patient("NORMAL/IM-0008-0001.jpeg") == "IM-8"
+    assert patient("NORMAL/c.png") == ""
+
+
+def test_a_patients_list_without_its_columns_is_refused(tmp_path):
+    (tmp_path / "p.csv").write_text("name,id\na.png,1\n")
+    with pytest.raises(adapting.DataLayoutError, match="file,patient"):
+        adapting.read_patients(tmp_path / "p.csv")

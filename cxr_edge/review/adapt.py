@@ -397,7 +397,8 @@ def write(adaptation: Adaptation, out: Path, name: str | None = None) -> list[Pa
     written = []
     if adaptation.improved:
         written.append(write_bundle_of(adaptation, out, name or default_name(adaptation), record))
-    report = {"model": record["base"], "adapted_bundle": written[0].name if written else None, **record}
+    report = {"adapted_bundle": written[0].name if written else None, **record,
+              "left_out": [{"file": r.display, "why": left_out_reason(r)} for r in adaptation.not_used]}
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / REPORT_MD).write_text(report_markdown(adaptation, written[0] if written else None, date), encoding="utf-8")
     return written + [out / REPORT_MD, out / REPORT_JSON]
@@ -529,6 +530,11 @@ def report_markdown(adaptation: Adaptation, bundle_path: Path | None, date: str)
     return "\n".join(lines)
 
 
+def left_out_reason(result: Result) -> str:
+    """Why a film was not fitted on: the engine's reason (unreadable, rejected), or its unknown subtype."""
+    return result.error or "positive of unknown subtype"
+
+
 def _left_out(adaptation: Adaptation) -> list[str]:
     lines = []
     single = one_per_file(adaptation)
@@ -539,6 +545,6 @@ def _left_out(adaptation: Adaptation) -> list[str]:
     left = adaptation.not_used
     if left:
         lines += [f"Left out ({len(left)}: never fitted on, not in the figures):", ""]
-        lines += [f"- {r.display}: {r.error or 'positive of unknown subtype'}" for r in left]
+        lines += [f"- {r.display}: {left_out_reason(r)}" for r in left]
         lines.append("")
     return lines
