@@ -284,8 +284,8 @@ class Adaptation:
         found = []
         if not fig["auc_gain_ci95"][0] > 0:
             low, high = fig["auc_gain_ci95"]
-            found.append(f"its AUC gain over the shipped bundle, {fig['auc_gain']:+.3f} (95% interval {low:+.3f} to "
-                         f"{high:+.3f}), is not surely above zero")
+            found.append(f"its AUC gain over the shipped bundle, {fig['auc_gain']:+.4f} (95% interval {low:+.4f} to "
+                         f"{high:+.4f}), is not surely above zero")
         if adapted["sensitivity"] < self.target:
             found.append(f"its sensitivity out of fold, {adapted['sensitivity']:.3f}, misses the target {self.target:g}")
         if adapted["specificity"] < base_at["specificity"]:
@@ -482,8 +482,8 @@ def _floor(value: float | None) -> str:
 def verdict_lines(adaptation: Adaptation, bundle_path: Path | None) -> list[str]:
     fig = adaptation.figures
     low, high = fig["auc_gain_ci95"]
-    lines = [f"AUC gain of the adapted head: {fig['auc_gain']:+.3f} (paired patient bootstrap, 95% interval "
-             f"{_fmt(low)} to {_fmt(high)})."]
+    lines = [f"AUC gain of the adapted head: {fig['auc_gain']:+.4f} (paired patient bootstrap, 95% interval "
+             f"{low:+.4f} to {high:+.4f})."]
     at = fig["base_at_target"]
     lines.append(f"The shipped bundle with a threshold chosen on these films for sensitivity >= {adaptation.target:g} "
                  f"({at['threshold']:.4g}): sensitivity {_fmt(at['sensitivity'])}, specificity "
@@ -492,7 +492,8 @@ def verdict_lines(adaptation: Adaptation, bundle_path: Path | None) -> list[str]
         lines.append(f"**Verdict: adapted.** The adapted bundle is {bundle_path.name}; use it with "
                      f"`cxr-edge classify FILMS --model {bundle_path}`.")
     else:
-        lines.append("**Verdict: not adapted; no bundle was written.** " + "; ".join(adaptation.reasons).capitalize()
+        lines.append("**Verdict: not adapted; no bundle was written.** The adapted head was kept back: "
+                     + "; ".join(adaptation.reasons)
                      + f". Keep the shipped bundle; to move its operating point to this site, use "
                        f"`--threshold {at['threshold']:.4g}` (measured on these films, so optimistic).")
     return lines
