@@ -107,9 +107,10 @@ def _cell(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def validation_site(data: Path, model: str, out: Path) -> Path:
+def validation_site(data: Path, model: str, out: Path, only_in: Path | None = None) -> Path:
     """``out/<label>/`` links to the validation films of the bundle's own patient split, and
-    ``out/patients.csv``: films of patients it never trained on."""
+    ``out/patients.csv``: films of patients it never trained on; with ``only_in``, only those whose
+    file name is also in that folder (the shift split's held-out films: the shifted ones among them)."""
     from train import data as train_data  # local: the split's one definition lives with training
     from train.rundir import fingerprint
 
@@ -122,8 +123,11 @@ def validation_site(data: Path, model: str, out: Path) -> Path:
     if expected and fingerprint(records[i].patient for i in val) != expected:
         raise SystemExit(f"the split remade from seed {run['seed']} and fraction {fraction} is not {bundle.name}'s")
     rows = ["file,patient"]
+    kept = {p.name for p in only_in.rglob("*") if p.is_file()} if only_in else None
     for i in val:
         record = records[i]
+        if kept is not None and Path(record.path).name not in kept:
+            continue
         (out / record.label).mkdir(parents=True, exist_ok=True)
         link = out / record.label / Path(record.path).name
         if not link.exists():
@@ -140,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     site.add_argument("--data", type=Path, required=True, help="the training data (chest_xray_224)")
     site.add_argument("--model", required=True)
     site.add_argument("--out", type=Path, required=True)
+    site.add_argument("--only-in", type=Path, default=None,
+                      help="keep only the films also in this folder (e.g. the shift split's held-out films)")
     measure_it = commands.add_parser("measure", help="adapt on half a site, measure on the other half, per seed")
     measure_it.add_argument("heldout", type=Path, help="class folders of the site's films (and patients.csv)")
     measure_it.add_argument("--model", required=True, help="the bundle to adapt (a shipped-style bundle)")
@@ -149,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     measure_it.add_argument("--n-boot", type=int, default=1000)
     args = parser.parse_args(argv)
     if args.command == "site":
-        print(validation_site(args.data, args.model, args.out))
+        print(validation_site(args.data, args.model, args.out, args.only_in))
         return
     rows = run(args.heldout, args.model, args.seeds, args.n_boot, args.patients)
     args.out.mkdir(parents=True, exist_ok=True)

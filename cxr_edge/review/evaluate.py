@@ -25,6 +25,7 @@ from cxr_edge import report, rows
 from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle
 from cxr_edge.classify import CPU, EDGETPU, open_classifier
+from cxr_edge.decision import HEAD
 from cxr_edge.engine import ERROR, OK, REJECTED, Result, classify_files
 from cxr_edge.review.kermany import parse_name
 from cxr_edge.review.labelled import KERMANY_POSITIVE, DataLayoutError, Truth, labelled_inputs
@@ -81,8 +82,10 @@ class Evaluation:
         self.y_true = np.array([self.truths[i].positive for i in ok], dtype=int)
         self.score = np.array([self.results[i].probability for i in ok], dtype=np.float64)
         scores = [self.results[i].score for i in ok]
-        # What ranks: the page's order, the head's float score (the int8 probability ties films at its steps)
-        self.rank = self.score if None in scores else np.array(scores, dtype=np.float64)
+        # What ranks: the page's order, the head's float score (the int8 probability ties films at its steps);
+        # where the head decides, its probability is that score already (both averaged over the views)
+        by_head = self.bundle.rule.decided_by == HEAD
+        self.rank = self.score if None in scores or by_head else np.array(scores, dtype=np.float64)
 
     @property
     def ranked_by_score(self) -> bool:
