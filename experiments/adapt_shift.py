@@ -1,7 +1,8 @@
 """Issue 33: does adapting to a site hold out of the films it was fitted on?
 
     python -m experiments.adapt_shift measure runs/shift-heldout/pneumonia --model BUNDLE.json --out runs/adapt_shift/pneumonia
-    python -m experiments.adapt_shift site --data $CXR_DATA --model pneumonia --out runs/adapt_site/pneumonia
+    python -m experiments.adapt_shift site --data $CXR_DATA --model pneumonia --out runs/adapt_site/pneumonia \
+        [--only-patients runs/shift/val_patients.txt]
 
 A site is a folder of class folders with a ``file,patient`` list: the held-out films of the
 shift-aware split (``docs/shift-validation.md``) for a bundle trained on its training side, or, made
@@ -107,10 +108,10 @@ def _cell(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def validation_site(data: Path, model: str, out: Path, only_in: Path | None = None) -> Path:
+def validation_site(data: Path, model: str, out: Path, only: Path | None = None) -> Path:
     """``out/<label>/`` links to the validation films of the bundle's own patient split, and
-    ``out/patients.csv``: films of patients it never trained on; with ``only_in``, only those whose
-    file name is also in that folder (the shift split's held-out films: the shifted ones among them)."""
+    ``out/patients.csv``: films of patients it never trained on; with ``only`` (a ``val_patients.txt``),
+    only those of the patients it lists (the shift split's held-out patients: the shifted films among them)."""
     from train import data as train_data  # local: the split's one definition lives with training
     from train.rundir import fingerprint
 
@@ -123,10 +124,10 @@ def validation_site(data: Path, model: str, out: Path, only_in: Path | None = No
     if expected and fingerprint(records[i].patient for i in val) != expected:
         raise SystemExit(f"the split remade from seed {run['seed']} and fraction {fraction} is not {bundle.name}'s")
     rows = ["file,patient"]
-    kept = {p.name for p in only_in.rglob("*") if p.is_file()} if only_in else None
+    kept = train_data.read_val_patients(only) if only else None
     for i in val:
         record = records[i]
-        if kept is not None and Path(record.path).name not in kept:
+        if kept is not None and record.patient not in kept:
             continue
         (out / record.label).mkdir(parents=True, exist_ok=True)
         link = out / record.label / Path(record.path).name
@@ -144,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     site.add_argument("--data", type=Path, required=True, help="the training data (chest_xray_224)")
     site.add_argument("--model", required=True)
     site.add_argument("--out", type=Path, required=True)
-    site.add_argument("--only-in", type=Path, default=None,
-                      help="keep only the films also in this folder (e.g. the shift split's held-out films)")
+    site.add_argument("--only-patients", type=Path, default=None, metavar="val_patients.txt",
+                      help="keep only these patients' films (e.g. the shift split's held-out patients)")
     measure_it = commands.add_parser("measure", help="adapt on half a site, measure on the other half, per seed")
     measure_it.add_argument("heldout", type=Path, help="class folders of the site's films (and patients.csv)")
     measure_it.add_argument("--model", required=True, help="the bundle to adapt (a shipped-style bundle)")
@@ -155,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     measure_it.add_argument("--n-boot", type=int, default=1000)
     args = parser.parse_args(argv)
     if args.command == "site":
-        print(validation_site(args.data, args.model, args.out, args.only_in))
+        print(validation_site(args.data, args.model, args.out, args.only_patients))
         return
     rows = run(args.heldout, args.model, args.seeds, args.n_boot, args.patients)
     args.out.mkdir(parents=True, exist_ok=True)
