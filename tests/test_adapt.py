@@ -291,6 +291,14 @@ def test_a_bundle_without_a_features_output_is_refused_with_the_command_that_add
     assert result.exit_code == 3 and "no features output" in result.output and "convert.add_gate" in result.output
 
 
+def test_a_bundle_with_features_but_no_head_is_refused_with_the_command_that_adds_one(gated):
+    import dataclasses
+
+    headless = dataclasses.replace(load_bundle(gated), head=None)
+    with pytest.raises(BundleError, match="has no head .*convert.add_gate"):
+        adapting.adaptable(headless)
+
+
 def test_an_out_folder_that_is_not_empty_is_refused_before_any_work(gated, site, tmp_path, cli):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
