@@ -144,3 +144,4 @@ def test_the_gate_rejects_every_drawing_and_screen_all_classifies_them(cli, tmp_
     result = cli("classify", SYNTHETIC, "--out", out, "--overwrite", "--screen-all")
     assert result.exit_code == 0, result.stderr
     assert {r["status"] for r in report_rows(out)} == {"ok"} and "8 classified" in result.stderr
+    assert "8 of them screened only because of --screen-all: the gate would have rejected them" in result.stderr
