@@ -22,13 +22,14 @@ import importlib.util
 import sys
 import time
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from cxr_edge import runtime
+from cxr_edge.bundle import Bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import ERROR, OK, Classifier, read
 from cxr_edge.preprocess import ImageReadError
@@ -95,15 +96,21 @@ def evidence(classifier: Classifier, batch: np.ndarray) -> np.ndarray:
 
     Unlike the probability it does not saturate: a film at the 8-bit output's top (255/256), where
     hiding its lesion rarely moves the probability by a step, still loses evidence. The soft
-    test-time views are left out, which halves the cost: on 9 real flagged films their maps
-    correlated 0.96-0.99 with those of every view (docs/evaluate.md). Without a head (bundles
-    older than the gate), the log-odds of the model's own probability, clipped :data:`CLIP` inside 0 and 1.
+    test-time views are left out, which halves the cost: on 26 real flagged films the maps of the
+    film view correlated 0.973 (median) with those of every view (``benchmarks/heatmap_cost.py``).
+    Without a head (bundles older than the gate), the log-odds of the model's own probability,
+    clipped :data:`CLIP` inside 0 and 1.
     """
     bundle = classifier.bundle
     if bundle.head is None or bundle.features_output is None:
         score = np.clip(classifier.positive_scores(batch).astype(np.float64), CLIP, 1 - CLIP)
         return np.log(score / (1 - score))
-    features = runtime.run_outputs(classifier.interpreter, batch)[bundle.features_output]  # the film view alone
+    return log_odds(bundle, runtime.run_outputs(classifier.interpreter, batch)[bundle.features_output])
+
+
+def log_odds(bundle: Bundle, features: np.ndarray) -> np.ndarray:
+    """log(s / (1 - s)) of the head's positive score s for features (N, D), from the logits: no
+    rounding to a float's last digits either (s = 1 - 1e-9 still differs from s = 1 - 1e-12)."""
     logits = bundle.head.logits(features)
     if logits.shape[1] == 1:  # one sigmoid output: P(labels[1]) = softmax([0, logit])[1]
         logits = np.concatenate([np.zeros_like(logits), logits], axis=1)
@@ -125,8 +132,10 @@ def occlusion_map(
     window: int = WINDOW,
     stride: int = STRIDE,
     batch: int = BATCH,
+    measure: Callable[[Classifier, np.ndarray], np.ndarray] = evidence,
 ) -> Heatmap:
-    """The occlusion heatmap of one model-size uint8 image (H, W)."""
+    """The occlusion heatmap of one model-size uint8 image (H, W): the drop in ``measure`` (:func:`evidence`;
+    ``benchmarks/heatmap_cost.py`` compares others) when each square is hidden."""
     if window < 1 or stride < 1 or batch < 1:
         raise ValueError("window, stride and batch must be positive")
     started = time.perf_counter()
@@ -134,7 +143,7 @@ def occlusion_map(
     fill = np.uint8(round(float(pixels.mean())))
     boxes = [(y, x) for y in positions(height, window, stride) for x in positions(width, window, stride)]
     probability = float(classifier.positive_scores(pixels[None])[0])
-    base = float(evidence(classifier, pixels[None])[0])
+    base = float(measure(classifier, pixels[None])[0])
     total = np.zeros(pixels.shape, np.float64)
     covered = np.zeros(pixels.shape, np.int32)
     for first in range(0, len(boxes), batch):
@@ -142,7 +151,7 @@ def occlusion_map(
         copies = np.repeat(pixels[None], len(chunk), axis=0)
         for copy, (y, x) in zip(copies, chunk):
             copy[y : y + window, x : x + window] = fill
-        for (y, x), score in zip(chunk, evidence(classifier, copies)):
+        for (y, x), score in zip(chunk, measure(classifier, copies)):
             total[y : y + window, x : x + window] += base - float(score)
             covered[y : y + window, x : x + window] += 1
     drop = (total / np.maximum(covered, 1)).astype(np.float32)
