@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from cxr_edge import explain, preprocess, runtime
+from cxr_edge import explain
 from cxr_edge.bundle import load_bundle
 from cxr_edge.discover import discover
 from cxr_edge.engine import Classifier
@@ -37,9 +37,7 @@ Measure = Callable[[Classifier, np.ndarray], np.ndarray]
 
 
 def evidence_every_view(classifier: Classifier, batch: np.ndarray) -> np.ndarray:
-    bundle = classifier.bundle
-    return np.mean([explain.log_odds(bundle, runtime.run_outputs(classifier.interpreter, preprocess.view(name, batch))
-                                     [bundle.features_output]) for name in bundle.views], axis=0)
+    return np.mean([explain.log_odds(classifier.bundle, f) for f in classifier.features(batch)], axis=0)
 
 
 WAYS: dict[str, tuple[Measure, float]] = {

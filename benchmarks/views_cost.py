@@ -5,7 +5,7 @@ interpreter thread (one x86 core, as issue 26's budget reads), on the same image
 
 * ``baseline``: the baseline bundle through the engine (every output, the gate, the rank score);
 * ``candidate``: the candidate through the same path, one invoke per test-time view and the
-  views' resampling (:meth:`cxr_edge.engine.Classifier.outputs`).
+  views' resampling (:meth:`cxr_edge.engine.Classifier.decide`).
 
 Ratios are to the first row; the budget is 2.0. Decoding is left out: it is the same for both.
 """
@@ -29,11 +29,11 @@ def measure(candidate: str, baseline: str, rounds: int, repeats: int) -> list[tu
     height, width = classifiers["baseline"].bundle.input_shape[1:3]
     pixels = np.random.default_rng(0).integers(0, 256, (1, height, width), dtype=np.uint8)
     for classifier in classifiers.values():
-        per_call_ms(lambda: classifier.outputs(pixels), WARMUP)
+        per_call_ms(lambda: classifier.decide(pixels), WARMUP)
     times: dict[str, list[float]] = {name: [] for name in classifiers}
     for _ in range(rounds):
         for name, classifier in classifiers.items():
-            times[name].append(per_call_ms(lambda: classifier.outputs(pixels), repeats))
+            times[name].append(per_call_ms(lambda: classifier.decide(pixels), repeats))
     return [(f"{name} ({', '.join(classifiers[name].bundle.views)})", statistics.median(series))
             for name, series in times.items()]
 

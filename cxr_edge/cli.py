@@ -160,8 +160,21 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     if not quiet:
         click.echo(run.summary(), err=True)
     if tally.inputs == 0:  # even with --quiet: an unmounted share must not look like a quiet day
-        fail(f"no image files found in {', '.join(map(str, paths))}", EXIT_UNREADABLE)
+        fail(no_images(paths, recursive), EXIT_UNREADABLE)
     sys.exit(EXIT_UNREADABLE if tally.errors else EXIT_OK)
+
+
+def no_images(paths: tuple[Path, ...], recursive: bool) -> str:
+    """Why nothing was classified: no image file, and the first few files passed over."""
+    from cxr_edge.discover import passed_over
+
+    named, total = passed_over(paths, recursive)
+    message = f"no image files found in {', '.join(map(str, paths))}"
+    if not named:
+        return message
+    more = f" and {total - len(named)} more" if total > len(named) else ""
+    return (f"{message}; passed over {', '.join(named)}{more} (read are JPEG, PNG, BMP, TIFF and DICOM files: "
+            "convert the films to one of them)")
 
 
 PAGE_EXIT_HELP = (
@@ -198,16 +211,18 @@ def page(report_csv: Path, html: Path, explain: bool, overwrite: bool, no_phi: b
 
 INFO_EXIT_HELP = (
     "\b\nExit codes:\n"
-    "  0  the versions and the model's manifest were printed\n"
+    "  0  the summary (or with --json the model's manifest) was printed\n"
     "  2  usage error (bad option)\n"
     "  3  fatal: model missing or damaged, no interpreter"
 )
 
 
-@main.command(epilog=INFO_EXIT_HELP + "\n\n" + commands.example("cxr-edge info --model pneumonia"))
+@main.command(epilog=INFO_EXIT_HELP + "\n\n" + commands.example("cxr-edge info --model pneumonia",
+                                                                 "cxr-edge info --json > manifest.json"))
 @model_option
-def info(model: str | None) -> None:
-    """Print the interpreter backend, library versions and the model's manifest."""
+@click.option("--json", "as_json", is_flag=True, help="Print the model's whole manifest as JSON instead.")
+def info(model: str | None, as_json: bool) -> None:
+    """Summarise the model (name, version, labels, threshold, gate, views, origin) and the software that runs it."""
     import json
     import platform
 
@@ -216,18 +231,38 @@ def info(model: str | None) -> None:
 
     from cxr_edge import runtime
     from cxr_edge.bundle import list_bundled, load_bundle
+    from cxr_edge.html_report import model_name
 
-    click.echo(f"cxr-edge {__version__}")
-    click.echo(f"python {platform.python_version()} ({platform.system()} {platform.machine()})")
-    click.echo(f"numpy {numpy.__version__}, pillow {PIL.__version__}")
     with fatal_errors():
-        click.echo(f"interpreter: {runtime.backend_name()} {runtime.backend_version()}")
-        click.echo(f"bundled models: {', '.join(list_bundled()) or 'none installed'}")
         bundle = load_bundle(model)
-        click.echo(f"model: {bundle.short_id} ({bundle.manifest_path})")
+        if as_json:
+            click.echo(json.dumps(bundle.manifest, indent=2))
+            return
+        click.echo(f"model: {model_name(bundle)} ({bundle.short_id}, {bundle.quantization}; {bundle.manifest_path})")
+        click.echo(f"labels: {', '.join(bundle.labels)}; flagged when {bundle.rule.score_name} >= {bundle.threshold:g}"
+                   f" ({bundle.manifest.get('threshold_rule', 'rule not recorded')})")
         click.echo(f"gate: {gate_line(bundle)}")
         click.echo(f"test-time views: {', '.join(bundle.views)}{views_note(bundle)}")
-        click.echo(json.dumps(bundle.manifest, indent=2))
+        click.echo(f"adapted: {adapted_line(bundle.manifest.get('adapted'))}")
+        click.echo(f"interpreter: {runtime.backend_name()} {runtime.backend_version()}")
+        click.echo(f"cxr-edge {__version__}; python {platform.python_version()} ({platform.system()} "
+                   f"{platform.machine()}); numpy {numpy.__version__}, pillow {PIL.__version__}")
+        click.echo(f"bundled models: {', '.join(list_bundled()) or 'none installed'}")
+        click.echo("the whole manifest: cxr-edge info --json" + (f" --model {model}" if model else ""))
+
+
+def adapted_line(record: object) -> str:
+    """What ``info`` says of the manifest's ``adapted`` record (``cxr-edge adapt``): the bundle a
+    model was adapted from, read defensively, as a manifest may come from another version."""
+    if record is None:
+        return "no (as converted)"
+    base = record.get("base") if isinstance(record, dict) else None
+    if not isinstance(base, dict):
+        return f"{record} (a record this cxr-edge cannot read)"
+    named = " ".join(str(base[k]) for k in ("name", "version") if base.get(k)) or "another bundle"
+    sha = f" (sha256 {str(base['sha256'])[:12]})" if base.get("sha256") else ""
+    date = f" on {record['date']}" if record.get("date") else ""
+    return f"from {named}{sha}{date}"
 
 
 def views_note(bundle) -> str:

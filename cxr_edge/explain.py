@@ -28,7 +28,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from cxr_edge import runtime
 from cxr_edge.bundle import Bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import ERROR, OK, Classifier, read
@@ -101,20 +100,20 @@ def evidence(classifier: Classifier, batch: np.ndarray) -> np.ndarray:
     Without a head (bundles older than the gate), the log-odds of the model's own probability,
     clipped :data:`CLIP` inside 0 and 1.
     """
-    bundle = classifier.bundle
-    if bundle.head is None or bundle.features_output is None:
+    features = classifier.features(batch, views=("film",)) if classifier.bundle.head is not None else None
+    if features is None:
         score = np.clip(classifier.positive_scores(batch).astype(np.float64), CLIP, 1 - CLIP)
         return np.log(score / (1 - score))
-    return log_odds(bundle, runtime.run_outputs(classifier.interpreter, batch)[bundle.features_output])
+    return log_odds(classifier.bundle, features[0])
 
 
 def log_odds(bundle: Bundle, features: np.ndarray) -> np.ndarray:
     """log(s / (1 - s)) of the head's positive score s for features (N, D), from the logits: no
     rounding to a float's last digits either (s = 1 - 1e-9 still differs from s = 1 - 1e-12)."""
     logits = bundle.head.logits(features)
-    if logits.shape[1] == 1:  # one sigmoid output: P(labels[1]) = softmax([0, logit])[1]
+    if logits.shape[1] == 1:  # one sigmoid column: P(labels[1]) = softmax([0, logit])[1]
         logits = np.concatenate([np.zeros_like(logits), logits], axis=1)
-    negative = bundle.labels.index(bundle.negative_label)
+    negative = bundle.rule.negative_index
     return np.logaddexp.reduce(np.delete(logits, negative, axis=1), axis=1) - logits[:, negative]
 
 
@@ -290,7 +289,7 @@ def explain_to_dir(
         pixels = prepared.pixels
         heat = occlusion_map(classifier, pixels, window=window, stride=stride, batch=batch)
         path = out / name
-        caption = heat.caption(f"{found.display} ({classifier.bundle.short_id})", classifier.bundle.score_name)
+        caption = heat.caption(f"{found.display} ({classifier.bundle.short_id})", classifier.bundle.rule.score_name)
         warning = screened.info.get("warning", "")
         figure(pixels, heat.level, [*caption, warning] if warning else caption,
                film_size=(prepared.width, prepared.height)).save(path)

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr_edge import report, runtime
+from cxr_edge import rows, runtime
 from cxr_edge.bundle import BundleError, load_bundle
+from cxr_edge.decision import decide_labels, label_probabilities
 from cxr_edge.discover import Found, discover
 from cxr_edge.engine import ERROR, OK, Classifier, Result, Tally, classify_files, gate_overridden, screened_anyway
 from cxr_edge.gate import Verdict
@@ -26,7 +27,7 @@ def one_by_one(classifier: Classifier, paths: list[Path]) -> np.ndarray:
     """Each image alone through the interpreter: the reference the engine must reproduce."""
     bundle = classifier.bundle
     pixels = [load_image(p, bundle.contract).pixels for p in paths]
-    return np.concatenate([bundle.label_probabilities(runtime.run_batch(classifier.interpreter, p[None])) for p in pixels])
+    return np.concatenate([label_probabilities(runtime.run_batch(classifier.interpreter, p[None]), bundle.task) for p in pixels])
 
 
 @pytest.mark.parametrize("model", ["binary_model", "float_model", "subtype_model"])
@@ -43,8 +44,8 @@ def test_results_match_single_image_runs_in_input_order(tmp_path, make_image, re
     expected = one_by_one(Classifier(load_bundle(request.getfixturevalue(model)), threads=1), paths)
     np.testing.assert_allclose([r.label_probs for r in ok], expected, atol=1e-5)
     bundle = classifier.bundle
-    assert [r.prediction for r in ok] == bundle.decide(expected)
-    np.testing.assert_allclose([r.probability for r in ok], bundle.positive_probability(expected), atol=1e-5)
+    assert tuple(r.prediction for r in ok) == decide_labels(bundle.rule, expected)
+    np.testing.assert_allclose([r.probability for r in ok], 1 - expected[:, 0], atol=1e-5)
     assert (ok[3].width, ok[3].height) == (90 + 21, 70 + 9)
 
 
@@ -117,8 +118,8 @@ def test_the_summary_says_how_many_films_only_screen_all_let_through(tmp_path) -
         tally.add(result)
     assert tally.counts() == ("2 classified (NORMAL 1, PNEUMONIA 1); 1 of them screened only because of --screen-all: "
                               "the gate would have rejected them (each row's note says why); 0 unreadable")
-    row = report.result_row(overridden, ("NORMAL", "PNEUMONIA"), 0.5, "m@1")
-    read_back = report.row_result(row, ("NORMAL", "PNEUMONIA"), tmp_path)
+    row = rows.result_row(overridden, ("NORMAL", "PNEUMONIA"), 0.5, "m@1")
+    read_back = rows.row_result(row, ("NORMAL", "PNEUMONIA"), tmp_path)
     assert gate_overridden(read_back) and not gate_overridden(Result("f", "film.png", OK))
 
 

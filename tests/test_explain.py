@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageFont
 
 from conftest import hotspot
-from cxr_edge import explain, runtime
+from cxr_edge import decision, explain
 from cxr_edge.bundle import DEFAULT_MODEL, list_bundled, load_bundle
 from cxr_edge.engine import Classifier
 from cxr_edge.preprocess import load_image
@@ -91,7 +91,7 @@ def test_the_caption_names_the_score_of_the_model_that_made_the_map(binary_model
     drop = np.zeros((40, 40))
     drop[10:20, 24:32] = 0.2
     for model, score in ((binary_model, "P(PNEUMONIA)"), (subtype_model, "P(not NORMAL)")):
-        name = load_bundle(model).score_name
+        name = load_bundle(model).rule.score_name
         assert name == score  # a subtype model's score is not P(pneumonia) of a binary model
         assert heatmap(drop, probability=0.9).caption("film.png", name)[1].startswith(f"{score} 0.900;")
 
@@ -219,8 +219,10 @@ def test_the_evidence_is_the_log_odds_of_the_heads_score_on_the_film_itself(name
     classifier = Classifier(load_bundle(name), threads=1)
     bundle = classifier.bundle
     pixels = np.stack([load_image(f, bundle.contract).pixels for f in sorted(FILMS.rglob("*.jpeg"))])
-    features = runtime.run_outputs(classifier.interpreter, pixels)[bundle.features_output]
-    score = bundle.rank_scores(features)
+    (features,) = classifier.features(pixels, views=("film",))
+    rule = bundle.rule
+    score = decision.positive_probability(decision.label_probabilities(bundle.head.outputs(features), rule.task),
+                                          rule.negative_index)  # the rank score of the film view
     odds = explain.evidence(classifier, pixels)
     np.testing.assert_allclose(1 / (1 + np.exp(-odds)), score, rtol=1e-5, atol=1e-6)
     assert odds.max() > np.log(255)  # beyond what the 8-bit output's top step (255/256) can say
