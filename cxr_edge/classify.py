@@ -119,10 +119,8 @@ class Run:
         if self.repeated:
             lines.append(repeated_line(self.repeated, self.out))
         stats = self.page_stats
-        if stats is not None and (stats.heatmaps or stats.at_ceiling):
-            each = f" ({stats.seconds / stats.heatmaps:.1f} s each)" if stats.heatmaps else ""
-            skipped = f"; none for {stats.at_ceiling} at the score's ceiling" if stats.at_ceiling else ""
-            lines.append(f"heatmaps: {stats.heatmaps} in {stats.seconds:.1f} s{each}{skipped}")
+        if stats is not None and stats.heatmaps:
+            lines.append(f"heatmaps: {stats.heatmaps} in {stats.seconds:.1f} s ({stats.seconds / stats.heatmaps:.1f} s each)")
         where = [f"report: {'standard output' if self.out == report.STDOUT else self.out}"]
         where += [f"{name}: {path}" for name, path in (("page", self.page), ("workbook", self.excel)) if path]
         lines.append("; ".join(where))

@@ -363,7 +363,8 @@ def _evaluation_files(ev: Evaluation, out_dir: Path, plots: bool, quiet: bool) -
 EXPLAIN_EXIT_HELP = (
     "\b\nExit codes:\n"
     "  0  a heatmap was written for every image\n"
-    "  1  some inputs could not be read (each named on stderr), or no image files found\n"
+    "  1  some inputs could not be read or are not upright frontal chest films (the gate rejects\n"
+    "     them, as classify does; each named on stderr with why), or no image files found\n"
     "  2  usage error (bad option, missing path)\n"
     "  3  fatal: model missing or damaged, output folder not writable, no interpreter"
 )
@@ -379,16 +380,21 @@ EXPLAIN_EXIT_HELP = (
               help="Step between hidden squares; smaller is finer and slower (passes grow as 1/stride^2).")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Occluded copies per interpreter call.")
+@click.option("--screen-all", is_flag=True,
+              help="Research only: draw heatmaps of the images the model's gate rejects too; each such "
+                   "figure says so.")
 @model_option
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads [default: the CPU count].")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Walk folders recursively.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-image lines.")
-def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, batch: int, model: str | None,
-            threads: int | None, recursive: bool, quiet: bool) -> None:
-    """Write occlusion heatmaps: where hiding the image lowers the probability of pneumonia most.
+def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, batch: int, screen_all: bool,
+            model: str | None, threads: int | None, recursive: bool, quiet: bool) -> None:
+    """Write occlusion heatmaps: where hiding the image lowers the model's evidence of pneumonia most.
 
     Each square of the image is hidden in turn (filled with the image's mean grey) and the
-    model is run again through the TFLite interpreter; no TensorFlow is needed.
+    model is run again through the TFLite interpreter; no TensorFlow is needed. An image the
+    model's gate rejects (not an upright frontal chest film) gets no heatmap, as it gets no
+    screening in classify.
     """
     from cxr_edge import explain as explaining
     from cxr_edge.classify import open_classifier
@@ -397,7 +403,7 @@ def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, ba
 
     errors = 0
     with fatal_errors():
-        classifier = open_classifier(model, threads or default_threads())
+        classifier = open_classifier(model, threads or default_threads(), screen_all=screen_all)
         inputs = list(discover(paths, recursive=recursive))
         if not inputs:
             fail("no image files found", EXIT_UNREADABLE)
@@ -407,11 +413,12 @@ def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, ba
             for done in outcomes:
                 if done.error:
                     errors += 1
-                    click.echo(f"cxr-edge: error: {done.display}: {done.error}", err=True)
+                    click.echo(f"cxr-edge: {done.status}: {done.display}: {done.error}", err=True)
                 elif not quiet:
                     heat = done.heatmap
+                    warning = f" ({done.warning})" if done.warning else ""
                     click.echo(f"{done.display}: probability {heat.probability:.3f}, {heat.passes} passes "
-                               f"in {heat.seconds:.2f} s -> {done.written}")
+                               f"in {heat.seconds:.2f} s -> {done.written}{warning}")
         except OSError as exc:
             fail(f"cannot write into {out_dir}: {exc.strerror or exc}")
     sys.exit(EXIT_UNREADABLE if errors else EXIT_OK)

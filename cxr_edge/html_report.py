@@ -50,7 +50,6 @@ BAR_WIDTH = 80  # px: a score of 1
 #: Decimals of the flagged films' rank scores: as few as tell them apart, from 3 up to this.
 MAX_DIGITS = 6
 NOT_SCREENED_ID = "not-screened"  # the anchor of the not-screened rows, linked from the header
-CEILING_CELL = "none: score at the ceiling"
 #: Printed above the table when it has heatmaps: a hot area reads as "the lesion is here" otherwise.
 HEATMAP_CAVEAT = (
     "Heatmaps (flagged images only): colour marks where hiding that area lowers the model's score, "
@@ -93,7 +92,6 @@ class PageStats:
 
     heatmaps: int = 0
     seconds: float = 0.0
-    at_ceiling: int = 0  # flagged films whose heatmap was skipped (score at the output's top)
 
 
 def _data_uri(image: Image.Image, fmt: str) -> str:
@@ -271,7 +269,6 @@ class _Page:
 
     def _pictures(self, result: Result, flagged: bool) -> tuple[str, str, str]:
         """(thumbnail, heatmap, note) cells' content; the thumbnail links to the film."""
-        bundle = self.classifier.bundle
         try:
             pixels = self._pixels(result)
         except ImageReadError as exc:  # changed or removed since it was classified
@@ -281,9 +278,6 @@ class _Page:
         href = link(result, self.folder)
         if not (flagged and self.explain_flagged):
             return thumb, "", ""
-        if explain.at_ceiling(result.probability or 0.0, bundle):
-            self.stats.at_ceiling += 1
-            return thumb, CEILING_CELL, ""
         started = time.perf_counter()
         heatmap = explain.occlusion_map(self.classifier, pixels)
         self.stats.heatmaps += 1
@@ -380,11 +374,8 @@ def _head(out: TextIO, results: Sequence[Result], bundle: Bundle, source: Source
     if source.repeated:
         out.write(f'<p class="meta"><strong>{html.escape(repeated_text(source.repeated))}</strong></p>\n')
     if heatmaps:
-        at_ceiling = sum(r.status == OK and r.prediction != bundle.negative_label
-                         and explain.at_ceiling(r.probability or 0.0, bundle) for r in results)
-        ceiling = f" {explain.ceiling_note(bundle, at_ceiling)}" if at_ceiling else ""
         out.write(f'<p class="meta">{html.escape(HEATMAP_CAVEAT)}<br><span class="nowrap">Colour scale: no drop '
-                  f'<span class="legend"></span> largest drop.</span>{html.escape(ceiling)}</p>\n')
+                  f'<span class="legend"></span> largest drop.</span></p>\n')
     heat_header = "<th>heatmap</th>" if heatmaps else ""
     out.write(f"<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
               f"<th>{html.escape(bundle.rule.score_name)}</th><th>note</th>{heat_header}</tr></thead><tbody>\n")
