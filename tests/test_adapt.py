@@ -23,21 +23,26 @@ from cxr_edge.head import Head
 from cxr_edge.review import adapt as adapting
 from cxr_edge.review import refit
 
-pytest.importorskip("tensorflow", reason="making a gated test bundle edits the flatbuffer with TensorFlow's tools")
-import site_films  # noqa: E402  (tests/ is on the path)
+import site_films  # tests/ is on the path
 
 ASSETS = Path(__file__).parent / "assets"
 ROOT = Path(__file__).resolve().parents[1]
 PER_CLASS = 60  # films of each class, two per patient: 30 patients (adapt needs 40 films of 25)
 
 
+def needs_tensorflow() -> None:
+    pytest.importorskip("tensorflow", reason="making a gated test bundle edits the flatbuffer with TensorFlow's tools")
+
+
 @pytest.fixture(scope="module")
 def gated(tmp_path_factory) -> Path:
+    needs_tensorflow()
     return site_films.gated_bundle(ASSETS / "tiny_binary_int8.json", tmp_path_factory.mktemp("gated"))
 
 
 @pytest.fixture(scope="module")
 def gated_subtype(tmp_path_factory) -> Path:
+    needs_tensorflow()
     return site_films.gated_bundle(ASSETS / "tiny_subtype_int8.json", tmp_path_factory.mktemp("gated_subtype"))
 
 
