@@ -39,11 +39,13 @@ COLUMNS = ("verdict", *COUNTS, "base_auc", "base_auc_probability", "base_sensiti
            "adapted_accuracy")
 
 
-def halves(films: Sequence[adapting.Film], bundle_labels: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (adapt, test): two patient folds of the films, stratified by the patient's class."""
+def halves(films: Sequence[adapting.Film], bundle_labels: Sequence[str], seed: int,
+           parts: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (adapt, test): one of ``parts`` patient folds of the films (stratified by the
+    patient's class) to adapt on, the others to measure on; two parts are two halves."""
     classes = np.array([bundle_labels.index(f.truth.label) for f in films])
-    fold = refit.patient_folds(classes, [f.patient for f in films], k=2, seed=seed)
-    return fold == 0, fold == 1
+    fold = refit.patient_folds(classes, [f.patient for f in films], k=parts, seed=seed)
+    return fold == 0, fold != 0
 
 
 def measure(adaptation: adapting.Adaptation, films: Sequence[adapting.Film]) -> dict[str, Any]:
@@ -70,13 +72,14 @@ def measure(adaptation: adapting.Adaptation, films: Sequence[adapting.Film]) -> 
     return row
 
 
-def run(heldout: Path, model: str, seeds: Sequence[int], n_boot: int, patients: Path | None) -> list[dict[str, Any]]:
+def run(heldout: Path, model: str, seeds: Sequence[int], n_boot: int, patients: Path | None,
+        parts: int = 2) -> list[dict[str, Any]]:
     bundle = adapting.adaptable(load_bundle(model))
     listed = adapting.read_patients(patients or heldout / "patients.csv")
     results, truths, films = adapting.read_site(heldout, bundle, listed, progress=sys.stderr.isatty())
     rows = []
     for seed in seeds:
-        mine, theirs = halves(films, bundle.labels, seed)
+        mine, theirs = halves(films, bundle.labels, seed, parts)
         fitting = [f for f, m in zip(films, mine) if m]
         kept = {id(f.result) for f in fitting}
         adaptation = adapting.fit(bundle, [r for r in results if id(r) in kept], [f.truth for f in fitting], fitting,
@@ -94,7 +97,7 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
 
 def markdown(rows: Sequence[dict[str, Any]], model: str) -> str:
     columns = [c for c in COLUMNS if c in rows[0]]
-    lines = [f"Adapting {model}: adapted on one half of the held-out films (by patient), measured on the other.", "",
+    lines = [f"Adapting {model}: adapted on one part of the site's films (by patient), measured on the rest.", "",
              "| seed | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += ["| " + " | ".join([str(r["seed"])] + [_cell(r[c]) for c in columns]) + " |" for r in rows]
     mean = summary(rows)
@@ -154,11 +157,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     measure_it.add_argument("--patients", type=Path, default=None, help="file,patient list [HELDOUT/patients.csv]")
     measure_it.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     measure_it.add_argument("--n-boot", type=int, default=1000)
+    measure_it.add_argument("--parts", type=int, default=2,
+                            help="adapt on one of this many patient parts, measure on the rest [2: halves]")
     args = parser.parse_args(argv)
     if args.command == "site":
         print(validation_site(args.data, args.model, args.out, args.only_patients))
         return
-    rows = run(args.heldout, args.model, args.seeds, args.n_boot, args.patients)
+    rows = run(args.heldout, args.model, args.seeds, args.n_boot, args.patients, args.parts)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{RESULT}.json").write_text(json.dumps(
         {"model": args.model, "heldout": str(args.heldout), "rows": rows, "mean_sd": summary(rows)}, indent=2) + "\n")

@@ -37,3 +37,9 @@ def test_the_table_gives_each_seed_then_the_mean_and_spread_of_each_figure():
     assert summary["base_auc"] == [0.97, float(np.std([0.96, 0.98], ddof=1))] and "adapt_films" not in summary
     table = adapt_shift.markdown(rows, "pneumonia").splitlines()
     assert table[-1].startswith("| mean (sd) |") and "0.970 (0.014)" in table[-1] and len(table) == 7
+
+
+def test_with_three_parts_a_third_of_the_patients_adapt_and_the_rest_measure():
+    site = films(60)
+    mine, theirs = adapt_shift.halves(site, ("NORMAL", "PNEUMONIA"), 0, parts=3)
+    assert (mine ^ theirs).all() and 0.25 < mine.mean() < 0.42
