@@ -59,7 +59,7 @@ def measure(adaptation: adapting.Adaptation, films: Sequence[adapting.Film]) -> 
     at_base = metrics.binary_metrics(y, base_p, bundle.threshold)
     at_adapted = metrics.binary_metrics(y, adapted.probability, adaptation.threshold)
     row = {
-        "verdict": "adapted" if adaptation.improved else "not adapted",
+        "verdict": "adapted" if adaptation.improved else "not adapted", "reasons": adaptation.reasons,
         "adapt_films": len(adaptation.films), "test_films": len(films),
         "base_auc": metrics.roc_auc(y, base_s), "base_auc_probability": metrics.roc_auc(y, base_p),
         "base_sensitivity": at_base["sensitivity"], "base_specificity": at_base["specificity"],
