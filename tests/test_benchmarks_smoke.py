@@ -193,7 +193,9 @@ def test_views_cost_times_a_bundle_with_views_against_the_one_it_replaces(tmp_pa
     manifest = copy_bundle(binary_model, tmp_path / "views")
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "test_time_views": ["film", "half_and_back"]}))
     rows = views_cost.measure(str(manifest), str(binary_model), rounds=1, repeats=2)
-    assert [name for name, _ in rows] == ["baseline (film)", "candidate (film, half_and_back)"]
+    assert [name for name, _ in rows] == ["baseline (film)", "candidate (film, half_and_back)",
+                                          "views one by one (2 invokes, interpreter only)",
+                                          "views in one invoke (batch 2, interpreter only)"]
     assert gate_cost.ratio_table("bundle", rows).splitlines()[3].endswith(f"| {rows[1][1] / rows[0][1]:.3f} |")
 
 
