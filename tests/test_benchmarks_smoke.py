@@ -108,6 +108,16 @@ def test_the_coral_loop_prints_one_probability_per_file(tmp_path, make_image, bi
     assert all(0.0 <= float(line.split(",")[1]) <= 1.0 for line in lines[1:])
 
 
+def test_the_source_images_may_be_named_through_dot_dot_and_hidden_files_below_are_skipped(tmp_path, make_image):
+    import workload
+
+    make_image(tmp_path / "data" / "NORMAL" / "a.png")
+    make_image(tmp_path / "data" / ".cache" / "b.png")
+    make_image(tmp_path / "data" / "PNEUMONIA" / ".c.png")
+    (tmp_path / "here").mkdir()
+    assert workload.source_images(tmp_path / "here" / ".." / "data") == [tmp_path / "here/../data/NORMAL/a.png"]
+
+
 def test_run_all_says_what_is_missing(tmp_path) -> None:
     done = subprocess.run([sys.executable, BENCHMARKS / "run_all.py", "--data", tmp_path, "--n", "2"],
                           capture_output=True, text=True, timeout=60)
