@@ -194,7 +194,7 @@ def test_gate_cost_times_the_gated_model_against_itself_without_the_gate():
     assert set(rows) == {"model only", "model + gate"} and all(ms > 0 for ms in rows.values())
 
 
-def test_views_cost_times_a_bundle_with_views_against_the_one_it_replaces(tmp_path, copy_bundle, binary_model):
+def test_views_cost_times_a_bundle_with_views_against_the_one_it_replaces(tmp_path, copy_bundle, binary_model, make_image):
     import json
 
     import gate_cost
@@ -202,11 +202,21 @@ def test_views_cost_times_a_bundle_with_views_against_the_one_it_replaces(tmp_pa
 
     manifest = copy_bundle(binary_model, tmp_path / "views")
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "test_time_views": ["film", "half_and_back"]}))
-    rows = views_cost.measure(str(manifest), str(binary_model), rounds=1, repeats=2)
-    assert [name for name, _ in rows] == ["baseline (film)", "candidate (film, half_and_back)",
+    rows = views_cost.measure(str(manifest), [str(binary_model)], rounds=1, repeats=2)
+    assert [name for name, _ in rows] == ["tiny_binary_int8 0.0.1 (film)", "tiny_binary_int8 0.0.1 (film, half_and_back)",
                                           "views one by one (2 invokes, interpreter only)",
                                           "views in one invoke (batch 2, interpreter only)"]
     assert gate_cost.ratio_table("bundle", rows).splitlines()[3].endswith(f"| {rows[1][1] / rows[0][1]:.3f} |")
+    for n in range(3):
+        make_image(tmp_path / "films" / f"xray_{n}.png", size=(300, 260), seed=n)
+    newer = copy_bundle(binary_model, tmp_path / "newer")
+    newer.write_text(json.dumps({**json.loads(manifest.read_text()), "version": "0.0.2"}))
+    on_films = views_cost.measure(str(newer), [str(binary_model), str(manifest)], rounds=1, repeats=1,
+                                  data=tmp_path / "films", films=2)
+    assert [name for name, _ in on_films][:3] == ["tiny_binary_int8 0.0.1 (film)",
+                                                  "tiny_binary_int8 0.0.1 (film, half_and_back)",
+                                                  "tiny_binary_int8 0.0.2 (film, half_and_back)"]
+    assert all(ms > 0 for _, ms in on_films)
 
 
 def test_backbone_cost_converts_and_times_each_architecture(tmp_path) -> None:
