@@ -6,7 +6,7 @@ interpreter thread, on the same image:
 * ``model only``: the gated bundle's interpreter, its first output read (what a bundle
   without a gate costs with this file);
 * ``model + gate``: the engine's own path, every output read and the gate's verdict made
-  (:meth:`cxr_edge.engine.Classifier.outputs`);
+  (:meth:`cxr_edge.engine.Classifier.decide`);
 * ``baseline`` (optional): another bundle, e.g. the same model before it had a features
   output (``git show 42763e4:cxr_edge/models/pneumonia.tflite``, with its .json).
 
@@ -43,10 +43,10 @@ def measure(model: str, baseline: str | None, rounds: int, repeats: int) -> list
     gated = Classifier(load_bundle(model), threads=1)
     if gated.bundle.gate is None:
         raise SystemExit(f"{model}: this bundle has no gate to measure")
-    bare = Classifier(dataclasses.replace(gated.bundle, gate=None), threads=1)
+    bare = Classifier(dataclasses.replace(gated.bundle, gate=None, head=None), threads=1)
     height, width = gated.bundle.input_shape[1:3]
     pixels = np.random.default_rng(0).integers(0, 256, (1, height, width), dtype=np.uint8)
-    ways = {"model only": lambda: bare.probabilities(pixels), "model + gate": lambda: gated.outputs(pixels)}
+    ways = {"model only": lambda: bare.decide(pixels), "model + gate": lambda: gated.decide(pixels)}
     if baseline:
         interpreter = runtime.make_interpreter(load_bundle(baseline).model_path, threads=1)
         ways["baseline"] = lambda: runtime.run_batch(interpreter, pixels)

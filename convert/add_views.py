@@ -7,7 +7,8 @@ and the gate stay as they are. The manifest names the views (``test_time_views``
 moves the scores, so the threshold is chosen again by the bundle's own rule (highest
 specificity at the target sensitivity). It is chosen on the run's validation films, read as a
 device reads them: through the contract, the gate and the views. The split is remade from its
-seed and checked against the manifest's fingerprint, as ``convert.add_gate`` does.
+seed and checked against the manifest's fingerprint, as ``convert.add_gate`` does
+(:func:`convert.source.remade_split`).
 ``--average negative`` (``test_time_average``) averages only the negative label's probability and
 leaves the positive labels' split to the film: for ``subtype``, whose bacterial/viral hint the
 soft view blurs.
@@ -16,22 +17,25 @@ soft view blurs.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
-from convert.add_gate import EXIT_BAD_INPUT, run_split_options, split_files
 from convert.bundles import amend, install
-from convert.errors import ConvertError
+from convert.cli import AMEND_EXIT_CODES_HELP, command, failures, run_split_options
+from convert.source import remade_split
+from cxr_edge import decision
+from cxr_edge.commands import FloatRange
 from cxr_edge.review import metrics
-from cxr_edge.bundle import VIEW_AVERAGES, Bundle, BundleError, load_bundle
+from cxr_edge.bundle import Bundle, load_bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import OK, REJECTED, Classifier, classify_files
 from cxr_edge.review.kermany import parse_name
 from cxr_edge.review.labelled import truth_of
 from cxr_edge.preprocess import checked_views
+
+PROG = "python -m convert.add_views"
 
 
 @dataclasses.dataclass
@@ -72,11 +76,11 @@ def validation_figures(screened: Screened, threshold: float) -> dict:
         "calibration": {"brier": metrics.brier_score(y, s),
                         "ece": metrics.expected_calibration_error(y, np.clip(s, 0, 1))},
     }
-    bundle = dataclasses.replace(screened.bundle, threshold=threshold)
-    if len(bundle.positive_labels) > 1:
+    rule = screened.bundle.rule.with_threshold(threshold)
+    if len(rule.positive_labels) > 1:
         known = [i for i, label in enumerate(screened.labels) if label is not None]
-        labels = list(bundle.labels)
-        predicted = bundle.decide(screened.label_probs[known])
+        labels = list(rule.labels)
+        predicted = decision.decide_labels(rule, screened.label_probs[known])
         figures["multiclass"] = metrics.multiclass_metrics([labels.index(screened.labels[i]) for i in known],
                                                            [labels.index(p) for p in predicted], labels)
     return metrics.finite_or_none(figures)
@@ -103,38 +107,31 @@ def _views(value: str) -> tuple[str, ...]:
         raise click.BadParameter(str(exc)) from exc
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@command(PROG, AMEND_EXIT_CODES_HELP,
+         "python -m convert.add_views pneumonia --data chest_xray_224 --out build/views --model-version 2.4.0")
 @click.argument("model")
 @click.option("--views", "views", default="film,half_and_back", show_default=True,
               help="Comma-separated test-time views, the film itself first.")
-@click.option("--average", "view_average", type=click.Choice(VIEW_AVERAGES), default="all", show_default=True,
+@click.option("--average", "view_average", type=click.Choice(decision.VIEW_AVERAGES), default="all", show_default=True,
               help="What the views average: every label's probability, or only the negative label's (the positive "
                    "labels then split the rest as the film alone does; for subtype models).")
 @run_split_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the new bundle (.tflite, .gate.npz, .json: the first two copied unchanged).")
-@click.option("--target-sensitivity", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
+@click.option("--target-sensitivity", type=FloatRange(0.5, 1.0), default=0.95, show_default=True,
               help="The threshold rule's sensitivity on validation.")
 @click.option("--model-version", default=None, help="Version recorded in the new manifest.")
 def main(model: str, views: str, view_average: str, data: Path, out: Path, seed: int, val_fraction: float,
          target_sensitivity: float, model_version: str | None) -> None:
-    """Make a copy of the bundle MODEL that averages over test-time views, with its threshold chosen again.
-
-    \b
-    Example:
-      python -m convert.add_views pneumonia --data chest_xray_224 --out build/views --model-version 2.4.0
-    """
-    try:
+    """Make a copy of the bundle MODEL that averages over test-time views, with its threshold chosen again."""
+    with failures(PROG, out):
         chosen = _views(views)
         bundle = load_bundle(model)
         expected = (bundle.manifest.get("training_run") or {}).get("validation_patients")
-        _, val_files = split_files(data, val_fraction, seed, expected)
+        _, val_files = remade_split(data, val_fraction, seed, expected)
         screened = screen_files(dataclasses.replace(bundle, views=chosen, view_average=view_average), val_files, data)
         copied = install(bundle, out, bundle.name)
         written = amend(copied, **manifest_fields(screened, target_sensitivity, model_version))
-    except (BundleError, ConvertError) as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
     b = written.manifest["metrics"]["at_threshold"]
     click.echo(f"{b['n']} validation films screened ({screened.rejected} rejected by the gate); threshold "
                f"{written.threshold:.4f}: sensitivity {b['sensitivity']:.3f}, specificity {b['specificity']:.3f}, "

@@ -2,14 +2,20 @@
 
 Exit codes: 0 converted and every variant passed parity (or ``--accept``); 1 a variant was
 flagged (agreement below the bound, or collapsed to one label); 2 usage error; 3 bad
-input or a failed conversion (missing or non-Keras model, wrong input, no calibration images).
+input or a failed conversion (missing or non-Keras model, wrong input, no calibration images);
+130 interrupted.
+
+Also what the family's other commands (``python -m convert.add_gate``, ``python -m
+convert.add_views``, which amend a shipped bundle) share with it: :func:`command` (``--version``,
+Ctrl-C, help layout), :func:`failures` (the error line and exit 3) and :func:`run_split_options`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import click
 
@@ -30,7 +36,54 @@ EXIT_CODES_HELP = (
     "\b\nExit codes: 0 done; 1 a variant flagged by parity (see --accept); 2 usage error;\n"
     "3 bad input, failed conversion, or --install failed (the bundles stay in --out); 130 interrupted."
 )
+AMEND_EXIT_CODES_HELP = (
+    "\b\nExit codes: 0 done; 2 usage error; 3 bad input (bundle, dataset, a split that is not the bundle's run's)\n"
+    "or --out cannot be written; 130 interrupted."
+)
 VARIANT_HELP = "Comma-separated: float32, float16, dynamic, int8."
+
+
+def command(prog: str, exit_codes: str, *examples: str) -> Callable:
+    """A command of the convert family: ``--version``, exit 130 with one line on Ctrl-C, ``-h``, and help
+    that ends with its ``exit_codes`` and ``examples``."""
+
+    def decorate(func: Callable) -> click.Command:
+        return click.command(cls=commands.interruptible_class(click.Command, prog),
+                             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+                             epilog=f"{exit_codes}\n\n{commands.example(*examples)}")(
+            commands.version_option(prog)(func))
+
+    return decorate
+
+
+@contextlib.contextmanager
+def failures(prog: str, out: Path) -> Iterator[None]:
+    """Bad input (a :class:`ConvertError` or a bad bundle) and an ``out`` that cannot be written: the
+    family's error line and exit 3, no traceback."""
+    from convert.errors import ConvertError
+    from cxr_edge.bundle import BundleError
+
+    try:
+        yield
+    except (ConvertError, BundleError) as exc:
+        commands.fail(prog, str(exc), EXIT_BAD_INPUT)
+    except OSError as exc:  # e.g. --out under a file or in a read-only place
+        commands.fail(prog, f"cannot write {exc.filename or out}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+
+
+def run_split_options(func: Callable) -> Callable:
+    """--data, --seed and --val-fraction: what remakes a bundle's patient split
+    (:func:`convert.source.remade_split`)."""
+    for option in reversed([
+        click.option("--data", envvar="CXR_DATA", required=True,
+                     type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="The dataset the model was trained on ({train,val}/{NORMAL,PNEUMONIA}/), or $CXR_DATA."),
+        click.option("--seed", type=int, default=42, show_default=True, help="The run's patient-split seed."),
+        click.option("--val-fraction", type=FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+                     show_default=True, help="The run's validation fraction."),
+    ]):
+        func = option(func)
+    return func
 
 
 def _say(message: str) -> None:
@@ -53,13 +106,9 @@ def _variants(_ctx, _param, value: str) -> tuple[str, ...]:
     return chosen
 
 
-@click.command(cls=commands.interruptible_class(click.Command, PROG),
-               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-               epilog=EXIT_CODES_HELP + "\n\n" + commands.example(
-                   "python -m convert runs/pneumonia-v1 --out build/pneumonia --install cxr_edge/models",
-                   "python -m convert model.keras --threshold 0.4 --calib-dir data/train --parity-dir data/val "
-                   "--out build/m"))
-@commands.version_option(PROG)
+@command(PROG, EXIT_CODES_HELP,
+         "python -m convert runs/pneumonia-v1 --out build/pneumonia --install cxr_edge/models",
+         "python -m convert model.keras --threshold 0.4 --calib-dir data/train --parity-dir data/val --out build/m")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the bundles (<name>_<variant>.tflite/.json), parity.md/.json, convert.log.")
@@ -104,14 +153,13 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
     through the edge tool's own code on a labelled set and writes parity.md/parity.json.
     """
     from convert import pipeline, source as sources
-    from convert.errors import ConvertError
 
     if install_dir is not None and "int8" not in variants:
         raise click.UsageError("--install ships the int8 bundle: add int8 to --variants")
     if install_dir is not None and no_parity and not accept:
         raise click.UsageError("--install ships only a bundle whose parity was checked: drop --no-parity "
                                "(or add --accept to install it unchecked)")
-    try:
+    with failures(PROG, out):
         contract_options = {"normalize": normalize, "reencode_quality": reencode_jpeg}
         src, model = _source(sources, source, name, data, labels, threshold, contract_options, model_version)
         job = pipeline.Job(
@@ -122,10 +170,6 @@ def main(source: Path, out: Path, name: str | None, variants: tuple[str, ...], d
             parity_dir=None if no_parity else parity_dir, min_agreement=min_agreement, threads=threads,
         )
         result = pipeline.run(job, log=_say, progress=_progress)
-    except ConvertError as exc:
-        commands.fail(PROG, str(exc), EXIT_BAD_INPUT)
-    except OSError as exc:  # e.g. --out under a file or in a read-only place
-        commands.fail(PROG, f"cannot write {exc.filename or out}: {exc.strerror or exc}", EXIT_BAD_INPUT)
     for flag in result.flags:
         _say(f"!!! PARITY FLAG: {flag}")
     if result.flags and not accept:

@@ -26,6 +26,7 @@ from convert import ood_set
 from convert.errors import ConvertError
 from cxr_edge import runtime
 from cxr_edge.bundle import FEATURES_OUTPUT, Bundle, load_bundle, write_bundle
+from cxr_edge.engine import Classifier
 from cxr_edge.gate import GATE_SUFFIX, UPRIGHT, Gate
 from cxr_edge.preprocess import Contract, ImageReadError, load_image
 
@@ -178,20 +179,21 @@ def add_gate(bundle: Bundle, data: GateData, out: Path, log: Callable[[str], Non
     screening = [model_outputs(bundle.model_path, px)[0] for px in (train_px, val_px)]
     model_path = _write_model(bundle, out)  # may replace bundle.model_path: its outputs are taken above
     train, val = (_checked_features(model_path, px, before) for px, before in zip((train_px, val_px), screening))
+    reader = _feature_reader(bundle, model_path)
     rng = np.random.default_rng(data.seed)
     fit_wrong = ood_set.made_wrong(_sample(train_px, MADE_WRONG_FILMS, rng), contract)
     check_wrong = ood_set.made_wrong(_sample(val_px, CHECK_FILMS, rng), contract)
-    negatives = _by_class(model_path, fit_wrong + ood_set.foreign(contract, "fit"))
+    negatives = _by_class(reader, fit_wrong + ood_set.foreign(contract, "fit"))
     log(f"gate: fitting on {len(train)} films and {sum(map(len, negatives.values()))} made-wrong or foreign images")
     gate = fit(train, val, negatives)
     check = check_wrong + ood_set.foreign(contract, "check")
     figures = {"validation": rejection_rates(gate, val, ["validation films"] * len(val)),
-               "generated_check": rejection_rates(gate, _features(model_path, _stack(check)),
+               "generated_check": rejection_rates(gate, _features(reader, _stack(check)),
                                                   [image.category for image in check])}
     for name, folders in data.extra.items():
         categories = [c for c, fs in folders.items() for _ in fs]
         px, kept = read_pixels([f for fs in folders.values() for f in fs], contract)
-        figures[name] = rejection_rates(gate, _features(model_path, px), [categories[i] for i in kept])
+        figures[name] = rejection_rates(gate, _features(reader, px), [categories[i] for i in kept])
     return _write_bundle(bundle, model_path, gate, data, figures, version)
 
 
@@ -203,16 +205,25 @@ def _write_model(bundle: Bundle, out: Path) -> Path:
     return model_path
 
 
+def _feature_reader(bundle: Bundle, model_path: Path) -> Classifier:
+    """The edge's own reader of the features output (:meth:`Classifier.features`) on the written model,
+    for the film alone: the gate reads the film, not its test-time views."""
+    written = dataclasses.replace(bundle, model_path=model_path, manifest={**bundle.manifest, "outputs": OUTPUTS},
+                                  views=bundle.views[:1], gate=None, head=None)
+    return Classifier(written)
+
+
 def _checked_features(model_path: Path, pixels: np.ndarray, before: np.ndarray) -> np.ndarray:
-    """The features of ``pixels``, after checking the screening output is bit-identical to ``before``."""
+    """The features of ``pixels``, after checking the screening output is bit-identical to ``before``
+    (both outputs of one invoke, so read here rather than through :func:`_feature_reader`)."""
     after = model_outputs(model_path, pixels)
     if not np.array_equal(before, after[0]):
         raise ConvertError(f"{model_path}: adding the features output changed the screening output")
     return after[OUTPUTS.index(FEATURES_OUTPUT)]
 
 
-def _features(model_path: Path, pixels: np.ndarray) -> np.ndarray:
-    return model_outputs(model_path, pixels)[OUTPUTS.index(FEATURES_OUTPUT)]
+def _features(reader: Classifier, pixels: np.ndarray) -> np.ndarray:
+    return reader.features(pixels)[0]
 
 
 def _sample(films: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -223,9 +234,9 @@ def _stack(images: Sequence[ood_set.OodImage]) -> np.ndarray:
     return np.stack([image.pixels for image in images])
 
 
-def _by_class(model_path: Path, images: Sequence[ood_set.OodImage]) -> dict[str, np.ndarray]:
+def _by_class(reader: Classifier, images: Sequence[ood_set.OodImage]) -> dict[str, np.ndarray]:
     """Features of the probe's negatives, by probe class (every foreign category is one class)."""
-    features = _features(model_path, _stack(images))
+    features = _features(reader, _stack(images))
     classes = np.array([i.category if i.category in PROBE_CLASSES else FOREIGN for i in images])
     return {c: features[classes == c] for c in PROBE_CLASSES[1:] if (classes == c).any()}
 

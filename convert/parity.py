@@ -20,7 +20,7 @@ import numpy as np
 
 from convert.errors import ConvertError
 from convert.quiet import captured_output
-from cxr_edge import runtime
+from cxr_edge import decision, runtime
 from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle
 from cxr_edge.review.labelled import Truth
@@ -82,9 +82,8 @@ def keras_outputs(model: Any, pixels: np.ndarray) -> tuple[np.ndarray, float]:
 
 def score(bundle: Bundle, data: LabelledSet, outputs: np.ndarray, reference: dict | None) -> dict[str, Any]:
     """Metrics of one model's outputs against the truths and against the reference (Keras) answers."""
-    probs = bundle.label_probabilities(outputs)
-    positive_p = bundle.positive_probability(probs)
-    labels = bundle.decide(probs)
+    decided = decision.decide(bundle.rule, [outputs])
+    probs, positive_p, labels = decided.label_probs, decided.probability, list(decided.labels)
     row = {k: v for k, v in metrics.binary_metrics(data.positive, positive_p, bundle.threshold).items()
            if k in ("accuracy", "sensitivity", "specificity", "auc")}
     known = [i for i, t in enumerate(data.truths) if t.label is not None]

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from convert import bundles, calibration, edgetpu, gate, keras_model, ops, parity, quantize
 from convert.errors import ConvertError
 from convert.quiet import captured_output
+from cxr_edge import decision
 from cxr_edge.bundle import Bundle
 from cxr_edge.review import labelled
 from cxr_edge.review.labelled import Truth
@@ -61,7 +62,7 @@ def check_spec(model: Any, spec: bundles.ModelSpec, path: Path) -> None:
     if (height, width) != (spec.contract.height, spec.contract.width):
         raise ConvertError(f"{path}: model input is {width}x{height} but the contract says "
                            f"{spec.contract.width}x{spec.contract.height}")
-    expected = 1 if spec.task == "binary" else len(spec.labels)
+    expected = decision.output_width(spec.labels)
     if keras_model.output_width(model) != expected:
         raise ConvertError(f"{path}: a {spec.task} model with labels {list(spec.labels)} needs {expected} output(s), "
                            f"this one has {keras_model.output_width(model)}")

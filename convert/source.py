@@ -18,10 +18,11 @@ from typing import Any
 
 from convert.bundles import DEFAULT_VERSION, ModelSpec
 from convert.errors import ConvertError
+from cxr_edge import decision
 from cxr_edge.review.labelled import Truth
 from cxr_edge.preprocess import Contract
-from train.rundir import (METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE,
-                          fingerprint)
+from train.rundir import (METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE, Threshold,
+                          fingerprint, seeded_split, validation_fingerprint)
 
 DEFAULT_NAMES = {"binary": "pneumonia", "multiclass": "subtype"}
 
@@ -65,6 +66,17 @@ def data_root(record: dict[str, Any], given: str | Path | None) -> Path:
                        "give it with --data or $CXR_DATA")
 
 
+def remade_split(data: Path, val_fraction: float, seed: int, expected: str | None) -> tuple[list[str], list[str]]:
+    """(training side, validation side) files of a bundle's run, its patient split remade from its seed
+    and checked against ``expected``, the validation fingerprint its manifest records (when it does)."""
+    sides = seeded_split(data, val_fraction, seed)
+    found = fingerprint(r.patient for r in sides["val"])
+    if expected and found != expected:
+        raise ConvertError(f"the split remade from seed {seed} and fraction {val_fraction} has validation patients "
+                           f"{found}, the bundle's run had {expected}: give the run's --seed and --val-fraction")
+    return [str(r.path) for r in sides["train"]], [str(r.path) for r in sides["val"]]
+
+
 def from_run(run_dir: Path, name: str | None = None, data: str | Path | None = None,
              version: str = DEFAULT_VERSION) -> Source:
     """Everything a conversion needs from a training run folder."""
@@ -75,9 +87,10 @@ def from_run(run_dir: Path, name: str | None = None, data: str | Path | None = N
     summary = _read_json(run_dir / METRICS_FILE)
     split = _read_csv(run_dir / SPLIT_FILE)
     task, labels = record["task"], tuple(record["labels"])
+    threshold = Threshold.from_metrics(summary)
     spec = ModelSpec(
         name=name or DEFAULT_NAMES[task], task=task, labels=labels, negative_label=record.get("negative_label"),
-        threshold=float(summary["threshold"]["value"]), threshold_rule=summary["threshold"]["rule"],
+        threshold=threshold.value, threshold_rule=threshold.rule,
         contract=Contract.from_manifest(record["preprocessing"]), version=version,
         dataset=_read_json(run_dir / SUMMARY_FILE) if (run_dir / SUMMARY_FILE).exists() else {},
         metrics={key: summary.get(key) for key in ("split", "at_threshold", "ci95_at_threshold", "calibration",
@@ -85,7 +98,7 @@ def from_run(run_dir: Path, name: str | None = None, data: str | Path | None = N
         training_run={"folder": run_dir.name, "command": record.get("command"), "seed": record.get("seed"),
                       "arch": record["config"].get("arch"), "parameters": record.get("parameters"),
                       "best_epoch": record.get("best_epoch"), "versions": record.get("versions"),
-                      "validation_patients": fingerprint(row["patient"] for row in split if row["side"] == "val")},
+                      "validation_patients": validation_fingerprint(run_dir)},
     )
     root = data_root(record, data)
     class_column = "label" if task == "binary" else "subtype"
@@ -105,7 +118,7 @@ def from_keras_file(path: Path, labels: tuple[str, ...], threshold: float, contr
         raise ConvertError(f"--labels needs at least two labels (negative first), got {list(labels)}")
     if not 0.0 <= threshold <= 1.0:
         raise ConvertError(f"--threshold must lie in 0..1, got {threshold}")
-    task = "binary" if len(labels) == 2 else "multiclass"
+    task = decision.task_of(decision.output_width(labels))
     spec = ModelSpec(name=name or DEFAULT_NAMES[task], task=task, labels=labels, threshold=threshold,
                      contract=contract, version=version, training_run={"model_file": Path(path).name})
     return Source(Path(path), spec, [], "", [], "")

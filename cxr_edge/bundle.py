@@ -12,50 +12,24 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
-
+from cxr_edge.decision import DECIDERS, HEAD, OUTPUT, TASKS, VIEW_AVERAGES, Rule
 from cxr_edge.gate import Gate
 from cxr_edge.head import Head
 from cxr_edge.preprocess import Contract, checked_views
 
-SCHEMA_VERSION = 4  # 4: the manifest may say which probabilities the views average (test_time_average), which
+SCHEMA_VERSION = 4  # what a plain bundle is written with (HEAD_SCHEMA_VERSION with a head record or a deciding head)
+# 5: the head's own record and file (head), and what decides (decided_by): a reader that predates them would decide
+# by the wrong output; 4: the manifest may say which probabilities the views average (test_time_average), which
 # changes the positive labels' split; 3: the manifest may name test-time views, which change what the threshold
 # applies to, so a reader that predates them must refuse the bundle; 2: a features output and a gate
 # (cxr_edge.gate); 1 still loads
-SCHEMA_VERSIONS = (1, 2, 3, 4)
-#: What a bundle's test-time views average (manifest ``test_time_average``): every label's probability, or only
-#: the negative label's, the positive labels sharing the rest as the film itself splits it (:func:`average_views`).
-VIEW_AVERAGES = ("all", "negative")
+HEAD_SCHEMA_VERSION = 5
+SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 FEATURES_OUTPUT = "features"
 MANIFEST_SUFFIX = ".json"
 DEFAULT_MODEL = "pneumonia"
-TASKS = ("binary", "multiclass")
-
-
-def average_views(per_view: Sequence[np.ndarray], negative: int, how: str = "all") -> np.ndarray:
-    """Probabilities (N, n_labels) of each test-time view, the film's first, averaged.
-
-    ``how="negative"`` averages only the negative label's column (the screening question, where a
-    softened view helps against the sharpness cue) and splits the rest among the positive labels
-    in the film's own proportions: the soft views lack the detail that tells bacterial from viral
-    (``docs/shift-validation.md``). With one positive label both ways are the same.
-    """
-    mean = np.mean(per_view, axis=0)
-    if how == "all":
-        return mean
-    film = np.asarray(per_view[0], dtype=np.float64)
-    positives = [i for i in range(film.shape[1]) if i != negative]
-    split = film[:, positives]
-    total = split.sum(axis=1, keepdims=True)
-    split = np.divide(split, total, out=np.full_like(split, 1.0 / len(positives)), where=total > 0)
-    out = np.empty_like(mean)
-    out[:, negative] = mean[:, negative]
-    out[:, positives] = (1.0 - mean[:, [negative]]) * split
-    return out
-
-
 class BundleError(Exception):
     """A model bundle is missing, damaged or inconsistent; the message names the file."""
 
@@ -78,9 +52,16 @@ class Bundle:
     manifest_path: Path
     manifest: dict[str, Any]
     gate: Gate | None = None  # None: a bundle made before gates (schema 1), or converted without one
-    head: Head | None = None  # the last layer in float, for a score that ranks (comes with the gate)
+    head: Head | None = None  # the last layer in float, for a score that ranks (its own file, or the gate's)
     views: tuple[str, ...] = ("film",)  # test-time views whose probabilities are averaged (manifest test_time_views)
     view_average: str = "all"  # which probabilities the views average (manifest test_time_average, VIEW_AVERAGES)
+    decided_by: str = OUTPUT  # what decides a film (manifest decided_by): the model's output or the head
+
+    @property
+    def rule(self) -> Rule:
+        """How this bundle's outputs become a film's probabilities, score and label (:mod:`cxr_edge.decision`)."""
+        return Rule(labels=self.labels, negative_label=self.negative_label, threshold=self.threshold, task=self.task,
+                    views=self.views, view_average=self.view_average, decided_by=self.decided_by)
 
     @property
     def features_output(self) -> int | None:
@@ -94,58 +75,15 @@ class Bundle:
         return self.manifest_path.with_name(record["file"]) if record else None
 
     @property
-    def positive_labels(self) -> tuple[str, ...]:
-        return tuple(label for label in self.labels if label != self.negative_label)
-
-    @property
-    def positive_name(self) -> str:
-        """What a positive is called: the one positive label, or ``not NORMAL`` when there are several."""
-        positive = self.positive_labels
-        return positive[0] if len(positive) == 1 else f"not {self.negative_label}"
-
-    @property
-    def score_name(self) -> str:
-        """``P(PNEUMONIA)`` or ``P(not NORMAL)``: beside a subtype, a bare "probability" reads as that subtype's."""
-        return f"P({self.positive_name})"
+    def head_path(self) -> Path | None:
+        """The head's own file (schema 5), or None when the head, if any, travels in the gate's file."""
+        record = self.manifest.get("head")
+        return self.manifest_path.with_name(record["file"]) if record else None
 
     @property
     def short_id(self) -> str:
         """``name@sha256-prefix``: what the report's ``model`` column records."""
         return f"{self.name}@{self.sha256[:12]}"
-
-    def label_probabilities(self, outputs: np.ndarray) -> np.ndarray:
-        """Model outputs (N, 1 or n_labels) -> per-label probabilities (N, n_labels)."""
-        outputs = np.asarray(outputs, dtype=np.float32).reshape(len(outputs), -1)
-        if self.task == "binary":
-            p = np.clip(outputs[:, :1], 0.0, 1.0)
-            return np.concatenate([1.0 - p, p], axis=1)
-        return outputs
-
-    def average_views(self, per_view: Sequence[np.ndarray]) -> np.ndarray:
-        """Per-label probabilities (N, n_labels) of each view, the film's first, averaged by the bundle's rule."""
-        return average_views(per_view, self.labels.index(self.negative_label), self.view_average)
-
-    def positive_probability(self, label_probs: np.ndarray) -> np.ndarray:
-        """P(not negative_label) for each row: the score compared with the threshold."""
-        return 1.0 - label_probs[:, self.labels.index(self.negative_label)]
-
-    def rank_scores(self, features: np.ndarray | None) -> np.ndarray | None:
-        """The positive score recomputed in float from the features (None without a head): it orders
-        films the 8-bit probability ties; the decision stays with the probability."""
-        if self.head is None or features is None:
-            return None
-        return self.positive_probability(self.label_probabilities(self.head.outputs(features)))
-
-    def decide(self, label_probs: np.ndarray) -> list[str]:
-        """Labels by the manifest's rule: flagged (score >= threshold) -> most likely positive label.
-
-        Compared in float64, like the report's written numbers and :mod:`cxr_edge.review.metrics`:
-        a float32 comparison rounds the threshold, flagging a score just below it.
-        """
-        score = self.positive_probability(label_probs).astype(np.float64)
-        positive_idx = [self.labels.index(label) for label in self.positive_labels]
-        best = np.asarray(positive_idx)[np.argmax(label_probs[:, positive_idx], axis=1)]
-        return [self.labels[b] if s >= self.threshold else self.negative_label for s, b in zip(score, best)]
 
     @property
     def edgetpu_model_path(self) -> Path | None:
@@ -221,6 +159,11 @@ def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
     view_average = manifest.get("test_time_average", "all")
     if view_average not in VIEW_AVERAGES:
         raise ValueError(f"test_time_average {view_average!r}: must be one of {', '.join(VIEW_AVERAGES)}")
+    decided_by = manifest.get("decided_by", OUTPUT)
+    if decided_by not in DECIDERS:
+        raise ValueError(f"decided_by {decided_by!r}: must be one of {', '.join(DECIDERS)}")
+    if _needs_head_schema(manifest) and manifest["schema_version"] < HEAD_SCHEMA_VERSION:
+        raise ValueError(f"a head record or decided_by {HEAD!r} needs schema_version {HEAD_SCHEMA_VERSION}")
     shape = tuple(int(n) for n in manifest["input"]["shape"])
     if shape[1:3] != (contract.height, contract.width):
         raise ValueError(f"input shape {shape} does not match contract {contract.height}x{contract.width}")
@@ -240,26 +183,52 @@ def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
         manifest=manifest,
         views=views,
         view_average=view_average,
+        decided_by=decided_by,
     )
 
 
+def _needs_head_schema(manifest: dict[str, Any]) -> bool:
+    """A head record or a head that decides: what a cxr-edge older than schema 5 must refuse."""
+    return bool(manifest.get("head")) or manifest.get("decided_by", OUTPUT) == HEAD
+
+
 def _verify_file(bundle: Bundle) -> Bundle:
-    """Check the model file (and the gate's, which is then loaded) against the manifest's hashes."""
+    """Check the model file (and the gate's and head's, which are then loaded) against the manifest's hashes."""
     if not bundle.model_path.is_file():
         raise BundleError(f"{bundle.model_path}: model file named by {bundle.manifest_path.name} is missing")
     _verify_sha256(bundle.model_path, bundle.sha256)
-    if bundle.gate_path is None:
-        return bundle
+    gate, head = _load_gate(bundle) if bundle.gate_path is not None else (None, None)
+    if bundle.head_path is not None:
+        head = _load_head(bundle)
+    if bundle.decided_by == HEAD and head is None:
+        raise BundleError(f"{bundle.manifest_path}: decided_by {HEAD!r} but the bundle carries no head")
+    return dataclasses.replace(bundle, gate=gate, head=head)
+
+
+def _verified_part(bundle: Bundle, path: Path, record: dict[str, Any], part: str) -> None:
+    """A file the manifest names beside the model (the gate's, the head's): present, read from the
+    features output, and with the sha256 its record gives."""
     if bundle.features_output is None:
-        raise BundleError(f"{bundle.manifest_path}: the manifest names a gate but no {FEATURES_OUTPUT!r} output")
-    if not bundle.gate_path.is_file():
-        raise BundleError(f"{bundle.gate_path}: gate file named by {bundle.manifest_path.name} is missing")
-    _verify_sha256(bundle.gate_path, bundle.manifest["gate"]["sha256"])
+        raise BundleError(f"{bundle.manifest_path}: the manifest names a {part} but no {FEATURES_OUTPUT!r} output")
+    if not path.is_file():
+        raise BundleError(f"{path}: {part} file named by {bundle.manifest_path.name} is missing")
+    _verify_sha256(path, record["sha256"])
+
+
+def _load_gate(bundle: Bundle) -> tuple[Gate, Head | None]:
+    _verified_part(bundle, bundle.gate_path, bundle.manifest["gate"], "gate")
     try:
-        gate, head = Gate.load(bundle.gate_path, bundle.manifest["gate"])
+        return Gate.load(bundle.gate_path, bundle.manifest["gate"])
     except (KeyError, OSError, ValueError) as exc:
         raise BundleError(f"{bundle.gate_path}: unreadable gate ({exc})") from exc
-    return dataclasses.replace(bundle, gate=gate, head=head)
+
+
+def _load_head(bundle: Bundle) -> Head:
+    _verified_part(bundle, bundle.head_path, bundle.manifest["head"], "head")
+    try:
+        return Head.load(bundle.head_path)
+    except (KeyError, OSError, ValueError) as exc:
+        raise BundleError(f"{bundle.head_path}: unreadable head ({exc})") from exc
 
 
 def _verify_sha256(path: Path, expected: str) -> None:
@@ -280,7 +249,8 @@ def verify_edgetpu_file(bundle: Bundle) -> None:
 
 
 def write_bundle(model_path: Path, manifest: dict[str, Any]) -> Path:
-    """Write ``manifest`` beside ``model_path`` with the file's name and sha256 filled in.
+    """Write ``manifest`` beside ``model_path`` with the files' names and sha256 filled in (the
+    model's, the gate's and the head's), with schema 5 only where a head record or decided_by needs it.
 
     Used by ``convert/``; the manifest must carry every other field :func:`load_bundle` reads.
     """
@@ -292,8 +262,12 @@ def write_bundle(model_path: Path, manifest: dict[str, Any]) -> Path:
         "sha256": sha256_file(model_path),
         "edgetpu_sha256": sha256_file(model_path.with_name(edgetpu)) if edgetpu else None,
     }
-    if manifest.get("gate"):
-        manifest["gate"] = {**manifest["gate"], "sha256": sha256_file(model_path.with_name(manifest["gate"]["file"]))}
+    for part in ("gate", "head"):
+        if manifest.get(part):
+            record = manifest[part]
+            manifest[part] = {**record, "sha256": sha256_file(model_path.with_name(record["file"]))}
+    if _needs_head_schema(manifest):
+        manifest["schema_version"] = max(manifest["schema_version"], HEAD_SCHEMA_VERSION)
     out = model_path.with_suffix(MANIFEST_SUFFIX)
     _from_manifest(manifest, out)  # refuse to write what cannot be loaded
     out.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")

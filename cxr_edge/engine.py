@@ -25,8 +25,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from cxr_edge import preprocess, runtime
+from cxr_edge import decision, preprocess, runtime
 from cxr_edge.bundle import Bundle, BundleError, verify_edgetpu_file
+from cxr_edge.decision import Decided
 from cxr_edge.discover import Found
 from cxr_edge.gate import Verdict
 from cxr_edge.preprocess import ImageReadError, Prepared, load_image
@@ -173,30 +174,33 @@ class Classifier:
         """Every output of one invoke per test-time view of a uint8 batch (N, H, W), the film's first."""
         return [runtime.run_outputs(self.interpreter, preprocess.view(name, batch)) for name in self.bundle.views]
 
-    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, list[Verdict] | None, np.ndarray | None]:
-        """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W), the gate's verdicts and
-        the rank scores (each None when the bundle has no gate or head): one invoke per test-time view
-        gives all three. Probabilities (by the bundle's ``view_average``) and rank scores are averaged
-        over the bundle's views; the gate reads the film's own features (the first view), as it was fitted."""
-        views = self._per_view(batch)
+    def _features(self, views: list[list[np.ndarray]]) -> list[np.ndarray] | None:
         index = self.bundle.features_output
-        features = [outputs[index] for outputs in views] if index is not None else None
+        return None if index is None else [outputs[index] for outputs in views]
+
+    def features(self, batch: np.ndarray) -> list[np.ndarray] | None:
+        """The features output (N, D) of a uint8 batch (N, H, W) per test-time view, the film's first
+        (None when the model has none): the one place that reads it, for the gate, the head and their fitting."""
+        return self._features(self._per_view(batch))
+
+    def _decided(self, views: list[list[np.ndarray]], features: list[np.ndarray] | None) -> Decided:
+        head = self.bundle.head
+        head_outputs = None if head is None or features is None else [head.outputs(f) for f in features]
+        return decision.decide(self.bundle.rule, [outputs[0] for outputs in views], head_outputs)
+
+    def decide(self, batch: np.ndarray) -> tuple[Decided, list[Verdict] | None]:
+        """What the bundle's rule makes of a uint8 batch (N, H, W), and the gate's verdicts (None without
+        a gate): one invoke per test-time view gives both; the gate reads the film's own features (the
+        first view), as it was fitted."""
+        views = self._per_view(batch)
+        features = self._features(views)
         verdicts = self.bundle.gate.check(features[0]) if self.bundle.gate is not None and features else None
-        has_head = features is not None and self.bundle.head is not None
-        ranks = [self.bundle.rank_scores(f) for f in features] if has_head else None
-        return self._averaged(views), verdicts, None if ranks is None else np.mean(ranks, axis=0)
-
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Per-label probabilities (N, n_labels) of a uint8 batch (N, H, W) of prepared pixels,
-        averaged over the bundle's test-time views."""
-        return self._averaged(self._per_view(batch))
-
-    def _averaged(self, views: list[list[np.ndarray]]) -> np.ndarray:
-        return self.bundle.average_views([self.bundle.label_probabilities(outputs[0]) for outputs in views])
+        return self._decided(views, features), verdicts
 
     def positive_scores(self, batch: np.ndarray) -> np.ndarray:
-        """P(not the negative label) of a uint8 batch (N, H, W), by the bundle's rule."""
-        return self.bundle.positive_probability(self.probabilities(batch))
+        """P(not the negative label) (N,) of a uint8 batch (N, H, W), by the bundle's rule, without the gate."""
+        views = self._per_view(batch)
+        return self._decided(views, self._features(views)).probability
 
     def run(self, found: Found, prepared: Prepared) -> Result:
         """Classify one decoded image.
@@ -204,7 +208,7 @@ class Classifier:
         One image per invoke: batches of 4 or 8 were no faster on the CPU (decoding is the
         bottleneck) and would change the model's batch size, which not every model allows.
         """
-        probs, verdicts, ranks = self.outputs(prepared.pixels[None])
+        decided, verdicts = self.decide(prepared.pixels[None])
         info = dict(prepared.info)
         verdict = verdicts[0] if verdicts else None
         if verdict is not None and not verdict.passed:
@@ -216,10 +220,10 @@ class Classifier:
             path=found.path,
             display=found.display,
             status=OK,
-            prediction=self.bundle.decide(probs)[0],
-            probability=float(self.bundle.positive_probability(probs)[0]),
-            label_probs=tuple(float(p) for p in probs[0]),
-            score=None if ranks is None else float(ranks[0]),
+            prediction=decided.labels[0],
+            probability=float(decided.probability[0]),
+            label_probs=tuple(float(p) for p in decided.label_probs[0]),
+            score=None if decided.score is None else float(decided.score[0]),
             width=prepared.width,
             height=prepared.height,
             info=info,

@@ -263,6 +263,6 @@ def explain_to_dir(
         pixels = prepared.pixels
         heat = occlusion_map(classifier, pixels, window=window, stride=stride, batch=batch)
         path = out / name
-        caption = heat.caption(f"{found.display} ({classifier.bundle.short_id})", classifier.bundle.score_name)
+        caption = heat.caption(f"{found.display} ({classifier.bundle.short_id})", classifier.bundle.rule.score_name)
         figure(pixels, heat.level, caption, film_size=(prepared.width, prepared.height)).save(path)
         yield Explained(found.display, heat, path)

@@ -11,9 +11,11 @@ probability). The decision stays with the model's own output: this score only or
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
+HEAD_SUFFIX = ".head.npz"  # the head's own file beside NAME.tflite (manifest record ``head``, schema 5)
 ARRAYS = ("head_weights", "head_bias")
 
 
@@ -39,4 +41,21 @@ class Head:
         head = cls(np.asarray(arrays["head_weights"], np.float64), np.asarray(arrays["head_bias"], np.float64))
         if head.weights.ndim != 2 or head.bias.shape != (head.weights.shape[0],):
             raise ValueError(f"head arrays disagree: weights {head.weights.shape}, bias {head.bias.shape}")
+        return head
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays :meth:`from_arrays` reads (stored in the gate's file, or the head's own)."""
+        return {"head_weights": self.weights, "head_bias": self.bias}
+
+    def save(self, path: Path) -> None:
+        """Write the head's own file, so a bundle can carry a head without re-fitting its gate."""
+        with open(path, "wb") as fh:
+            np.savez(fh, **self.to_arrays())
+
+    @classmethod
+    def load(cls, path: Path) -> "Head":
+        with np.load(path, allow_pickle=False) as npz:
+            head = cls.from_arrays({name: npz[name] for name in npz.files})
+        if head is None:
+            raise ValueError(f"a head file needs the arrays {', '.join(ARRAYS)}")
         return head

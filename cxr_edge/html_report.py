@@ -128,7 +128,7 @@ def verdict(result: Result, bundle: Bundle) -> str:
     model's label is a weak hint with its own probability, not the screening score."""
     if result.prediction == bundle.negative_label:
         return "not flagged"
-    if len(bundle.positive_labels) == 1:
+    if len(bundle.rule.positive_labels) == 1:
         return "flagged for review"
     p = result.label_probs[bundle.labels.index(result.prediction)]
     return f"flagged for review; weak hint: {result.prediction} (P {p:.2f})"
@@ -290,7 +290,7 @@ def _head(out: TextIO, results: Sequence[Result], bundle: Bundle, source: Source
         f"{_report_meta(source)}<title>{title}</title><style>{_CSS}</style></head><body>\n"
         f"<h1>{title}</h1>\n"
         f'<p class="meta">{html.escape(source.line(len(results)))}: <strong>{flagged} flagged</strong> for review '
-        f"({html.escape(bundle.score_name)} &ge; {html.escape(operating_point(bundle))}; "
+        f"({html.escape(bundle.rule.score_name)} &ge; {html.escape(operating_point(bundle))}; "
         f"&ldquo;borderline&rdquo; within {BORDERLINE:g} of it), {unscreened_text}. "
         f"{html.escape(model_line(bundle))}; "
         f"cxr-edge {__version__}; {html.escape(when)}. "
@@ -304,7 +304,7 @@ def _head(out: TextIO, results: Sequence[Result], bundle: Bundle, source: Source
                   f'<span class="legend"></span> largest drop.</span>{html.escape(ceiling)}</p>\n')
     heat_header = "<th>heatmap</th>" if heatmaps else ""
     out.write(f"<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
-              f"<th>{html.escape(bundle.score_name)}</th><th>note</th>{heat_header}</tr></thead><tbody>\n")
+              f"<th>{html.escape(bundle.rule.score_name)}</th><th>note</th>{heat_header}</tr></thead><tbody>\n")
 
 
 def write_html(

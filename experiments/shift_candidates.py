@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle import VIEW_AVERAGES, average_views
+from cxr_edge.decision import VIEW_AVERAGES, average_views
 from cxr_edge.preprocess import half_and_back
 from train import data, rundir
 from train.predict import predict
@@ -41,7 +41,7 @@ CANDIDATE_FILE = "candidate.json"
 
 def run_tta(run_dir: Path, out: Path, how: str = "all") -> dict:
     """Candidate C: the run's model, averaged over the film and its half-resolution copy, as a bundle
-    with ``test_time_average`` ``how`` averages them (:func:`cxr_edge.bundle.average_views`)."""
+    with ``test_time_average`` ``how`` averages them (:func:`cxr_edge.decision.average_views`)."""
     import keras
 
     cfg, _ = rundir.load_run(run_dir)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from convert import ops
-from cxr_edge import runtime
+from cxr_edge import decision, runtime
 from cxr_edge.bundle import BundleError, load_bundle
 from cxr_edge.preprocess import prepare_gray
 from cxr_edge.testing.synthetic import synthetic_xray
@@ -26,7 +26,7 @@ def decide(bundle, pictures) -> list[str]:
     """The bundle's labels for pictures prepared by the shared contract, as the edge does."""
     pixels = np.stack([prepare_gray(p, bundle.contract) for p in pictures])
     interpreter = runtime.make_interpreter(bundle.model_path, threads=1)
-    return bundle.decide(bundle.label_probabilities(runtime.run_batch(interpreter, pixels)))
+    return list(decision.decide(bundle.rule, [runtime.run_batch(interpreter, pixels)]).labels)
 
 
 @pytest.mark.parametrize("name", [*INT8, "tiny_binary_float32"])

@@ -24,7 +24,7 @@ keras = pytest.importorskip("keras")
 from convert import bundles, calibration, edgetpu, keras_model, ops, parity, pipeline  # noqa: E402
 from convert.errors import ConvertError  # noqa: E402
 from convert.quantize import VARIANTS  # noqa: E402
-from cxr_edge import runtime  # noqa: E402
+from cxr_edge import decision, runtime  # noqa: E402
 from cxr_edge.bundle import load_bundle  # noqa: E402
 from cxr_edge.discover import discover  # noqa: E402
 from cxr_edge.engine import OK, Classifier, classify_files  # noqa: E402
@@ -155,10 +155,9 @@ def test_keras_and_every_variant_give_the_same_answer_on_the_same_files(converte
     # dynamic-range models quantize activations on the fly, so their error is int8's kind
     tolerance = {"float32": 1e-5, "float16": 5e-3, "dynamic": 4e-2, "int8": 4e-2}
     for variant, bundle in converted["result"].bundles.items():
-        probs = bundle.label_probabilities(runtime.run_batch(runtime.make_interpreter(bundle.model_path), pixels))
-        np.testing.assert_allclose(bundle.positive_probability(probs), reference, atol=tolerance[variant])
-        keras_labels = bundle.decide(bundle.label_probabilities(reference[:, None]))
-        assert bundle.decide(probs) == keras_labels, variant
+        decided = decision.decide(bundle.rule, [runtime.run_batch(runtime.make_interpreter(bundle.model_path), pixels)])
+        np.testing.assert_allclose(decided.probability, reference, atol=tolerance[variant])
+        assert decided.labels == decision.decide(bundle.rule, [reference[:, None]]).labels, variant
 
 
 def test_the_parity_report_has_a_row_per_model_and_no_flags(converted) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from cxr_edge import runtime
 from cxr_edge.bundle import BundleError, load_bundle
+from cxr_edge.decision import decide_labels, label_probabilities
 from cxr_edge.discover import Found, discover
 from cxr_edge.engine import ERROR, OK, Classifier, Result, Tally, classify_files
 from cxr_edge.preprocess import load_image
@@ -25,7 +26,7 @@ def one_by_one(classifier: Classifier, paths: list[Path]) -> np.ndarray:
     """Each image alone through the interpreter: the reference the engine must reproduce."""
     bundle = classifier.bundle
     pixels = [load_image(p, bundle.contract).pixels for p in paths]
-    return np.concatenate([bundle.label_probabilities(runtime.run_batch(classifier.interpreter, p[None])) for p in pixels])
+    return np.concatenate([label_probabilities(runtime.run_batch(classifier.interpreter, p[None]), bundle.task) for p in pixels])
 
 
 @pytest.mark.parametrize("model", ["binary_model", "float_model", "subtype_model"])
@@ -42,8 +43,8 @@ def test_results_match_single_image_runs_in_input_order(tmp_path, make_image, re
     expected = one_by_one(Classifier(load_bundle(request.getfixturevalue(model)), threads=1), paths)
     np.testing.assert_allclose([r.label_probs for r in ok], expected, atol=1e-5)
     bundle = classifier.bundle
-    assert [r.prediction for r in ok] == bundle.decide(expected)
-    np.testing.assert_allclose([r.probability for r in ok], bundle.positive_probability(expected), atol=1e-5)
+    assert tuple(r.prediction for r in ok) == decide_labels(bundle.rule, expected)
+    np.testing.assert_allclose([r.probability for r in ok], 1 - expected[:, 0], atol=1e-5)
     assert (ok[3].width, ok[3].height) == (90 + 21, 70 + 9)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cxr_edge import decision
 from cxr_edge.review import evaluate, labelled, metrics
 from cxr_edge.bundle import Bundle
 from cxr_edge.engine import ERROR, OK, Result
@@ -110,13 +111,13 @@ def evaluation(y, probs, labels=("NORMAL", "PNEUMONIA"), threshold=0.5, truths=N
     """An Evaluation over made-up results (no interpreter), predicted by the bundle's rule."""
     bundle = fake_bundle(labels, threshold)
     probs = np.asarray(probs, dtype=np.float32).reshape(len(probs), -1)
-    label_probs = bundle.label_probabilities(probs)
-    scores = bundle.positive_probability(label_probs)
+    decided = decision.decide(bundle.rule, [probs])
+    label_probs, scores = decided.label_probs, decided.probability
     names = names or [f"{i}.png" for i in range(len(probs))]
     infos = infos or [{} for _ in names]
     results = [
         Result(f"/x/{name}", name, OK, prediction=pred, probability=float(p), label_probs=tuple(row), info=info)
-        for name, info, pred, p, row in zip(names, infos, bundle.decide(label_probs), scores, label_probs)
+        for name, info, pred, p, row in zip(names, infos, decided.labels, scores, label_probs)
     ]
     truths = truths or [Truth(bool(t), labels[1] if t else "NORMAL") for t in y]
     return Evaluation(bundle, "data", threshold, "manifest", truths, results, n_boot=200, **kw)

@@ -79,7 +79,7 @@ def test_the_caption_names_the_score_of_the_model_that_made_the_map(binary_model
     drop = np.zeros((40, 40))
     drop[10:20, 24:32] = 0.2
     for model, score in ((binary_model, "P(PNEUMONIA)"), (subtype_model, "P(not NORMAL)")):
-        name = load_bundle(model).score_name
+        name = load_bundle(model).rule.score_name
         assert name == score  # a subtype model's score is not P(pneumonia) of a binary model
         assert heatmap(drop, probability=0.9).caption("film.png", name)[1].startswith(f"{score} 0.900;")
 

@@ -88,7 +88,7 @@ def test_order_is_flagged_first_then_unreadable_then_the_rest():
 
 
 def fake_bundle(**manifest) -> SimpleNamespace:
-    return SimpleNamespace(negative_label="NORMAL", positive_labels=("PNEUMONIA",), threshold=0.5,
+    return SimpleNamespace(negative_label="NORMAL", rule=SimpleNamespace(positive_labels=("PNEUMONIA",)), threshold=0.5,
                            contract=Contract(width=32, height=32), manifest=manifest)
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageOps, JpegImagePlugin
 
 from conftest import png_header_only
-from cxr_edge import gray, runtime
+from cxr_edge import decision, gray, runtime
 from cxr_edge.bundle import load_bundle
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image
 from cxr_edge.testing.synthetic import synthetic_xray
@@ -274,7 +274,5 @@ def test_jpeg_draft_mode_changes_probabilities_by_less_than_the_stated_tolerance
         )
         assert not np.array_equal(exact, draft)  # draft mode really was used
         assert np.abs(exact.astype(float) - draft).mean() < DRAFT_PIXEL_TOLERANCE
-        p_exact, p_draft = bundle.positive_probability(
-            bundle.label_probabilities(runtime.run_batch(interpreter, np.stack([exact, draft])))
-        )
+        p_exact, p_draft = decision.decide(bundle.rule, [runtime.run_batch(interpreter, np.stack([exact, draft]))]).probability
         assert abs(p_exact - p_draft) < DRAFT_PROBABILITY_TOLERANCE

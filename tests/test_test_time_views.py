@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from convert import add_views
-from cxr_edge.bundle import BundleError, average_views, load_bundle
+from cxr_edge.bundle import BundleError, load_bundle
+from cxr_edge.decision import average_views
 from cxr_edge.engine import Classifier
 from cxr_edge.preprocess import half_and_back, view
 from cxr_edge.testing.synthetic import synthetic_xray
@@ -19,6 +20,10 @@ from train_data import make_kermany
 
 def films(n: int = 4, size: int = 224) -> np.ndarray:
     return np.stack([np.asarray(synthetic_xray(i, (size, size), lesion=i % 2 == 1).convert("L")) for i in range(n)])
+
+
+def probabilities(classifier: Classifier, batch: np.ndarray) -> np.ndarray:
+    return classifier.decide(batch)[0].label_probs
 
 
 def test_the_film_view_is_the_film_itself_and_the_soft_view_its_half_resolution_copy():
@@ -31,9 +36,8 @@ def test_a_bundle_with_views_averages_the_probabilities_of_each_view(binary_mode
     plain = Classifier(load_bundle(binary_model), threads=1)
     averaged = Classifier(dataclasses.replace(plain.bundle, views=("film", "half_and_back")), threads=1)
     batch = films()
-    expected = (plain.probabilities(batch) + plain.probabilities(half_and_back(batch))) / 2
-    np.testing.assert_allclose(averaged.probabilities(batch), expected, rtol=0, atol=1e-7)
-    np.testing.assert_allclose(averaged.outputs(batch)[0], expected, rtol=0, atol=1e-7)
+    expected = (probabilities(plain, batch) + probabilities(plain, half_and_back(batch))) / 2
+    np.testing.assert_allclose(probabilities(averaged, batch), expected, rtol=0, atol=1e-7)
 
 
 def test_the_gate_judges_the_film_itself_while_probabilities_and_rank_scores_average():
@@ -41,12 +45,12 @@ def test_the_gate_judges_the_film_itself_while_probabilities_and_rank_scores_ave
     plain = Classifier(dataclasses.replace(shipped, views=("film",)), threads=1)
     averaged = Classifier(dataclasses.replace(shipped, views=("film", "half_and_back")), threads=1)
     batch = np.concatenate([films(2), np.random.default_rng(0).integers(0, 256, (1, 224, 224), dtype=np.uint8)])
-    _, verdicts, ranks = averaged.outputs(batch)
-    _, film_verdicts, film_ranks = plain.outputs(batch)
-    _, _, soft_ranks = plain.outputs(half_and_back(batch))
+    decided, verdicts = averaged.decide(batch)
+    film, film_verdicts = plain.decide(batch)
+    soft, _ = plain.decide(half_and_back(batch))
     assert [v.passed for v in verdicts] == [v.passed for v in film_verdicts]
     assert [v.reason for v in verdicts] == [v.reason for v in film_verdicts]
-    np.testing.assert_allclose(ranks, (film_ranks + soft_ranks) / 2, rtol=1e-6)
+    np.testing.assert_allclose(decided.score, (film.score + soft.score) / 2, rtol=1e-6)
 
 
 @pytest.mark.parametrize("views, why", [(["half_and_back"], "must start with 'film'"),
@@ -116,8 +120,8 @@ def test_a_manifest_says_what_its_views_average_and_an_unknown_rule_is_refused(t
     assert bundle.view_average == "negative"
     plain = Classifier(dataclasses.replace(bundle, views=("film",)), threads=1)
     batch = films(3)
-    film, soft = plain.probabilities(batch), plain.probabilities(half_and_back(batch))
-    np.testing.assert_allclose(Classifier(bundle, threads=1).probabilities(batch),
+    film, soft = probabilities(plain, batch), probabilities(plain, half_and_back(batch))
+    np.testing.assert_allclose(probabilities(Classifier(bundle, threads=1), batch),
                                average_views([film, soft], 0, "negative"), atol=1e-6)
     manifest.write_text(json.dumps({**record, "test_time_average": "median"}))
     with pytest.raises(BundleError, match="test_time_average 'median'"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cxr_edge.review.metrics import CI_METRICS
 from train.config import parse_arch
-from train.rundir import METRICS_FILE, SUMMARY_FILE, load_run
+from train.rundir import METRICS_FILE, ROBUSTNESS_MD, SUMMARY_FILE, Threshold, load_run
 
 CARD_FILE = "model_card.md"
 CITATION = (
@@ -61,7 +61,7 @@ def render(run_dir: Path) -> str:
     cfg, record = load_run(run_dir)
     summary = json.loads((run_dir / METRICS_FILE).read_text())
     data = json.loads((run_dir / SUMMARY_FILE).read_text())
-    threshold = summary["threshold"]
+    threshold = Threshold.from_metrics(summary)
     loss = summary["loss"]
     calib = summary["calibration"]
     lines = [
@@ -74,7 +74,7 @@ def render(run_dir: Path) -> str:
         f"- **Preprocessing contract**: `{record['preprocessing']['contract']}`, normalize `{cfg.normalize}`"
         f"{f', JPEG quality {cfg.reencode_jpeg} after a resize' if cfg.reencode_jpeg else ''} "
         "(cxr_edge.preprocess, the same code the edge tool runs).",
-        f"- **Decision threshold**: {threshold['value']:.4f} — {threshold['rule']}.",
+        f"- **Decision threshold**: {threshold.value:.4f} — {threshold.rule}.",
         "",
         "## Intended use",
         "",
@@ -112,7 +112,7 @@ def render(run_dir: Path) -> str:
     if summary.get("bacterial_vs_viral"):
         bv = summary["bacterial_vs_viral"]
         lines.append(f"Bacterial vs viral among pneumonia images: accuracy {bv['accuracy']:.3f} (n={bv['n']}).")
-    robustness = run_dir / "robustness.md"
+    robustness = run_dir / ROBUSTNESS_MD
     if robustness.exists():
         lines += ["", "## Robustness (`python -m train robustness`)", "", robustness.read_text().strip()]
     lines += [

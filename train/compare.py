@@ -11,8 +11,7 @@ from pathlib import Path
 
 from train import card, robustness
 from train.config import make_config, parse_arch
-from train.robustness import ROBUSTNESS_FILE
-from train.rundir import METRICS_FILE, load_run
+from train.rundir import METRICS_FILE, ROBUSTNESS_FILE, Threshold, load_run
 
 TABLE_MD = "comparison.md"
 TABLE_CSV = "comparison.csv"
@@ -37,7 +36,7 @@ def row(run_dir: Path) -> dict:
         "run": run_dir.name, "arch": cfg.arch, "task": cfg.task, "normalize": cfg.normalize, "size": cfg.size,
         "params": record.get("parameters"), "epochs": f"{m['loss']['best_epoch']}/{m['loss']['epochs_run']}",
         "wall_min": round(record.get("wall_s", 0) / 60, 1),
-        "val_auc": at["auc"], "val_auc_ci": _ci(ci["auc"]), "threshold": m["threshold"]["value"],
+        "val_auc": at["auc"], "val_auc_ci": _ci(ci["auc"]), "threshold": Threshold.from_metrics(m).value,
         "sens": at["sensitivity"], "spec": at["specificity"], "spec_ci": _ci(ci["specificity"]),
         "spec_at_0.5": m["at_0.5"]["specificity"], "ece": m["calibration"]["ece"], "brier": m["calibration"]["brier"],
     }

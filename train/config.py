@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cxr_edge import decision
 from cxr_edge.preprocess import NORMALIZE_CHOICES, Contract
 from train import data
 from train.data import TASK_LABELS
@@ -167,7 +168,7 @@ class RunConfig:
 
     @property
     def n_outputs(self) -> int:
-        return 1 if len(self.labels) == 2 else len(self.labels)
+        return decision.output_width(self.labels)
 
 
 # Per-architecture defaults of the ``by_arch`` fields (others: RunConfig's): baseline reproduces the seed projects (no augmentation, no

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def bundle_probabilities(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:
     """Per-label probabilities (N, n_labels) of one bundle for contract-ready uint8 images (N, H, W)."""
-    return Classifier(bundle, threads=None).probabilities(pixels)
+    return Classifier(bundle, threads=None).decide(pixels)[0].label_probs
 
 
 def load_teachers(cfg: RunConfig, val_patients: Collection[str]) -> list[Bundle]:

@@ -18,11 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-BEST_MODEL = "best.keras"
-LAST_MODEL = "last.keras"
-STATE_FILE = "train_state.json"
-HISTORY_FILE = "history.csv"
-MONITOR = "val_auc"
+from train.rundir import BEST_MODEL, HISTORY_FILE, LAST_MODEL, MONITOR, STATE_FILE
 
 
 def cluster_size() -> int:

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cxr_edge import decision
 from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle, load_bundle
 from train.distill import bundle_probabilities
@@ -30,10 +31,11 @@ def correct_per_image(bundle: Bundle, probs: np.ndarray, truth: np.ndarray) -> d
     than one positive label also ``positive_label``: among truly positive films, whether the
     more likely positive label is the true one (bacterial vs viral), flagged or not.
     """
-    out = {"accuracy": (np.asarray(bundle.decide(probs)) == truth).astype(float)}
-    if len(bundle.positive_labels) > 1:
-        columns = [bundle.labels.index(label) for label in bundle.positive_labels]
-        likely = np.asarray(bundle.positive_labels)[np.argmax(probs[:, columns], axis=1)]
+    rule = bundle.rule
+    out = {"accuracy": (np.asarray(decision.decide_labels(rule, probs)) == truth).astype(float)}
+    if len(rule.positive_labels) > 1:
+        columns = [rule.labels.index(label) for label in rule.positive_labels]
+        likely = np.asarray(rule.positive_labels)[np.argmax(probs[:, columns], axis=1)]
         out["positive_label"] = np.where(truth != bundle.negative_label, (likely == truth).astype(float), np.nan)
     return out
 

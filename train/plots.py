@@ -12,7 +12,7 @@ from cxr_edge.review import metrics
 from cxr_edge.review.evaluate import Evaluation
 from cxr_edge.review.plots import DPI, figure, evaluation_plots
 from cxr_edge.preprocess import ImageReadError, load_image
-from train import fit
+from train.rundir import HISTORY_FILE
 
 N_EXAMPLES = 6
 
@@ -28,7 +28,7 @@ def write_all(run_dir: Path, ev: Evaluation) -> list[Path]:
 
 def curves_figure(run_dir: Path):
     """Loss, AUC and accuracy per epoch, training against validation."""
-    history = pd.read_csv(run_dir / fit.HISTORY_FILE)
+    history = pd.read_csv(run_dir / HISTORY_FILE)
     fig = figure((10.5, 3.4))
     epochs = history["epoch"] + 1
     for k, name in enumerate(("loss", "auc", "accuracy")):

@@ -1,13 +1,17 @@
-"""Probabilities from a Keras model, and the one rule that turns them into a positive score.
+"""Probabilities from a Keras model, by the edge's own rule (:mod:`cxr_edge.decision`).
 
-The score is 1 - P(first label): the probability of anything but the negative class, for
-binary and subtype tasks alike (``val_predictions.csv``'s ``score`` column, the robustness
-scorer, and the probes all read it here).
+The positive score is :func:`cxr_edge.decision.positive_probability`, 1 - P(negative label): the
+probability of anything but the negative class, for binary and subtype tasks alike
+(``val_predictions.csv``'s ``score`` column and the robustness scorer).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from cxr_edge import decision
+
+NEGATIVE_INDEX = 0  # a run's labels start with its negative one (run.json's negative_label)
 
 
 def predict(model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -15,9 +19,4 @@ def predict(model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
     from train import pipeline  # lazy: pipeline imports TensorFlow; measurements load this module without it
 
     out = np.asarray(model.predict(pipeline.images_only(pixels, batch_size), verbose=0), dtype=np.float64)
-    return np.concatenate([1.0 - out, out], axis=1) if out.shape[1] == 1 else out
-
-
-def positive_scores(probs: np.ndarray) -> np.ndarray:
-    """1 - P(negative) for per-class probabilities (N, n_labels) as :func:`predict` returns them."""
-    return 1.0 - np.asarray(probs)[:, 0]
+    return decision.label_probabilities(out, decision.task_of(out.shape[1]))

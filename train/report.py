@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxr_edge import decision
 from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle, sha256_file
 from cxr_edge.engine import OK, Result
 from cxr_edge.review.evaluate import Evaluation, format_table
 from cxr_edge.review.labelled import Truth
-from train import card, fit, plots
+from train import card, plots
 from train.config import RunConfig
-from train.rundir import METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, load_run
+from train.rundir import (HISTORY_FILE, METRICS_FILE, MODEL_FILE, MONITOR, PREDICTIONS_FILE, RUN_FILE, Threshold,
+                          load_run)
 
 REPORT_FILE = "classification_report.txt"
 N_BOOT = 1000
@@ -30,8 +32,14 @@ def threshold_rule(target: float) -> str:
     return f"highest specificity at sensitivity >= {target:g} on validation"
 
 
+def run_rule(record: dict, threshold: float) -> decision.Rule:
+    """The run's decision rule at ``threshold``: the one the edge applies (:mod:`cxr_edge.decision`)."""
+    return decision.Rule(labels=tuple(record["labels"]), negative_label=record["negative_label"],
+                         threshold=threshold, task=record["task"])
+
+
 def run_bundle(run_dir: Path, cfg: RunConfig, record: dict, threshold: float) -> Bundle:
-    """A Bundle describing the float Keras model, so the device-side evaluation code applies."""
+    """A Bundle describing the float Keras model, for the evaluation's model id, quantization and contract."""
     model_path = run_dir / MODEL_FILE
     return Bundle(
         name=Path(cfg.out).name, task=record["task"], labels=tuple(record["labels"]),
@@ -56,7 +64,7 @@ def evaluation(run_dir: Path, threshold: float | None = None) -> Evaluation:
     if threshold is None:
         threshold = metrics.threshold_for_sensitivity(y, score, cfg.target_sensitivity)
     bundle = run_bundle(run_dir, cfg, record, threshold)
-    decided = bundle.decide(probs)
+    decided = decision.decide_labels(run_rule(record, threshold), probs)
     results = [Result(path=f, display=f, status=OK, prediction=pred, probability=float(s),
                       label_probs=tuple(float(p) for p in row))
                for f, pred, s, row in zip(frame["file"], decided, score, probs)]
@@ -97,10 +105,10 @@ def bacterial_vs_viral(ev: Evaluation) -> dict | None:
 
 def history_summary(run_dir: Path) -> dict:
     """Epochs run, the best epoch and its validation loss from history.csv."""
-    history = pd.read_csv(run_dir / fit.HISTORY_FILE)
-    best = int(history[fit.MONITOR].idxmax())
+    history = pd.read_csv(run_dir / HISTORY_FILE)
+    best = int(history[MONITOR].idxmax())
     return {"epochs_run": len(history), "best_epoch": best + 1,
-            "val_loss": float(history["val_loss"][best]), "val_auc_keras": float(history[fit.MONITOR][best]),
+            "val_loss": float(history["val_loss"][best]), "val_auc_keras": float(history[MONITOR][best]),
             "train_loss": float(history["loss"][best])}
 
 
@@ -114,7 +122,7 @@ def build_metrics(run_dir: Path, ev: Evaluation) -> dict:
         "task": cfg.task,
         "labels": record["labels"],
         "loss": history_summary(run_dir),
-        "threshold": {"value": ev.threshold, "rule": threshold_rule(cfg.target_sensitivity)},
+        "threshold": Threshold(ev.threshold, threshold_rule(cfg.target_sensitivity))._asdict(),
         "at_threshold": ev.binary,
         "ci95_at_threshold": {k: list(v) for k, v in ev.intervals.items()},
         "at_0.5": metrics.binary_metrics(ev.y_true, ev.score, 0.5),

@@ -19,17 +19,16 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
+from cxr_edge import decision
 from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle, BundleError, load_bundle
 from cxr_edge.engine import Classifier
 from cxr_edge.preprocess import Contract, ImageReadError, jpeg_round_trip, load_image, prepare_gray
 from train import data
 from train.leakage import check_split, split_patients
-from train.predict import positive_scores, predict
-from train.rundir import METRICS_FILE, MODEL_FILE, load_run, split_records
+from train.predict import NEGATIVE_INDEX, predict
+from train.rundir import MODEL_FILE, ROBUSTNESS_FILE, ROBUSTNESS_MD, load_run, load_threshold, split_records
 
-ROBUSTNESS_FILE = "robustness.json"
-ROBUSTNESS_MD = "robustness.md"
 ON_VALIDATION = "chosen on clean validation"
 
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -109,7 +108,7 @@ def shift_table(score: Scorer, clean: np.ndarray, raw: np.ndarray, y: np.ndarray
 
 def positive_score(model, pixels: np.ndarray) -> np.ndarray:
     """P(not the negative label) for each image."""
-    return positive_scores(predict(model, pixels))
+    return decision.positive_probability(predict(model, pixels), NEGATIVE_INDEX)
 
 
 def keras_scorer(model) -> Scorer:
@@ -225,7 +224,7 @@ def measure(run_dir: Path, fullres_dir: Path | None = None, log=print) -> dict:
     import keras  # lazy: TensorFlow loads for the Keras model alone, not for bundles
 
     cfg, _record = load_run(run_dir)
-    threshold = json.loads((run_dir / METRICS_FILE).read_text())["threshold"]["value"]
+    threshold = load_threshold(run_dir).value
     raw, y = validation_images(run_dir)
     model = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
     log(f"robustness of {run_dir.name} on {len(y)} validation images at threshold {threshold:.4f}")

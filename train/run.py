@@ -19,8 +19,8 @@ from train import data, distill, report, rundir
 from train.config import RunConfig, augment_config
 from train.leakage import check_start
 from train.predict import predict
-from train.rundir import (MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE, load_run, now,
-                          write_run_json, write_split)
+from train.rundir import (BEST_MODEL, LAST_MODEL, MODEL_FILE, PREDICTIONS_FILE, RUN_FILE, SPLIT_FILE, SUMMARY_FILE,
+                          load_run, now, write_run_json, write_split)
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -127,9 +127,9 @@ def _train(cfg: RunConfig, out: Path, strategy: tf.distribute.Strategy, state: d
     steps = int(np.ceil(len(train_idx) / cfg.batch_size))
     lr = fit.learning_rate(cfg.lr, cfg.epochs, steps, cfg.schedule)
     with strategy.scope():
-        if state.get("epoch") and (run_folder / fit.LAST_MODEL).exists():
-            log(f"resuming after epoch {state['epoch']} from {run_folder / fit.LAST_MODEL}")
-            model = keras.models.load_model(run_folder / fit.LAST_MODEL)
+        if state.get("epoch") and (run_folder / LAST_MODEL).exists():
+            log(f"resuming after epoch {state['epoch']} from {run_folder / LAST_MODEL}")
+            model = keras.models.load_model(run_folder / LAST_MODEL)
         elif cfg.init_from:
             state = {}
             model = keras.models.load_model(Path(cfg.init_from) / MODEL_FILE, compile=False)
@@ -159,7 +159,7 @@ def _train(cfg: RunConfig, out: Path, strategy: tf.distribute.Strategy, state: d
         log(f"{task}: trained weights sha256 {fit.trained_digest(model)} after epoch {state.get('epoch')}")
     if out != run_folder:
         return  # not the chief: the run folder's predictions and report are the chief's
-    shutil.copyfile(out / fit.BEST_MODEL, out / MODEL_FILE)
+    shutil.copyfile(out / BEST_MODEL, out / MODEL_FILE)
     best = keras.models.load_model(out / MODEL_FILE, compile=False)
     write_predictions(out / PREDICTIONS_FILE, best, records, val_idx, pixels, cfg)
     write_run_json(cfg, out, {"finished": now(), "wall_s": round(earlier.get("wall_s", 0) + time.time() - started, 1),

@@ -17,13 +17,14 @@ import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from cxr_edge import decision
 from train import data
 from train.config import RunConfig
-from train.predict import positive_scores
+from train.predict import NEGATIVE_INDEX
 
 RUN_FILE = "run.json"  # config, labels, contract, command, versions; each step adds its record
 MODEL_FILE = "model.keras"  # the best epoch's Keras model
@@ -31,6 +32,31 @@ PREDICTIONS_FILE = "val_predictions.csv"  # one row per validation image: file, 
 SPLIT_FILE = "split.csv"  # every image: file, patient, label, subtype, official_split, side (train|val)
 SUMMARY_FILE = "data_summary.json"  # counts per class and side, image sizes, unparsed names
 METRICS_FILE = "metrics.json"  # validation metrics and the chosen threshold (written by train.report)
+HISTORY_FILE = "history.csv"  # one row per epoch (written by train.fit; read by the report and its curves)
+MONITOR = "val_auc"  # the history column that picks the best epoch
+STATE_FILE = "train_state.json"  # epoch, best score and patience, for --resume
+BEST_MODEL = "best.keras"  # the best epoch so far (copied to MODEL_FILE at the end)
+LAST_MODEL = "last.keras"  # the last finished epoch, where --resume starts
+ROBUSTNESS_FILE = "robustness.json"  # train.robustness's measurement (quoted by the card and the comparison)
+ROBUSTNESS_MD = "robustness.md"  # the same for people
+
+
+class Threshold(NamedTuple):
+    """The operating point ``train evaluate`` chose on validation (``metrics.json``'s ``threshold``):
+    what the run's bundles ship, its comparison row shows and its robustness is measured at."""
+
+    value: float
+    rule: str
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> Threshold:
+        """The threshold of a ``metrics.json`` already read (for callers that need more of it)."""
+        return cls(float(metrics["threshold"]["value"]), metrics["threshold"]["rule"])
+
+
+def load_threshold(run_dir: Path) -> Threshold:
+    """A finished run's threshold, from its ``metrics.json``."""
+    return Threshold.from_metrics(json.loads((Path(run_dir) / METRICS_FILE).read_text()))
 
 
 def load_run(run_dir: Path) -> tuple[RunConfig, dict]:
@@ -50,6 +76,19 @@ def split_patients(run_dir: Path, side: str) -> set[str]:
 def fingerprint(patients: Iterable[str]) -> str:
     """A short hash of a set of patient ids: equal exactly when the sets are."""
     return hashlib.sha256("\n".join(sorted(set(patients))).encode()).hexdigest()[:16]
+
+
+def validation_fingerprint(run_dir: Path) -> str:
+    """The fingerprint of a run's validation patients, as every bundle of the run records it."""
+    return fingerprint(split_patients(run_dir, "val"))
+
+
+def seeded_split(root: Path, val_fraction: float, seed: int) -> dict[str, list[data.Record]]:
+    """The images under ``root`` by side (train, val) as ``fit`` splits them by patient from ``seed`` and
+    ``val_fraction`` (no ``--val-patients``): a run's split remade when only its bundle is left."""
+    records, _ = data.scan(Path(root))
+    train_idx, val_idx = data.patient_split(records, val_fraction, seed)
+    return {"train": [records[i] for i in train_idx], "val": [records[i] for i in val_idx]}
 
 
 def write_split(path: Path, records, val: set[int], root: Path) -> None:
@@ -81,7 +120,7 @@ def write_predictions(path: Path, probs: np.ndarray, records: Sequence[data.Reco
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "patient", "label", "target", "score", *(f"p_{label}" for label in labels)])
-        for rec, score, p in zip(records, positive_scores(probs), probs):
+        for rec, score, p in zip(records, decision.positive_probability(probs, NEGATIVE_INDEX), probs):
             target = rec.target(task)
             writer.writerow([rec.path.relative_to(root), rec.patient, labels[target], target,
                              repr(float(score)), *(repr(float(v)) for v in p)])
@@ -98,7 +137,7 @@ def write_run_json(cfg: RunConfig, out: Path, extra: dict) -> None:
     record = json.loads(path.read_text()) if path.exists() else {}
     record.update({
         "config": dataclasses.asdict(cfg),
-        "task": "binary" if cfg.n_outputs == 1 else "multiclass",
+        "task": decision.task_of(cfg.n_outputs),
         "labels": list(cfg.labels),
         "negative_label": cfg.labels[0],
         "preprocessing": cfg.contract.to_manifest(),

@@ -84,7 +84,7 @@ class Evaluation:
     def binary_confusion(self) -> tuple[list[str], list[list[int]]]:
         """(names, rows) of the 2x2 confusion: rows are the truth, columns the prediction."""
         b = self.binary
-        return [self.bundle.negative_label, self.bundle.positive_name], [[b["tn"], b["fp"]], [b["fn"], b["tp"]]]
+        return [self.bundle.negative_label, self.bundle.rule.positive_name], [[b["tn"], b["fp"]], [b["fn"], b["tp"]]]
 
     @property
     def errors(self) -> list[Result]:
@@ -330,7 +330,7 @@ def format_table(ev: Evaluation) -> str:
         lines += ["", f"multiclass accuracy {_cell(multi['accuracy'])}, macro F1 {_cell(multi['macro_f1'])}"]
         lines += _matrix(list(ev.bundle.labels), multi["confusion"])
     elif ev.bundle.task == "multiclass":
-        folders = "/ or ".join(ev.bundle.positive_labels)
+        folders = "/ or ".join(ev.bundle.rule.positive_labels)
         lines += ["", f"no subtype metrics: no positive image has a known subtype ({folders}/ folder, "
                       f"or _bacteria_ / _virus_ in a {KERMANY_POSITIVE}/ file name)"]
     target = ev.at_target
@@ -355,7 +355,7 @@ def _prevalence_lines(ev: Evaluation) -> list[str]:
     if not ev.prevalences:
         return []
     here = ev.y_true.mean()
-    lines = ["", f"expected at another share of {ev.bundle.positive_name} (here {here:.3f}), "
+    lines = ["", f"expected at another share of {ev.bundle.rule.positive_name} (here {here:.3f}), "
              "if sensitivity and specificity carry over:"]
     for row in ev.at_prevalences:
         cells = [f"{m} {_cell(row[m])} ({_cell(row['ci95'][m][0])}-{_cell(row['ci95'][m][1])})"

@@ -107,6 +107,6 @@ def histogram_figure(ev: "Evaluation") -> Any:
     for name in dict.fromkeys(names):
         ax.hist(ev.score[names == name], bins=bins, alpha=0.55, label=f"{name} ({np.sum(names == name)})")
     ax.axvline(ev.threshold, color="tab:red", linestyle="--", label=f"threshold {ev.threshold:g}")
-    ax.set(xlabel=f"probability of {ev.bundle.positive_name}", ylabel="images", xlim=(0, 1))
+    ax.set(xlabel=f"probability of {ev.bundle.rule.positive_name}", ylabel="images", xlim=(0, 1))
     ax.legend(fontsize="small")
     return fig
