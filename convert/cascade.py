@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cxr_edge.decision import Cascade
 from cxr_edge.review import metrics
 
 #: The default margin: five steps of the int8 output (1/256 each). On the 200 full-size originals one film moved
@@ -31,17 +32,11 @@ def band(film: np.ndarray, averaged: np.ndarray, margin: float) -> dict[str, flo
             "above": float(max(-move.min(initial=0.0), 0.0) + margin)}
 
 
-def needs_views(film: np.ndarray, threshold: float, below: float, above: float) -> np.ndarray:
-    """Which films need their other views: those whose own probability lies in [threshold - below, threshold + above)."""
-    film = np.asarray(film, dtype=np.float64)
-    return (film >= threshold - below) & (film < threshold + above)
-
-
 def manifest_record(film: np.ndarray, averaged: np.ndarray, positive: np.ndarray, threshold: float,
                     margin: float) -> dict:
     """The manifest's ``test_time_cascade``: the band, how it was derived, and what it did on validation."""
     edges = band(film, averaged, margin)
-    needed = needs_views(film, threshold, **edges)
+    needed = Cascade(**edges).needs_views(film, threshold)
     cascaded = np.where(needed, averaged, film)
     same = int(np.sum((cascaded >= threshold) == (np.asarray(averaged) >= threshold)))
     move = np.asarray(averaged, dtype=np.float64) - np.asarray(film, dtype=np.float64)
