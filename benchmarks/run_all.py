@@ -170,6 +170,7 @@ def run_coral(setup: Setup) -> dict[str, Any]:
         "load": load,
         "steady": dataclasses.asdict(steady),
         "images_per_s": steady.images_per_s,
+        "rows": len(run.stdout) - 1,
         "whole_process_images_per_s": (len(run.stdout) - 1) / run.wall_s,
         "wall_s": run.wall_s,
         "peak_rss_mib": run.peak_rss_mib,
@@ -233,10 +234,10 @@ def run_memory(setup: Setup, sizes: list[int]) -> list[dict[str, Any]]:
 def measure(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
     skip = set(args.skip)
     result: dict[str, Any] = {"rounds": []}
-    for _ in range(args.rounds):
+    for _ in range(args.rounds):  # the Coral loop in every round too: its ratio to ours is a target
         result["rounds"].append({"ours": run_ours(setup),
-                                 "stages": run_stages(setup, min(args.n, args.latency_files))})
-    result["coral"] = None if "coral" in skip else run_coral(setup)
+                                 "stages": run_stages(setup, min(args.n, args.latency_files)),
+                                 "coral": None if "coral" in skip else run_coral(setup)})
     if setup.seed_model is None and "seed" not in skip:
         print("benchmark: no .keras model found for the seed way (give --keras PATH); skipping it", file=sys.stderr)
     result["seed"] = None if "seed" in skip else run_seed(setup)

@@ -137,10 +137,16 @@ def _seed(seed: dict[str, Any] | None, ours_probs: list[float]) -> dict[str, Any
     }
 
 
-def _coral(coral: dict[str, Any] | None) -> dict[str, Any] | None:
-    if coral is None:
+def _coral(rounds: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The Coral loop's rates pooled over the rounds, as ours are."""
+    runs = [r["coral"] for r in rounds if r["coral"]]
+    if not runs:
         return None
-    return {k: coral[k] for k in ("images_per_s", "whole_process_images_per_s", "peak_rss_mib")}
+    return {
+        "images_per_s": _pooled([(x["steady"]["rows"], x["steady"]["seconds"]) for x in runs]),
+        "whole_process_images_per_s": _pooled([(x["rows"], x["wall_s"]) for x in runs]),
+        "peak_rss_mib": max(x["peak_rss_mib"] for x in runs),
+    }
 
 
 def _cold(cold: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -180,9 +186,9 @@ def summarise(raw: dict[str, Any], setup: Any, args: argparse.Namespace, command
     ours = _ours(rounds)
     limit = _limit(rounds)
     seed = _seed(raw["seed"], rounds[0]["ours"]["probabilities"])
-    coral = _coral(raw["coral"])
-    loads = [r[k]["load"] for r in rounds for k in ("ours", "stages")]
-    loads += [x["load"] for x in (raw["coral"], raw["seed"], raw["cold"]) if x] + [m["load"] for m in raw["memory"]]
+    coral = _coral(rounds)
+    loads = [r[k]["load"] for r in rounds for k in ("ours", "stages", "coral") if r[k]]
+    loads += [x["load"] for x in (raw["seed"], raw["cold"]) if x] + [m["load"] for m in raw["memory"]]
     s: dict[str, Any] = {
         "command": command,
         "started": started.isoformat(timespec="seconds"),

@@ -92,7 +92,8 @@ def test_add_views_refuses_a_view_list_that_does_not_start_with_the_film(tmp_pat
 
 
 def test_info_says_which_views_the_model_averages(cli, binary_model):
-    assert "test-time views: film, half_and_back (probabilities averaged over 2 invokes per film)" in cli("info").output
+    assert ("test-time views: film, half_and_back (probabilities averaged over 2 invokes per film; the other views run "
+            "only for films whose own probability lies in [0.412, 0.979))") in cli("info").output
     assert "test-time views: film\n" in cli("info", "--model", str(binary_model)).output
 
 
