@@ -192,6 +192,7 @@ def run_seed(setup: Setup) -> dict[str, Any] | None:
         "images_per_s": len(steady) / sum(steady),
         "whole_process_images_per_s": len(data["per_image_s"]) / run.wall_s,
         "latency_s": steady,
+        "cpu_s": run.cpu_s,
         "startup_s": data["startup_s"],
         "wall_s": run.wall_s,
         "peak_rss_mib": run.peak_rss_mib,
@@ -205,12 +206,14 @@ def run_cold(setup: Setup, repeats: int) -> dict[str, Any]:
     one = [*setup.exe, "classify", largest, *setup.model_args, "--out", setup.scratch / "one.csv",
            "--overwrite", "--quiet"]
     load = workload.load()
-    help_s = [procs.run([*setup.exe, "--help"]).check().wall_s for _ in range(repeats)]
+    help_runs = [procs.run([*setup.exe, "--help"]).check() for _ in range(repeats)]
     one_runs = [procs.run(one).check(CLASSIFY_EXITS) for _ in range(repeats)]
     return {
         "load": load,
-        "help_s": help_s,
+        "help_s": [r.wall_s for r in help_runs],
+        "help_cpu_s": [r.cpu_s for r in help_runs],
         "one_image_s": [r.wall_s for r in one_runs],
+        "one_image_cpu_s": [r.cpu_s for r in one_runs],
         "one_image_peak_rss_mib": max(r.peak_rss_mib for r in one_runs),
         "one_image_file": largest.name,
         "one_image_bytes": largest.stat().st_size,

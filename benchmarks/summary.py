@@ -57,11 +57,17 @@ def _latency(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": 1000 * procs.percentile(seconds, 50), "p95_ms": 1000 * procs.percentile(seconds, 95)}
 
 
+def _cpu_ms(steady: list[dict[str, Any]]) -> float | None:
+    """CPU ms per result between the first result and the last, pooled (None where /proc said nothing)."""
+    cpu = [x["cpu_s"] for x in steady]
+    rows = sum(x["rows"] for x in steady)
+    return 1000 * sum(cpu) / rows if None not in cpu and rows else None
+
+
 def _ours(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     steady = [r["ours"]["steady"] for r in rounds]
     rate = _pooled([(x["rows"], x["seconds"]) for x in steady])
-    cpu = [x["cpu_s"] for x in steady]
-    cpu_ms = 1000 * sum(cpu) / sum(x["rows"] for x in steady) if None not in cpu and rate else None
+    cpu_ms = _cpu_ms(steady) if rate else None
     return {
         "images_per_s": rate,
         "whole_process_images_per_s": _pooled([(r["ours"]["rows"], r["ours"]["wall_s"]) for r in rounds]),
@@ -128,6 +134,7 @@ def _seed(seed: dict[str, Any] | None, ours_probs: list[float]) -> dict[str, Any
         "whole_process_images_per_s": seed["whole_process_images_per_s"],
         **_latency(seed["latency_s"]),
         "peak_rss_mib": seed["peak_rss_mib"],
+        "cpu_ms_per_image": 1000 * seed["cpu_s"] / len(seed["probabilities"]),  # whole process: TensorFlow's start too
         "startup_s": seed["startup_s"],
         "keras": seed["keras"],
         "untrained": seed["untrained"],
@@ -146,6 +153,7 @@ def _coral(rounds: list[dict[str, Any]]) -> dict[str, Any] | None:
         "images_per_s": _pooled([(x["steady"]["rows"], x["steady"]["seconds"]) for x in runs]),
         "whole_process_images_per_s": _pooled([(x["rows"], x["wall_s"]) for x in runs]),
         "peak_rss_mib": max(x["peak_rss_mib"] for x in runs),
+        "cpu_ms_per_image": _cpu_ms([x["steady"] for x in runs]),
     }
 
 
@@ -154,7 +162,9 @@ def _cold(cold: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {
         "help_s": procs.median(cold["help_s"]),
+        "help_cpu_s": procs.median(cold["help_cpu_s"]),
         "one_image_s": procs.median(cold["one_image_s"]),
+        "one_image_cpu_s": procs.median(cold["one_image_cpu_s"]),
         "runs": len(cold["help_s"]),
         "one_image_file": cold["one_image_file"],
         "one_image_bytes": cold["one_image_bytes"],
@@ -207,6 +217,8 @@ def summarise(raw: dict[str, Any], setup: Any, args: argparse.Namespace, command
                                     coral["whole_process_images_per_s"] if coral else None),
             "ours_vs_seed": _ratio(ours["whole_process_images_per_s"],
                                    seed["whole_process_images_per_s"] if seed else None),
+            # CPU per image hardly depends on the machine's load, where rates do (the Coral loop uses one core).
+            "coral_vs_ours_cpu": _ratio(coral["cpu_ms_per_image"] if coral else None, ours["cpu_ms_per_image"]),
             "ours_vs_limit": _ratio(ours["images_per_s"], limit["images_per_s"]),
             "per_round_ours_vs_limit": [_ratio(_ours([r])["images_per_s"], _limit([r])["images_per_s"])
                                         for r in rounds],
@@ -227,10 +239,10 @@ def _mark(target: dict[str, Any]) -> str:
 
 
 def _row(way: str, x: dict[str, Any], latency: bool = True) -> str:
-    """One way's row: steady and whole-process rates, latency where measured, peak RSS."""
+    """One way's row: steady and whole-process rates, CPU per image, latency where measured, peak RSS."""
     p50, p95 = (_num(x["p50_ms"]), _num(x["p95_ms"])) if latency else ("", "")
-    return (f"| {way} | {_num(x['images_per_s'])} | {_num(x['whole_process_images_per_s'])} | {p50} | {p95} "
-            f"| {_num(x['peak_rss_mib'], '.0f')} |")
+    return (f"| {way} | {_num(x['images_per_s'])} | {_num(x['whole_process_images_per_s'])} "
+            f"| {_num(x['cpu_ms_per_image'])} | {p50} | {p95} | {_num(x['peak_rss_mib'], '.0f')} |")
 
 
 def _statuses(ours: dict[str, Any]) -> str:
@@ -250,8 +262,8 @@ def table(s: dict[str, Any]) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['arch']}, {m['system']}; "
         f"load average {s['load_1min']['min']:.1f}..{s['load_1min']['max']:.1f} during the run",
         "",
-        "| way | images/s | whole process, images/s | p50 ms | p95 ms | peak RSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| way | images/s | whole process, images/s | CPU ms per image | p50 ms | p95 ms | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         _row("cxr-edge classify (int8 TFLite, gate, head, test-time views)", ours),
     ]
     if coral:
@@ -262,14 +274,16 @@ def table(s: dict[str, Any]) -> str:
                           + (", untrained stand-in" if seed["untrained"] else ""), seed))
     lines += [
         f"| limit: decode + resize alone (best of 1 thread, {n} threads, {n} processes) "
-        f"| {_num(limit['decode_images_per_s'])} | | | | |",
+        f"| {_num(limit['decode_images_per_s'])} | | | | | |",
         f"| limit: classify alone (Classifier.run per film: {views}, gate, head; same variants) "
-        f"| {_num(limit['classify_images_per_s'])} | | | | |",
-        f"| limit: both stages on this machine | {_num(limit['images_per_s'])} | | | | |",
+        f"| {_num(limit['classify_images_per_s'])} | | | | | |",
+        f"| limit: both stages on this machine | {_num(limit['images_per_s'])} | | | | | |",
         "",
         f"- ours / limit: {_num(s['ratios']['ours_vs_limit'], '.2f')} (steady rates; limit = {limit['formula']})   "
         f"ours / Coral loop: {_num(s['ratios']['ours_vs_coral'], '.1f')}x   "
         f"ours / seed: {_num(s['ratios']['ours_vs_seed'], '.1f')}x (whole processes)",
+        f"- CPU per image, Coral loop / ours: {_num(s['ratios']['coral_vs_ours_cpu'], '.2f')} (the loop uses one "
+        f"core, ours every core: on an idle machine ours / Coral loop would be about this times the cores ours gets)",
     ]
     cpu = s["cpu_per_image"]
     if cpu["limit_ms"] and cpu["ours_ms"]:
@@ -280,8 +294,9 @@ def table(s: dict[str, Any]) -> str:
         f"{name} {ms:.2f}" for name, ms in limit["per_film_ms"].items()))
     if s["cold"]:
         c = s["cold"]
-        lines.append(f"- cold start (median of {c['runs']} whole processes): cxr-edge --help {c['help_s']:.2f} s; "
-                     f"classify one image ({c['one_image_bytes'] // 1024} KB JPEG) {c['one_image_s']:.2f} s")
+        lines.append(f"- cold start (median of {c['runs']} whole processes): cxr-edge --help {c['help_s']:.2f} s "
+                     f"({c['help_cpu_s']:.2f} s CPU); classify one image ({c['one_image_bytes'] // 1024} KB JPEG) "
+                     f"{c['one_image_s']:.2f} s ({c['one_image_cpu_s']:.2f} s CPU)")
     if s["memory"]:
         lines.append("- peak RSS by folder size: " + ", ".join(
             f"{x['files']:,} files {x['peak_rss_mib']:.0f} MiB" for x in s["memory"]))
