@@ -1,7 +1,9 @@
 """``cxr-edge classify`` as a library call: discover -> engine -> report, with a progress bar.
 
 The CLI parses options into :class:`ClassifyOptions` and calls :func:`classify_to_report`;
-tests and other commands call it the same way. Errors that stop the run are raised as
+tests and other commands call it the same way. A run ends at the report; its page and
+workbook are then made from the report's rows read back, the one way ``cxr-edge page``
+makes them (:class:`Outputs`). Errors that stop the run are raised as
 they come (:class:`~cxr_edge.bundle.BundleError`,
 :class:`~cxr_edge.runtime.RuntimeUnavailable`, :class:`~cxr_edge.report.ReportError`);
 unreadable inputs are not errors here, they are rows. Ctrl-C becomes :class:`Interrupted`,
@@ -11,6 +13,7 @@ whose message says what the report keeps and the exact command that carries on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shlex
 import sys
 from pathlib import Path
@@ -18,10 +21,11 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from cxr_edge import report, spreadsheet
+from cxr_edge import report, spreadsheet, viewer
 from cxr_edge.bundle import DEFAULT_MODEL, Bundle, BundleError, list_bundled, load_bundle
 from cxr_edge.discover import Found, discover
 from cxr_edge.engine import Classifier, Result, Tally, classify_files
+from cxr_edge.rows import columns, repeated_films, result_row, row_result
 
 if TYPE_CHECKING:
     from cxr_edge.html_report import PageStats
@@ -72,11 +76,25 @@ def open_classifier(
 
 
 def report_header(bundle: Bundle, phi: bool) -> list[str]:
-    return report.columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=phi)
+    return columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=phi)
 
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what the report keeps and how to carry on (the message)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    """What is made from a whole report, by ``classify`` after its run and by ``cxr-edge page``."""
+
+    html: Path | None = None  # the triage page
+    excel: Path | None = None  # the workbook
+    explain: bool = False  # heatmaps on the page's flagged films
+    phi: bool = True
+    progress: bool = False
+
+    def __bool__(self) -> bool:
+        return self.html is not None or self.excel is not None
 
 
 @dataclasses.dataclass
@@ -90,6 +108,7 @@ class Run:
     page: Path | None = None
     page_stats: PageStats | None = None
     excel: Path | None = None
+    repeated: list[str] = dataclasses.field(default_factory=list)  # films with more than one row
 
     def summary(self) -> str:
         """The lines printed after a run: counts and the classifying rate, the whole report
@@ -97,30 +116,50 @@ class Run:
         lines = [self.tally.summary()] if self.tally else []
         if self.whole is not None:
             lines.append(f"whole report: {self.whole.counts()}")
+        if self.repeated:
+            lines.append(repeated_line(self.repeated, self.out))
         stats = self.page_stats
-        if stats is not None and (stats.heatmaps or stats.at_ceiling):
-            each = f" ({stats.seconds / stats.heatmaps:.1f} s each)" if stats.heatmaps else ""
-            skipped = f"; none for {stats.at_ceiling} at the score's ceiling" if stats.at_ceiling else ""
-            lines.append(f"heatmaps: {stats.heatmaps} in {stats.seconds:.1f} s{each}{skipped}")
+        if stats is not None and stats.heatmaps:
+            lines.append(f"heatmaps: {stats.heatmaps} in {stats.seconds:.1f} s ({stats.seconds / stats.heatmaps:.1f} s each)")
         where = [f"report: {'standard output' if self.out == report.STDOUT else self.out}"]
         where += [f"{name}: {path}" for name, path in (("page", self.page), ("workbook", self.excel)) if path]
         lines.append("; ".join(where))
         return "\n".join(lines)
 
 
+#: Films a message names before "and N more".
+NAMED = 3
+
+
+def repeated_line(repeated: Sequence[str], out: str) -> str:
+    """The warning of a report that holds films twice (made by a resume of cxr-edge 0.6.0 with
+    another spelling of the folder): its counts and page list every row."""
+    named = ", ".join(repeated[:NAMED]) + (f" and {len(repeated) - NAMED} more" if len(repeated) > NAMED else "")
+    return (f"warning: {count_films(len(repeated))} more than once in {out} (e.g. {named}): the same file "
+            "under two spellings of its folder; the counts and the page list each row")
+
+
+def count_films(n: int) -> str:
+    return f"{n} film appears" if n == 1 else f"{n} films appear"
+
+
 def classify_to_report(options: ClassifyOptions) -> Run:
-    """Classify every input into the report, then write the page of the whole report if asked.
+    """Classify every input into the report; then, if asked, make the page and the workbook of
+    the whole report from its rows, read back as ``cxr-edge page`` reads them.
 
     Inputs stream from discovery to the report: nothing grows with the number of files
-    except discovery's set of absolute paths (one row per file), with ``resume`` the set of
-    paths already done, and with a page the report's rows.
+    except discovery's set of paths (one row per file), with ``resume`` the set of files
+    already done, and with a page the report's rows.
     """
-    _check_outputs(options)
+    outputs = Outputs(options.html, options.excel, options.explain, options.phi, options.progress)
+    if options.out != report.STDOUT:
+        _check_report(Path(options.out), outputs, options.overwrite, options.resume)
+    check_outputs(options.out, outputs, overwrite=options.overwrite, resume=options.resume)
     classifier = open_classifier(options.model, options.threads, options.device, options.threshold,
                                  options.screen_all)
     bundle = classifier.bundle
-    run = Run(Tally(), str(options.out), page=options.html, excel=options.excel)
-    results: list[Result] = []  # kept for a page of a report on stdout, which cannot be read back
+    run = Run(Tally(), str(options.out))
+    kept: list[dict[str, str]] = []  # the rows of a report on stdout, which cannot be read back
     with report.ReportWriter(
         options.out,
         report_header(bundle, options.phi),
@@ -130,55 +169,88 @@ def classify_to_report(options: ClassifyOptions) -> Run:
         threshold=bundle.threshold,
     ) as writer:
         try:
-            for result in _classified(options, classifier, writer, run.tally):
+            listing = functools.partial(discover, options.paths, recursive=options.recursive)
+            for cells in _classified(listing, classifier, writer, run.tally, options.workers, options.progress):
                 if options.html is not None and writer.path is None:
-                    results.append(result)
+                    kept.append(cells)
         except KeyboardInterrupt:
             raise Interrupted(_stopped_classifying(options, writer.rows)) from None
     run.tally.stop()
-    if writer.path is None or not (options.html or options.excel or options.resume):
-        return _page_of_results(options, run, results, classifier)
-    rows = report.read_rows(writer.path)  # the whole report: a resumed run's outputs cover the runs before it
-    if options.excel is not None:
-        spreadsheet.write_xlsx(options.excel, writer.header, rows, writer.path)
-    whole = [report.row_result(row, bundle.labels, writer.path.parent) for row in rows]
+    if writer.path is None:
+        rows = kept
+    elif outputs or options.resume:
+        rows = report.read_rows(writer.path)  # the whole report: a resumed run's outputs cover the runs before it
+    else:
+        return run
     if options.resume:
-        run.whole = _tally(whole)
-    return _page_of_results(options, run, whole, classifier)
+        run.whole = _tally(_results(rows, bundle.labels, writer.path))
+    try:
+        return _made_from(run, rows, writer.header, writer.path, classifier, outputs)
+    except KeyboardInterrupt:
+        raise Interrupted(_stopped_paging(options, len(rows))) from None
 
 
-def _page_of_results(options: ClassifyOptions, run: Run, results: list[Result], classifier: Classifier) -> Run:
-    """The run, with its page of ``results`` written when one was asked for."""
-    if options.html is not None:
-        try:
-            run.page_stats = _write_page(options, results, classifier)
-        except KeyboardInterrupt:
-            raise Interrupted(_stopped_paging(options, len(results))) from None
+def _results(rows: Sequence[dict[str, str]], labels: Sequence[str], path: Path | None) -> list[Result]:
+    """The rows of the report at ``path`` (None: on stdout) as results."""
+    base = Path() if path is None else path.parent
+    return [row_result(row, labels, base) for row in rows]
+
+
+def _made_from(run: Run, rows: Sequence[dict[str, str]], header: Sequence[str], path: Path | None,
+               classifier: Classifier, outputs: Outputs) -> Run:
+    """The run, with the page and the workbook of a whole report's ``rows`` (read back from
+    ``path``, or kept from stdout) written where ``outputs`` asks. A report with no row gets
+    neither: an empty page would look like a quiet day."""
+    run.repeated = repeated_films(rows, Path() if path is None else path.parent)
+    if not (outputs and rows):
+        return run
+    results = _results(rows, classifier.bundle.labels, path)
+    if outputs.excel is not None and path is not None:
+        _write_workbook(outputs.excel, header, rows, results, path, classifier.bundle)
+        run.excel = outputs.excel
+    if outputs.html is not None:
+        run.page_stats = _write_page(outputs, results, classifier, path, run.repeated)
+        run.page = outputs.html
     return run
 
 
+def _write_workbook(book: Path, header: Sequence[str], rows: Sequence[dict[str, str]], results: Sequence[Result],
+                    path: Path, bundle: Bundle) -> None:
+    """The workbook: the report's rows in the page's order, in the page's words."""
+    from cxr_edge.html_report import order, screening  # local: only runs that ask for a workbook load it
+
+    by_result = {id(result): row for result, row in zip(results, rows)}
+    ordered = [{**by_result[id(r)], spreadsheet.SCREENING: screening(r, bundle)}
+               for r in order(results, bundle.negative_label)]
+    spreadsheet.write_xlsx(book, spreadsheet.worded(header), ordered, path)
+
+
 def _classified(
-    options: ClassifyOptions, classifier: Classifier, writer: report.ReportWriter, tally: Tally
-) -> Iterator[Result]:
-    """Classify the inputs not yet in the report, writing and counting each result."""
+    listing: Callable[[], Iterator[Found]], classifier: Classifier, writer: report.ReportWriter, tally: Tally,
+    workers: int | None, progress: bool,
+) -> Iterator[dict[str, str]]:
+    """Classify the inputs ``listing()`` yields that are not yet in the report, writing and counting
+    each result; yields each row's cells as the report holds them."""
     bundle = classifier.bundle
 
     def todo() -> Iterator[Found]:
-        for found in discover(options.paths, recursive=options.recursive):
-            if writer.is_done(found.display):
+        for found in listing():
+            if writer.is_done(found.path):
                 tally.skipped += 1
             else:
                 yield found
 
     # Only a visible progress bar needs the total, at the cost of a second walk.
-    total = sum(1 for _ in todo()) if options.progress else None
+    total = sum(1 for _ in todo()) if progress else None
     tally.skipped = 0
-    with tqdm(total=total, unit="img", file=sys.stderr, disable=not options.progress, dynamic_ncols=True) as bar:
-        for result in classify_files(todo(), classifier, workers=options.workers):
-            writer.write(report.result_row(result, bundle.labels, bundle.threshold, bundle.short_id))
+    with tqdm(total=total, unit="img", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
+        for result in classify_files(todo(), classifier, workers=workers):
+            result = viewer.hinted(result)
+            cells = result_row(result, bundle.labels, bundle.threshold, bundle.short_id)
+            writer.write(cells)
             tally.add(result)
             bar.update()
-            yield result
+            yield {column: cells.get(column, "") for column in writer.header}
 
 
 def _tally(results: Sequence[Result]) -> Tally:
@@ -222,32 +294,54 @@ def _stopped_paging(options: ClassifyOptions, rows: int) -> str:
                 "" if options.out == report.STDOUT else f"; build it with:\n  {page_command(options)}"))
 
 
-def _check_outputs(options: ClassifyOptions) -> None:
-    """Refuse, before any work, a page or workbook path that would destroy the report or a file
-    it does not own, or that could only be written after the whole run to fail (missing folder)."""
-    if options.excel is not None and options.out == report.STDOUT:
+def check_outputs(out: str | Path, outputs: Outputs, overwrite: bool = False, resume: bool = False) -> None:
+    """Refuse, before any work, a page or workbook path that would destroy the report ``out`` or a
+    file it does not own, or that could only be written after the whole run to fail (missing folder)."""
+    if outputs.excel is not None and str(out) == report.STDOUT:
         raise report.NotAFile("--excel needs a report file to read back; --out - writes to stdout")
-    if options.html is not None and options.html == options.excel:
-        raise report.ReportExists(f"--html and --excel both name {options.html}; give each its own file")
-    for flag, path, owned in (("--html", options.html, _page_of), ("--excel", options.excel, spreadsheet.report_of)):
+    if outputs.html is not None and outputs.html == outputs.excel:
+        raise report.ReportExists(f"--html and --excel both name {outputs.html}; give each its own file")
+    for flag, path, owned in (("--html", outputs.html, _page_of), ("--excel", outputs.excel, spreadsheet.report_of)):
         if path is not None:
-            _check_target(flag, path, options, owned)
+            _check_target(flag, path, out, owned, overwrite, resume)
 
 
-def _check_target(flag: str, path: Path, options: ClassifyOptions, owned: Callable[[Path], Path | None]) -> None:
+def _check_report(out: Path, outputs: Outputs, overwrite: bool, resume: bool) -> None:
+    """A report in a missing folder, or one that exists without --resume or --overwrite: the
+    message names the report and its outputs, and what to add."""
+    if not out.parent.is_dir():
+        raise report.NotAFile(f"--out {out}: the folder {out.parent} does not exist; create it "
+                              f"(mkdir -p {shlex.quote(str(out.parent))}) or give another path")
+    if overwrite or resume or not _has_bytes(out):
+        return
+    made = [str(p) for p in (outputs.html, outputs.excel) if p is not None and p.exists()]
+    also = f" (and {' and '.join(made)})" if made else ""
+    raise report.ReportExists(f"{out}{also} already exists: add --resume to continue it, or --overwrite "
+                              "to replace it, or give another --out")
+
+
+def _has_bytes(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _check_target(flag: str, path: Path, out: str | Path, owned: Callable[[Path], Path | None], overwrite: bool,
+                  resume: bool) -> None:
     """``owned(path)``: the report an existing output was made from, which a resume may replace
     (its new version lists every row of the report)."""
     if not path.parent.is_dir():
         raise report.NotAFile(f"{flag} {path}: the folder {path.parent} does not exist; "
                               "create it or give another path")
-    if options.out != report.STDOUT and path.resolve() == Path(options.out).resolve():
+    if str(out) != report.STDOUT and path.resolve() == Path(out).resolve():
         raise report.ReportExists(f"{flag} {path} is the CSV report itself; give it another name")
-    if not path.exists() or options.overwrite:
+    if not path.exists() or overwrite:
         return
-    if not options.resume:
+    if not resume:
         raise report.ReportExists(f"{path} exists; use --overwrite to replace it (or another {flag} path)")
-    if owned(path) != Path(options.out).absolute():
-        raise report.ReportExists(f"{path} exists and was not made from {options.out}; give it another name")
+    if owned(path) != Path(out).absolute():
+        raise report.ReportExists(f"{path} exists and was not made from {out}; give it another name")
 
 
 def _page_of(page: Path) -> Path | None:
@@ -261,16 +355,19 @@ def _page_of(page: Path) -> Path | None:
         return None
 
 
-def _write_page(options: ClassifyOptions, results: list[Result], classifier: Classifier) -> PageStats:
-    """The HTML page of the whole report, made with the run's own classifier (for the heatmaps)."""
+def _write_page(outputs: Outputs, results: list[Result], classifier: Classifier, path: Path | None,
+                repeated: Sequence[str]) -> PageStats:
+    """The HTML page of the whole report at ``path`` (None: on stdout), made with the run's own
+    classifier (for the thumbnails and heatmaps)."""
     from cxr_edge.html_report import Source, write_html  # local: only runs that ask for a page load it
 
-    source = Source(None if options.out == report.STDOUT else Path(options.out), len(results))
+    assert outputs.html is not None
+    source = Source(path, len(results), repeated=len(repeated))
     try:
-        return write_html(options.html, results, classifier, source, explain_flagged=options.explain,
-                          progress=options.progress, phi=options.phi)
+        return write_html(outputs.html, results, classifier, source, explain_flagged=outputs.explain,
+                          progress=outputs.progress, phi=outputs.phi)
     except OSError as exc:
-        raise report.ReportError(f"cannot write the HTML report {options.html}: {exc.strerror or exc}") from exc
+        raise report.ReportError(f"cannot write the HTML report {outputs.html}: {exc.strerror or exc}") from exc
 
 
 def page_from_report(
@@ -282,19 +379,15 @@ def page_from_report(
     if not rows:
         raise report.ReportError(f"{report_path} holds no row with as many cells as its header "
                                  "(or is not a cxr-edge report)")
-    options = ClassifyOptions(paths=(), out=report_path, model=model or _bundled_name(rows), phi=phi,
-                              html=page, explain=explain, overwrite=overwrite, progress=progress,
-                              threshold=_threshold(rows, report_path))
-    _check_outputs(options)
-    classifier = open_classifier(options.model, None, threshold=options.threshold)
+    outputs = Outputs(html=page, explain=explain, phi=phi, progress=progress)
+    check_outputs(report_path, outputs, overwrite=overwrite)
+    classifier = open_classifier(model or _bundled_name(rows), None, threshold=_threshold(rows, report_path))
     made_by = _one(rows, "model", report_path)
     if made_by != classifier.bundle.short_id:
         raise report.ReportError(f"{report_path} was written by model {made_by}, not {classifier.bundle.short_id}: "
                                   "give that model's bundle with --model")
-    results = [report.row_result(row, classifier.bundle.labels, report_path.parent) for row in rows]
-    run = Run(None, str(report_path), whole=_tally(results), page=page)
-    run.page_stats = _write_page(options, results, classifier)
-    return run
+    run = Run(None, str(report_path), whole=_tally(_results(rows, classifier.bundle.labels, report_path)))
+    return _made_from(run, rows, list(rows[0]), report_path, classifier, outputs)
 
 
 def _one(rows: list[dict[str, str]], column: str, path: Path) -> str:

@@ -160,8 +160,21 @@ def classify(paths: tuple[Path, ...], out: str, overwrite: bool, resume: bool, n
     if not quiet:
         click.echo(run.summary(), err=True)
     if tally.inputs == 0:  # even with --quiet: an unmounted share must not look like a quiet day
-        fail(f"no image files found in {', '.join(map(str, paths))}", EXIT_UNREADABLE)
+        fail(no_images(paths, recursive), EXIT_UNREADABLE)
     sys.exit(EXIT_UNREADABLE if tally.errors else EXIT_OK)
+
+
+def no_images(paths: tuple[Path, ...], recursive: bool) -> str:
+    """Why nothing was classified: no image file, and the first few files passed over."""
+    from cxr_edge.discover import passed_over
+
+    named, total = passed_over(paths, recursive)
+    message = f"no image files found in {', '.join(map(str, paths))}"
+    if not named:
+        return message
+    more = f" and {total - len(named)} more" if total > len(named) else ""
+    return (f"{message}; passed over {', '.join(named)}{more} (read are JPEG, PNG, BMP, TIFF and DICOM files: "
+            "convert the films to one of them)")
 
 
 PAGE_EXIT_HELP = (
@@ -198,16 +211,18 @@ def page(report_csv: Path, html: Path, explain: bool, overwrite: bool, no_phi: b
 
 INFO_EXIT_HELP = (
     "\b\nExit codes:\n"
-    "  0  the versions and the model's manifest were printed\n"
+    "  0  the summary (or with --json the model's manifest) was printed\n"
     "  2  usage error (bad option)\n"
     "  3  fatal: model missing or damaged, no interpreter"
 )
 
 
-@main.command(epilog=INFO_EXIT_HELP + "\n\n" + commands.example("cxr-edge info --model pneumonia"))
+@main.command(epilog=INFO_EXIT_HELP + "\n\n" + commands.example("cxr-edge info --model pneumonia",
+                                                                 "cxr-edge info --json > manifest.json"))
 @model_option
-def info(model: str | None) -> None:
-    """Print the interpreter backend, library versions and the model's manifest."""
+@click.option("--json", "as_json", is_flag=True, help="Print the model's whole manifest as JSON instead.")
+def info(model: str | None, as_json: bool) -> None:
+    """Summarise the model (name, version, labels, threshold, gate, views, origin) and the software that runs it."""
     import json
     import platform
 
@@ -216,18 +231,38 @@ def info(model: str | None) -> None:
 
     from cxr_edge import runtime
     from cxr_edge.bundle import list_bundled, load_bundle
+    from cxr_edge.html_report import model_name
 
-    click.echo(f"cxr-edge {__version__}")
-    click.echo(f"python {platform.python_version()} ({platform.system()} {platform.machine()})")
-    click.echo(f"numpy {numpy.__version__}, pillow {PIL.__version__}")
     with fatal_errors():
-        click.echo(f"interpreter: {runtime.backend_name()} {runtime.backend_version()}")
-        click.echo(f"bundled models: {', '.join(list_bundled()) or 'none installed'}")
         bundle = load_bundle(model)
-        click.echo(f"model: {bundle.short_id} ({bundle.manifest_path})")
+        if as_json:
+            click.echo(json.dumps(bundle.manifest, indent=2))
+            return
+        click.echo(f"model: {model_name(bundle)} ({bundle.short_id}, {bundle.quantization}; {bundle.manifest_path})")
+        click.echo(f"labels: {', '.join(bundle.labels)}; flagged when {bundle.rule.score_name} >= {bundle.threshold:g}"
+                   f" ({bundle.manifest.get('threshold_rule', 'rule not recorded')})")
         click.echo(f"gate: {gate_line(bundle)}")
         click.echo(f"test-time views: {', '.join(bundle.views)}{views_note(bundle)}")
-        click.echo(json.dumps(bundle.manifest, indent=2))
+        click.echo(f"adapted: {adapted_line(bundle.manifest.get('adapted'))}")
+        click.echo(f"interpreter: {runtime.backend_name()} {runtime.backend_version()}")
+        click.echo(f"cxr-edge {__version__}; python {platform.python_version()} ({platform.system()} "
+                   f"{platform.machine()}); numpy {numpy.__version__}, pillow {PIL.__version__}")
+        click.echo(f"bundled models: {', '.join(list_bundled()) or 'none installed'}")
+        click.echo("the whole manifest: cxr-edge info --json" + (f" --model {model}" if model else ""))
+
+
+def adapted_line(record: object) -> str:
+    """What ``info`` says of the manifest's ``adapted`` record (``cxr-edge adapt``): the bundle a
+    model was adapted from, read defensively, as a manifest may come from another version."""
+    if record is None:
+        return "no (as converted)"
+    base = record.get("base") if isinstance(record, dict) else None
+    if not isinstance(base, dict):
+        return f"{record} (a record this cxr-edge cannot read)"
+    named = " ".join(str(base[k]) for k in ("name", "version") if base.get(k)) or "another bundle"
+    sha = f" (sha256 {str(base['sha256'])[:12]})" if base.get("sha256") else ""
+    date = f" on {record['date']}" if record.get("date") else ""
+    return f"from {named}{sha}{date}"
 
 
 def views_note(bundle) -> str:
@@ -331,7 +366,8 @@ def _evaluation_files(ev: Evaluation, out_dir: Path, plots: bool, quiet: bool) -
 EXPLAIN_EXIT_HELP = (
     "\b\nExit codes:\n"
     "  0  a heatmap was written for every image\n"
-    "  1  some inputs could not be read (each named on stderr), or no image files found\n"
+    "  1  some inputs could not be read or are not upright frontal chest films (the gate rejects\n"
+    "     them, as classify does; each named on stderr with why), or no image files found\n"
     "  2  usage error (bad option, missing path)\n"
     "  3  fatal: model missing or damaged, output folder not writable, no interpreter"
 )
@@ -347,16 +383,21 @@ EXPLAIN_EXIT_HELP = (
               help="Step between hidden squares; smaller is finer and slower (passes grow as 1/stride^2).")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Occluded copies per interpreter call.")
+@click.option("--screen-all", is_flag=True,
+              help="Research only: draw heatmaps of the images the model's gate rejects too; each such "
+                   "figure says so.")
 @model_option
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads [default: the CPU count].")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Walk folders recursively.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-image lines.")
-def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, batch: int, model: str | None,
-            threads: int | None, recursive: bool, quiet: bool) -> None:
-    """Write occlusion heatmaps: where hiding the image lowers the probability of pneumonia most.
+def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, batch: int, screen_all: bool,
+            model: str | None, threads: int | None, recursive: bool, quiet: bool) -> None:
+    """Write occlusion heatmaps: where hiding the image lowers the model's evidence of pneumonia most.
 
     Each square of the image is hidden in turn (filled with the image's mean grey) and the
-    model is run again through the TFLite interpreter; no TensorFlow is needed.
+    model is run again through the TFLite interpreter; no TensorFlow is needed. An image the
+    model's gate rejects (not an upright frontal chest film) gets no heatmap, as it gets no
+    screening in classify.
     """
     from cxr_edge import explain as explaining
     from cxr_edge.classify import open_classifier
@@ -365,7 +406,7 @@ def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, ba
 
     errors = 0
     with fatal_errors():
-        classifier = open_classifier(model, threads or default_threads())
+        classifier = open_classifier(model, threads or default_threads(), screen_all=screen_all)
         inputs = list(discover(paths, recursive=recursive))
         if not inputs:
             fail("no image files found", EXIT_UNREADABLE)
@@ -375,11 +416,12 @@ def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, ba
             for done in outcomes:
                 if done.error:
                     errors += 1
-                    click.echo(f"cxr-edge: error: {done.display}: {done.error}", err=True)
+                    click.echo(f"cxr-edge: {done.status}: {done.display}: {done.error}", err=True)
                 elif not quiet:
                     heat = done.heatmap
+                    warning = f" ({done.warning})" if done.warning else ""
                     click.echo(f"{done.display}: probability {heat.probability:.3f}, {heat.passes} passes "
-                               f"in {heat.seconds:.2f} s -> {done.written}")
+                               f"in {heat.seconds:.2f} s -> {done.written}{warning}")
         except OSError as exc:
             fail(f"cannot write into {out_dir}: {exc.strerror or exc}")
     sys.exit(EXIT_UNREADABLE if errors else EXIT_OK)

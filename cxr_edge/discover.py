@@ -13,6 +13,7 @@ error row instead of vanishing from the report.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
@@ -50,22 +51,36 @@ def looks_like_image(path: Path) -> bool:
     return path.is_file() and dicom.is_dicom(path)
 
 
+def identity(path: str | Path) -> str:
+    """The file a path names, however it is spelled: its folder resolved (a relative, ``./``,
+    ``..`` or linked-folder spelling of it is one folder), its own name kept (a linked *file*
+    stays an input of its own: the benchmarks repeat one film under many linked names).
+    A report knows a film by this, so no spelling of a folder gives a film a second row."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(_resolved(folder), name)
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(folder: str) -> str:
+    """A folder's real path (cached: the films of a folder share one)."""
+    return os.path.realpath(folder)
+
+
 def discover(paths: Iterable[str | Path], recursive: bool = True) -> Iterator[Found]:
     """Yield the inputs under ``paths`` in order (the paths in the order given, each sorted).
 
     ``display`` is the path as given joined with the file's part below it
     (``day1/IM-0001.jpeg``), never the relative part alone: ``--resume`` matches rows by
     it, so files of the same name under two folders must not look like one. A file named
-    again by overlapping paths (``day2 day2/IM-0001.jpeg``) is yielded once, where first
-    met, so it gets one row. Symlinks are not resolved: a link is an input of its own (the
-    benchmarks build their workloads from links). The set of absolute paths costs about
-    150 bytes per file.
+    again by overlapping paths (``day2 day2/IM-0001.jpeg``, ``day link-to-day``) is yielded
+    once, where first met, so it gets one row (:func:`identity`). The set of identities costs
+    about 150 bytes per file.
     """
     seen: set[str] = set()
     for found in _listed(paths, recursive):
-        absolute = os.path.abspath(found.path)
-        if absolute not in seen:
-            seen.add(absolute)
+        key = identity(found.path)
+        if key not in seen:
+            seen.add(key)
             yield found
 
 
@@ -75,6 +90,21 @@ def _listed(paths: Iterable[str | Path], recursive: bool) -> Iterator[Found]:
             yield from walk(root, root.as_posix().rstrip("/") + "/", recursive)
         else:
             yield Found(str(root), printable(root.as_posix()))
+
+
+def passed_over(paths: Iterable[str | Path], recursive: bool = True, limit: int = 3) -> tuple[list[str], int]:
+    """The first ``limit`` files under the folders of ``paths`` that are not hidden, and how many
+    there are: when discovery found no image, these are what it passed over (a folder of PDFs, a
+    share of another format), which the message names."""
+    named: list[str] = []
+    total = 0
+    for root in (Path(p) for p in paths):
+        for folder, folders, files in os.walk(root) if root.is_dir() else ():
+            folders[:] = sorted(f for f in folders if not is_hidden(f)) if recursive else []
+            visible = sorted(f for f in files if not is_hidden(f))
+            total += len(visible)
+            named += [printable((Path(folder) / f).as_posix()) for f in visible[: limit - len(named)]]
+    return named, total
 
 
 def walk(root: Path, prefix: str, recursive: bool = True) -> Iterator[Found]:

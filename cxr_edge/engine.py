@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -68,6 +68,9 @@ class Result:
 NOT_SCREENED_WORDS = {ERROR: "unreadable", REJECTED: "rejected (not an upright frontal chest film)"}
 #: Reasons the summary names one by one, most frequent first; the rest are counted together.
 REASONS_SHOWN = 3
+#: How a row screened with ``--screen-all`` that the gate would reject begins its warning (the
+#: report's ``note``), so that the summary counts them in a report read back too.
+SCREENED_ANYWAY = "SCREENED WITH --screen-all"
 
 
 def _reason_kind(result: Result) -> str:
@@ -81,6 +84,7 @@ class Tally:
 
     labels: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     not_screened: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # (status, reason)
+    overridden: int = 0  # classified only because --screen-all overrode the gate
     skipped: int = 0
     started: float = dataclasses.field(default_factory=time.monotonic)
     seconds: float | None = None  # set by stop(): the classifying alone, without the page after it
@@ -88,6 +92,7 @@ class Tally:
     def add(self, result: Result) -> None:
         if result.status == OK:
             self.labels[result.prediction] += 1
+            self.overridden += gate_overridden(result)
         else:
             self.not_screened[result.status, _reason_kind(result)] += 1
 
@@ -109,10 +114,14 @@ class Tally:
         return self.classified + self.errors + self.skipped
 
     def counts(self) -> str:
-        """``5 classified (NORMAL 3, PNEUMONIA 2); 7 unreadable: pydicom not installed (7)``."""
+        """``5 classified (NORMAL 3, PNEUMONIA 2); 7 unreadable: pydicom not installed (7)``; with
+        ``--screen-all``, how many of the classified the gate would have rejected."""
         per_label = ", ".join(f"{label} {n}" for label, n in sorted(self.labels.items())) or "none"
         statuses = sorted({status for status, _ in self.not_screened}) or [ERROR]
-        return "; ".join([f"{self.classified} classified ({per_label})", *map(self._not_screened, statuses)])
+        overridden = ([f"{self.overridden} of them screened only because of --screen-all: the gate would have "
+                       "rejected them (each row's note says why)"] if self.overridden else [])
+        return "; ".join([f"{self.classified} classified ({per_label})", *overridden,
+                          *map(self._not_screened, statuses)])
 
     def _not_screened(self, status: str) -> str:
         reasons = collections.Counter({why: n for (s, why), n in self.not_screened.items() if s == status})
@@ -171,9 +180,9 @@ class Classifier:
         """A single-threaded copy for one worker thread (interpreters are not thread-safe)."""
         return Classifier(self.bundle, threads=1, screen_all=self.screen_all)
 
-    def _per_view(self, batch: np.ndarray, views: tuple[str, ...] | None = None) -> list[list[np.ndarray]]:
-        """Every output of one invoke per view (the bundle's test-time views, the film's first, unless
-        ``views`` names some) of a uint8 batch (N, H, W)."""
+    def _per_view(self, batch: np.ndarray, views: Sequence[str] | None = None) -> list[list[np.ndarray]]:
+        """Every output of one invoke per test-time view of a uint8 batch (N, H, W), the film's first
+        (``views``: the bundle's unless named)."""
         return [runtime.run_outputs(self.interpreter, preprocess.view(name, batch))
                 for name in views or self.bundle.views]
 
@@ -181,10 +190,11 @@ class Classifier:
         index = self.bundle.features_output
         return None if index is None else [outputs[index] for outputs in views]
 
-    def features(self, batch: np.ndarray) -> list[np.ndarray] | None:
-        """The features output (N, D) of a uint8 batch (N, H, W) per test-time view, the film's first
-        (None when the model has none): the one place that reads it, for the gate, the head and their fitting."""
-        return self._features(self._per_view(batch))
+    def features(self, batch: np.ndarray, views: Sequence[str] | None = None) -> list[np.ndarray] | None:
+        """The features output (N, D) of a uint8 batch (N, H, W) per test-time view (the bundle's, or
+        ``views``: occlusion reads the film's alone), the film's first (None when the model has none):
+        the one place that reads it, for the gate, the head and their fitting."""
+        return self._features(self._per_view(batch, views))
 
     def _decided(self, rule: decision.Rule, views: list[list[np.ndarray]]) -> Decided:
         head, features = self.bundle.head, self._features(views)
@@ -251,7 +261,13 @@ class Classifier:
 
 def screened_anyway(verdict: Verdict) -> str:
     """The row's warning when ``--screen-all`` screened what the gate would have rejected."""
-    return f"SCREENED WITH --screen-all, the gate would reject it: {verdict.reason.removeprefix('not screened: ')}"
+    return f"{SCREENED_ANYWAY}, the gate would reject it: {verdict.reason.removeprefix('not screened: ')}"
+
+
+def gate_overridden(result: Result) -> bool:
+    """Whether ``--screen-all`` screened this film against the gate (said in its warning, or in the
+    ``note`` of a report row read back)."""
+    return any(SCREENED_ANYWAY in result.info.get(key, "") for key in ("warning", "note"))
 
 
 @contextlib.contextmanager

@@ -3,10 +3,14 @@
 Grad-CAM needs gradients, which a TFLite interpreter does not have. Occlusion needs only
 forward passes: hide one square of the image at a time (filled with the image's mean
 grey), run the occluded copies through the interpreter in batches, and record how much
-the probability of pneumonia drops. A pixel's heat is the mean drop over the squares that
-cover it, so red marks what the model needs to call the image positive. With the default
-32-pixel window and 16-pixel stride a 224x224 model input takes 170 forward passes
-(13 x 13 occluded copies and the image itself).
+the model's evidence for pneumonia drops (:func:`evidence`: the log-odds of its score, from
+the float head, which no 8-bit output step rounds and no ceiling stops). A pixel's heat is
+the mean drop over the squares that cover it, so red marks what the model needs to call the
+image positive. With the default 32-pixel window and 16-pixel stride a 224x224 model input
+takes 170 forward passes (13 x 13 occluded copies and the image itself).
+
+An image the model's gate rejects gets no heatmap, as it gets no row in ``classify``: a map of
+a hand would read as a finding (``screen_all`` draws it anyway, saying so).
 
 The overlay is drawn with Pillow and a small colormap in numpy; matplotlib is not needed.
 """
@@ -18,7 +22,7 @@ import importlib.util
 import sys
 import time
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -26,25 +30,25 @@ from tqdm import tqdm
 
 from cxr_edge.bundle import Bundle
 from cxr_edge.discover import Found
-from cxr_edge.engine import Classifier, read
+from cxr_edge.engine import ERROR, OK, Classifier, read
 from cxr_edge.preprocess import ImageReadError
 
 WINDOW = 32
 STRIDE = 16
 BATCH = 16
-#: Full colour means this drop in probability, unless the largest drop is bigger.
-MIN_SCALE = 0.05
+#: Full colour means this drop in evidence (log-odds; 0.5 divides the odds by 1.65), unless the largest
+#: drop is bigger: an image the model finds nothing in stays grey.
+MIN_SCALE = 0.5
 OVERLAY_ALPHA = 0.6
-#: A largest drop below this leaves the overlay blank (about 2.5 steps of a uint8 output).
-FLAT_DROP = 0.01
+#: A largest drop below this leaves the overlay blank (the odds fall by less than a tenth).
+FLAT_DROP = 0.1
 #: Why an overlay is blank; true at any probability and any threshold.
-FLAT = ("no hidden region lowers the score by 0.01 or more: the evidence is spread out or "
-        "redundant, or the score is already at its limit")
+FLAT = ("no hidden region lowers the evidence by 0.1 or more: it is spread out or redundant")
+#: Without a head, the evidence is the log-odds of the model's own probability, this far inside 0 and 1
+#: (half an 8-bit output step): an output of exactly 0 or 1 has no finite log-odds.
+CLIP = 1 / 512
 DEJAVU = "DejaVuSans.ttf"
 SYSTEM_FONTS = (Path("/usr/share/fonts/truetype/dejavu") / DEJAVU, Path("/usr/share/fonts/TTF") / DEJAVU)
-#: The score's top step for an 8-bit output (scale 1/256): a film there cannot show a drop smaller
-#: than a step, and most of those heatmaps came out blank at 1.5 s each.
-TOP_STEP_8BIT = 255 / 256
 #: Anchor colours of the heat colormap, cold to hot (black-purple-red-yellow, like "inferno").
 _ANCHORS = np.array(
     [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
@@ -53,10 +57,10 @@ _ANCHORS = np.array(
 
 @dataclasses.dataclass
 class Heatmap:
-    """An occlusion map of one image: ``drop[y, x]`` in probability units (may be negative)."""
+    """An occlusion map of one image: ``drop[y, x]`` in evidence (log-odds, :func:`evidence`; may be negative)."""
 
     pixels: np.ndarray  # the model input, uint8 (H, W)
-    probability: float  # the unoccluded P(not negative label)
+    probability: float  # the unoccluded P(not negative label), as classify gives it
     drop: np.ndarray  # float32 (H, W)
     seconds: float
     passes: int
@@ -72,37 +76,45 @@ class Heatmap:
 
     @property
     def flat_note(self) -> str:
-        """Why the overlay is blank, or "" when it is not.
-
-        A confident positive (P near the top of a uint8 output) often keeps its score
-        whichever square is hidden; a grey overlay must not read as "nothing found".
-        """
+        """Why the overlay is blank, or "" when it is not: a grey overlay must not read as "nothing found"."""
         return "" if float(self.drop.max()) >= FLAT_DROP else FLAT
 
     def caption(self, title: str, score_name: str) -> list[str]:
         lines = [
             title,
-            f"{score_name} {self.probability:.3f}; colour = drop in probability when the area is hidden "
-            f"(full colour = {self.scale:.2f})",
+            f"{score_name} {self.probability:.3f}; colour = drop in the model's evidence (log-odds) when the "
+            f"area is hidden (full colour = {self.scale:.2f})",
         ]
         note = self.flat_note
         return [*lines, note] if note else lines
 
 
-def ceiling(bundle: Bundle) -> float:
-    """The highest score the model's output can give: its top step when 8-bit, else 1."""
-    return TOP_STEP_8BIT if bundle.manifest.get("output", {}).get("dtype") in ("uint8", "int8") else 1.0
+def evidence(classifier: Classifier, batch: np.ndarray) -> np.ndarray:
+    """What occlusion measures on each film of a uint8 batch (N, H, W): the log-odds of the positive
+    score, log(s / (1 - s)), from the model's float head on the film's own features.
+
+    Unlike the probability it does not saturate: a film at the 8-bit output's top (255/256), where
+    hiding its lesion rarely moves the probability by a step, still loses evidence. The soft
+    test-time views are left out, which halves the cost: on 26 real flagged films the maps of the
+    film view correlated 0.973 (median) with those of every view (``benchmarks/heatmap_cost.py``).
+    Without a head (bundles older than the gate), the log-odds of the model's own probability,
+    clipped :data:`CLIP` inside 0 and 1.
+    """
+    features = classifier.features(batch, views=("film",)) if classifier.bundle.head is not None else None
+    if features is None:
+        score = np.clip(classifier.positive_scores(batch).astype(np.float64), CLIP, 1 - CLIP)
+        return np.log(score / (1 - score))
+    return log_odds(classifier.bundle, features[0])
 
 
-def at_ceiling(probability: float, bundle: Bundle) -> bool:
-    """Whether a score sits at the output's ceiling, where occlusion shows next to nothing."""
-    return probability >= ceiling(bundle)
-
-
-def ceiling_note(bundle: Bundle, films: int) -> str:
-    """Said once on a page whose heatmaps skip ``films`` flagged films at the ceiling."""
-    return (f"{films} flagged film{'' if films == 1 else 's'} scored at the output's ceiling ({ceiling(bundle):.3f}) "
-            "get no heatmap: hiding one area rarely moves such a score by a step, so their heatmaps came out blank.")
+def log_odds(bundle: Bundle, features: np.ndarray) -> np.ndarray:
+    """log(s / (1 - s)) of the head's positive score s for features (N, D), from the logits: no
+    rounding to a float's last digits either (s = 1 - 1e-9 still differs from s = 1 - 1e-12)."""
+    logits = bundle.head.logits(features)
+    if logits.shape[1] == 1:  # one sigmoid column: P(labels[1]) = softmax([0, logit])[1]
+        logits = np.concatenate([np.zeros_like(logits), logits], axis=1)
+    negative = bundle.rule.negative_index
+    return np.logaddexp.reduce(np.delete(logits, negative, axis=1), axis=1) - logits[:, negative]
 
 
 def positions(size: int, window: int, stride: int) -> list[int]:
@@ -119,15 +131,18 @@ def occlusion_map(
     window: int = WINDOW,
     stride: int = STRIDE,
     batch: int = BATCH,
+    measure: Callable[[Classifier, np.ndarray], np.ndarray] = evidence,
 ) -> Heatmap:
-    """The occlusion heatmap of one model-size uint8 image (H, W)."""
+    """The occlusion heatmap of one model-size uint8 image (H, W): the drop in ``measure`` (:func:`evidence`;
+    ``benchmarks/heatmap_cost.py`` compares others) when each square is hidden."""
     if window < 1 or stride < 1 or batch < 1:
         raise ValueError("window, stride and batch must be positive")
     started = time.perf_counter()
     height, width = pixels.shape
     fill = np.uint8(round(float(pixels.mean())))
     boxes = [(y, x) for y in positions(height, window, stride) for x in positions(width, window, stride)]
-    base = float(classifier.positive_scores(pixels[None])[0])
+    probability = float(classifier.positive_scores(pixels[None])[0])
+    base = float(measure(classifier, pixels[None])[0])
     total = np.zeros(pixels.shape, np.float64)
     covered = np.zeros(pixels.shape, np.int32)
     for first in range(0, len(boxes), batch):
@@ -135,11 +150,11 @@ def occlusion_map(
         copies = np.repeat(pixels[None], len(chunk), axis=0)
         for copy, (y, x) in zip(copies, chunk):
             copy[y : y + window, x : x + window] = fill
-        for (y, x), score in zip(chunk, classifier.positive_scores(copies)):
+        for (y, x), score in zip(chunk, measure(classifier, copies)):
             total[y : y + window, x : x + window] += base - float(score)
             covered[y : y + window, x : x + window] += 1
     drop = (total / np.maximum(covered, 1)).astype(np.float32)
-    return Heatmap(pixels, base, drop, time.perf_counter() - started, len(boxes) + 1)
+    return Heatmap(pixels, probability, drop, time.perf_counter() - started, len(boxes) + 1)
 
 
 def colormap(values: np.ndarray) -> np.ndarray:
@@ -232,12 +247,16 @@ def output_names(displays: Sequence[str], kind: str = "occlusion") -> list[str]:
 
 @dataclasses.dataclass
 class Explained:
-    """What became of one input of ``cxr-edge explain``: a written heatmap or an error."""
+    """What became of one input of ``cxr-edge explain``: a written heatmap, or why not (``status``
+    ``error`` or ``rejected`` as in ``classify``; ``error`` says why); ``warning`` when ``--screen-all``
+    drew what the gate rejects."""
 
     display: str
     heatmap: Heatmap | None = None
     written: Path | None = None
     error: str = ""
+    status: str = OK
+    warning: str = ""
 
 
 def explain_to_dir(
@@ -249,7 +268,10 @@ def explain_to_dir(
     batch: int = BATCH,
     progress: bool = False,
 ) -> Iterator[Explained]:
-    """Write one heatmap figure per input into ``out_dir``, yielding each outcome as it is done."""
+    """Write one heatmap figure per input into ``out_dir``, yielding each outcome as it is done.
+
+    An input is screened as :meth:`Classifier.run` screens it for ``classify``: one the gate rejects
+    gets no heatmap, with the same reason, unless the classifier screens all."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = output_names([found.display for found in inputs])
@@ -258,11 +280,17 @@ def explain_to_dir(
         try:
             prepared = read(found, classifier.bundle)
         except ImageReadError as exc:
-            yield Explained(found.display, error=str(exc))
+            yield Explained(found.display, error=str(exc), status=ERROR)
+            continue
+        screened = classifier.run(found, prepared)
+        if screened.status != OK:
+            yield Explained(found.display, error=screened.error, status=screened.status)
             continue
         pixels = prepared.pixels
         heat = occlusion_map(classifier, pixels, window=window, stride=stride, batch=batch)
         path = out / name
         caption = heat.caption(f"{found.display} ({classifier.bundle.short_id})", classifier.bundle.rule.score_name)
-        figure(pixels, heat.level, caption, film_size=(prepared.width, prepared.height)).save(path)
-        yield Explained(found.display, heat, path)
+        warning = screened.info.get("warning", "")
+        figure(pixels, heat.level, [*caption, warning] if warning else caption,
+               film_size=(prepared.width, prepared.height)).save(path)
+        yield Explained(found.display, heat, path, warning=warning)

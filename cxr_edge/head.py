@@ -24,10 +24,15 @@ class Head:
     weights: np.ndarray  # (outputs, D), dequantized from the file's int8 weights
     bias: np.ndarray  # (outputs,)
 
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """The last layer before its activation (N, outputs), in float64: unlike the outputs, they
+        never saturate (occlusion heatmaps measure on them, :mod:`cxr_edge.explain`)."""
+        return np.asarray(features, dtype=np.float64) @ self.weights.T + self.bias
+
     def outputs(self, features: np.ndarray) -> np.ndarray:
         """What the model's output would be without its last rounding (N, outputs): sigmoid for one
         output, softmax for several, as the file's own last op."""
-        logits = np.asarray(features, dtype=np.float64) @ self.weights.T + self.bias
+        logits = self.logits(features)
         if logits.shape[1] == 1:
             return 1.0 / (1.0 + np.exp(-logits))
         e = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import html
 import io
+import math
 import os
 import re
 import sys
@@ -29,22 +30,26 @@ import urllib.parse
 from pathlib import Path
 from typing import Sequence, TextIO
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from cxr_edge import __version__, explain
 from cxr_edge.bundle import Bundle
 from cxr_edge.dicom import PHI_COLUMNS
-from cxr_edge.engine import NOT_SCREENED_WORDS, OK, Classifier, Result
+from cxr_edge.engine import ERROR, NOT_SCREENED_WORDS, OK, Classifier, Result
 from cxr_edge.preprocess import ImageReadError, load_image
-from cxr_edge.report import input_note, written_whole
+from cxr_edge.report import written_whole
+from cxr_edge.rows import input_note
 
 THUMBNAIL = 160  # px, longest side
 #: Within this distance of the threshold a score is marked "borderline": one int8 output step
 #: is 1/256, and a film re-scanned or re-exported can move by a few.
 BORDERLINE = 0.05
 BAR_WIDTH = 80  # px: a score of 1
-CEILING_CELL = "none: score at the ceiling"
+#: Decimals of the flagged films' rank scores: as few as tell them apart, from 3 up to this.
+MAX_DIGITS = 6
+NOT_SCREENED_ID = "not-screened"  # the anchor of the not-screened rows, linked from the header
 #: Printed above the table when it has heatmaps: a hot area reads as "the lesion is here" otherwise.
 HEATMAP_CAVEAT = (
     "Heatmaps (flagged images only): colour marks where hiding that area lowers the model's score, "
@@ -61,10 +66,13 @@ th{background:#f3f3f3}
 tr.flagged td.prediction{color:#b00020;font-weight:bold}
 tr.unscreened td{background:#fff4d6}
 tr.unscreened td.prediction{font-weight:bold}
+tr.section th{background:#f5d58a;font-size:1.05em}
+.reason{cursor:help;text-decoration:underline dotted #8a5a00}
 .track{display:inline-block;position:relative;width:80px;height:.7em;background:#eee;margin-left:.5em;vertical-align:middle}
 .bar{position:absolute;left:0;top:0;height:100%;background:#888}
 tr.flagged .bar{background:#b00020}
 .tick{position:absolute;top:-3px;bottom:-3px;width:2px;background:#222}
+td.probability{white-space:nowrap}
 .borderline{display:block;font-size:.85em;color:#8a5a00;font-weight:bold}
 .legend{display:inline-block;width:120px;height:.8em;vertical-align:middle;
   background:linear-gradient(to right,rgb(0,0,4),rgb(87,16,110),rgb(188,55,84),rgb(249,142,9),rgb(252,255,164))}
@@ -84,7 +92,6 @@ class PageStats:
 
     heatmaps: int = 0
     seconds: float = 0.0
-    at_ceiling: int = 0  # flagged films whose heatmap was skipped (score at the output's top)
 
 
 def _data_uri(image: Image.Image, fmt: str) -> str:
@@ -134,9 +141,45 @@ def verdict(result: Result, bundle: Bundle) -> str:
     return f"flagged for review; weak hint: {result.prediction} (P {p:.2f})"
 
 
+#: What the page calls an input the model never scored, by its status.
+PAGE_WORDS = {ERROR: "unreadable"}
+
+
 def not_screened(status: str) -> str:
-    """The screening cell of an input the model never scored: ``unreadable: not screened``."""
-    return f"{NOT_SCREENED_WORDS.get(status, status)}: not screened"
+    """The screening cell of an input the model never scored: ``not screened: unreadable``
+    (the reason beside it says why)."""
+    return f"not screened: {PAGE_WORDS.get(status, status)}"
+
+
+def screening(result: Result, bundle: Bundle) -> str:
+    """What the page's screening column says of a row (the workbook says the same)."""
+    return verdict(result, bundle) if result.status == OK else not_screened(result.status)
+
+
+_MEASURED = re.compile(r"\s*\(upright-film score [^)]*\)")
+
+
+def plain_reason(error: str) -> str:
+    """The reason a film was not screened, in one short clause: what was measured (distances,
+    scores and their cut-offs) stays in the CSV and in the cell's tooltip."""
+    first = error.removeprefix("not screened: ").split("; ")[0]
+    return _MEASURED.sub("", first)
+
+
+def score_digits(scores: Sequence[float]) -> int:
+    """Decimals that tell the flagged films' rank scores apart (3 up to :data:`MAX_DIGITS`): the
+    8-bit output gives most of them one probability, and a column of 0.996 orders nothing."""
+    distinct = set(scores)
+    for digits in range(3, MAX_DIGITS):
+        if len({floored(s, digits) for s in distinct}) == len(distinct):
+            return digits
+    return MAX_DIGITS
+
+
+def floored(value: float, digits: int) -> str:
+    """``value`` cut (not rounded) to ``digits`` decimals: a score of 0.999996 reads 0.99999, never
+    a certainty of 1.00000."""
+    return f"{math.floor(value * 10**digits) / 10**digits:.{digits}f}"
 
 
 def whose(result: Result) -> str:
@@ -155,59 +198,86 @@ def _path_cell(result: Result, phi: bool) -> str:
     return f'{path}<br><span class="patient">{patient}</span>' if patient else path
 
 
-def score_cell(probability: float, threshold: float) -> str:
-    """The score, a bar with the threshold ticked on it, and "borderline" near the threshold."""
+def score_cell(probability: float, threshold: float, score: float | None = None, digits: int = 3) -> str:
+    """The score, a bar with the threshold ticked on it, and "borderline" near the threshold.
+    With ``score`` (a flagged film's rank score) that number is shown, to ``digits`` decimals, and
+    the probability that decided goes in the tooltip."""
     tick = f'<span class="tick" style="left:{threshold * BAR_WIDTH:.0f}px"></span>'
     bar = f'<span class="track"><span class="bar" style="width:{probability * BAR_WIDTH:.0f}px"></span>{tick}</span>'
     near = abs(probability - threshold) < BORDERLINE
-    return f"{probability:.3f}{bar}" + ('<span class="borderline">borderline</span>' if near else "")
+    shown = f"{probability:.3f}"
+    if score is not None:
+        tip = (f"probability {probability:.3f} (the model's 8-bit output, compared with the threshold); "
+               f"rank score {score:.{MAX_DIGITS}f} (orders films of one probability)")
+        shown = f'<span title="{html.escape(tip)}">{floored(score, digits)}</span>'
+    return f"{shown}{bar}" + ('<span class="borderline">borderline</span>' if near else "")
 
 
 class _Page:
     """Rows of one page: the classifier (for thumbnails and heatmaps) and what to show."""
 
-    def __init__(self, classifier: Classifier, folder: Path, explain_flagged: bool, phi: bool):
+    def __init__(self, classifier: Classifier, folder: Path, explain_flagged: bool, phi: bool, digits: int = 3):
         self.classifier = classifier
         self.folder = folder
         self.explain_flagged = explain_flagged
         self.phi = phi
+        self.digits = digits  # of the flagged films' rank scores
         self.stats = PageStats()
 
     def row(self, result: Result) -> str:
         """One table row; the image is re-read through the contract for its thumbnail."""
         path = _path_cell(result, self.phi)
-        heat_cell = "<td></td>" if self.explain_flagged else ""
         if result.status != OK:
-            return (f'<tr class="unscreened {html.escape(result.status)}"><td></td><td class="path">{path}</td>'
-                    f'<td class="prediction">{html.escape(not_screened(result.status))}</td><td></td>'
-                    f"<td>{html.escape(result.error)}</td>{heat_cell}</tr>")
+            return self._unscreened(result, path)
         bundle = self.classifier.bundle
         flagged = result.prediction != bundle.negative_label
         thumb, heat, note = self._pictures(result, flagged)
         note = "; ".join(n for n in (input_note(result.info), note) if n)  # the CSV's warnings, e.g. a lateral view
         heat_cell = f"<td>{heat}</td>" if self.explain_flagged else ""
+        score = score_cell(result.probability or 0.0, bundle.threshold,
+                           result.score if flagged else None, self.digits)
         return (
             f'<tr class="{"flagged" if flagged else "normal"}"><td class="thumb">{thumb}</td>'
             f'<td class="path">{path}</td><td class="prediction">{html.escape(verdict(result, bundle))}</td>'
-            f'<td class="probability">{score_cell(result.probability or 0.0, bundle.threshold)}</td>'
+            f'<td class="probability">{score}</td>'
             f'<td class="note">{html.escape(note)}</td>{heat_cell}</tr>'
         )
 
+    def _unscreened(self, result: Result, path: str) -> str:
+        """A row the model never scored: its thumbnail where the file can be drawn (else a link to
+        it), and one plain reason whose tooltip holds the whole one, measurements included."""
+        heat_cell = "<td></td>" if self.explain_flagged else ""
+        try:
+            thumb = self._thumbnail(result, self._pixels(result))
+        except ImageReadError:  # unreadable: the link still opens it where a viewer can
+            thumb = f'<a href="{link(result, self.folder)}">open the file</a>'
+        reason = (f'<span class="reason" title="{html.escape(result.error)}">'
+                  f"{html.escape(plain_reason(result.error))}</span>")
+        return (f'<tr class="unscreened {html.escape(result.status)}"><td class="thumb">{thumb}</td>'
+                f'<td class="path">{path}</td>'
+                f'<td class="prediction">{html.escape(not_screened(result.status))}</td><td></td>'
+                f'<td class="note">{reason}</td>{heat_cell}</tr>')
+
+    def _pixels(self, result: Result) -> np.ndarray:
+        """The film re-read through the contract (raises :class:`ImageReadError`)."""
+        return load_image(result.path, self.classifier.bundle.contract).pixels
+
+    def _thumbnail(self, result: Result, pixels: np.ndarray) -> str:
+        """The thumbnail, in the film's own proportions, linked to the film."""
+        picture = _img(Image.fromarray(pixels).resize(display_size(result)), "JPEG", result.display)
+        return f'<a href="{link(result, self.folder)}">{picture}</a>'
+
     def _pictures(self, result: Result, flagged: bool) -> tuple[str, str, str]:
         """(thumbnail, heatmap, note) cells' content; the thumbnail links to the film."""
-        bundle = self.classifier.bundle
         try:
-            pixels = load_image(result.path, bundle.contract).pixels
+            pixels = self._pixels(result)
         except ImageReadError as exc:  # changed or removed since it was classified
             return "", "", f"cannot show: {exc}"
+        thumb = self._thumbnail(result, pixels)
         size = display_size(result)
         href = link(result, self.folder)
-        thumb = f'<a href="{href}">{_img(Image.fromarray(pixels).resize(size), "JPEG", result.display)}</a>'
         if not (flagged and self.explain_flagged):
             return thumb, "", ""
-        if explain.at_ceiling(result.probability or 0.0, bundle):
-            self.stats.at_ceiling += 1
-            return thumb, CEILING_CELL, ""
         started = time.perf_counter()
         heatmap = explain.occlusion_map(self.classifier, pixels)
         self.stats.heatmaps += 1
@@ -217,11 +287,15 @@ class _Page:
         return thumb, f'<a href="{href}">{_img(picture, "PNG", f"heatmap of {result.display}")}</a>', heatmap.flat_note
 
 
-def model_line(bundle: Bundle) -> str:
-    """The model as its card names it (``pneumonia 2.2.0``), then the report's ``model`` id."""
+def model_name(bundle: Bundle) -> str:
+    """The model as its card names it: ``pneumonia 2.2.0``."""
     version = bundle.manifest.get("version")
-    named = f"{bundle.name} {version}" if version else bundle.name
-    return f"Model {named} ({bundle.short_id}, {bundle.quantization})"
+    return f"{bundle.name} {version}" if version else bundle.name
+
+
+def model_line(bundle: Bundle) -> str:
+    """The model as its card names it, then the report's ``model`` id."""
+    return f"Model {model_name(bundle)} ({bundle.short_id}, {bundle.quantization})"
 
 
 def operating_point(bundle: Bundle) -> str:
@@ -243,6 +317,7 @@ class Source:
 
     report: Path | None
     rows: int
+    repeated: int = 0  # films the report holds more than once
 
     @property
     def title(self) -> str:
@@ -281,8 +356,8 @@ def _head(out: TextIO, results: Sequence[Result], bundle: Bundle, source: Source
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     kinds = collections.Counter(NOT_SCREENED_WORDS.get(r.status, r.status) for r in results if r.status != OK)
     detail = ", ".join(f"{n} {html.escape(kind)}" for kind, n in sorted(kinds.items()))
-    unscreened_text = (f"<strong>{unscreened} not screened</strong> ({detail}; listed after the flagged ones, each "
-                       "must be read)") if unscreened else "0 not screened"
+    unscreened_text = (f'<a href="#{NOT_SCREENED_ID}"><strong>{unscreened} not screened</strong></a> ({detail}; '
+                       "listed after the flagged ones, each must be read)") if unscreened else "0 not screened"
     title = html.escape(source.title)
     out.write(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -296,15 +371,28 @@ def _head(out: TextIO, results: Sequence[Result], bundle: Bundle, source: Source
         f"cxr-edge {__version__}; {html.escape(when)}. "
         "Screening aid only: a clinician reads every image.</p>\n"
     )
+    if source.repeated:
+        out.write(f'<p class="meta"><strong>{html.escape(repeated_text(source.repeated))}</strong></p>\n')
     if heatmaps:
-        at_ceiling = sum(r.status == OK and r.prediction != bundle.negative_label
-                         and explain.at_ceiling(r.probability or 0.0, bundle) for r in results)
-        ceiling = f" {explain.ceiling_note(bundle, at_ceiling)}" if at_ceiling else ""
         out.write(f'<p class="meta">{html.escape(HEATMAP_CAVEAT)}<br><span class="nowrap">Colour scale: no drop '
-                  f'<span class="legend"></span> largest drop.</span>{html.escape(ceiling)}</p>\n')
+                  f'<span class="legend"></span> largest drop.</span></p>\n')
     heat_header = "<th>heatmap</th>" if heatmaps else ""
     out.write(f"<table><thead><tr><th>image</th><th>path</th><th>screening</th>"
               f"<th>{html.escape(bundle.rule.score_name)}</th><th>note</th>{heat_header}</tr></thead><tbody>\n")
+
+
+def repeated_text(n: int) -> str:
+    """What the page says of a report that holds films twice (a resume of cxr-edge 0.6.0 with
+    another spelling of the folder)."""
+    films = "1 film appears" if n == 1 else f"{n} films appear"
+    return (f"{films} more than once in this report (the same file under two spellings of its folder): "
+            "the counts and the table list each row")
+
+
+def _section(columns: int, unscreened: int) -> str:
+    """The heading row of the not-screened films, which the header links to."""
+    return (f'<tr class="section" id="{NOT_SCREENED_ID}"><th colspan="{columns}">Not screened: '
+            f"{count(unscreened, 'image')} the model did not score; read each one</th></tr>\n")
 
 
 def write_html(
@@ -320,12 +408,18 @@ def write_html(
     images when ``explain_flagged``; each DICOM film's patient and study date unless ``phi`` is
     False (``--no-phi``, as in the CSV). An interruption leaves the old page, or none."""
     path = Path(path)
-    rows = order(results, classifier.bundle.negative_label)
-    page = _Page(classifier, path.parent, explain_flagged, phi)
+    negative = classifier.bundle.negative_label
+    rows = order(results, negative)
+    digits = score_digits([r.score for r in rows if r.status == OK and r.prediction != negative and r.score is not None])
+    page = _Page(classifier, path.parent, explain_flagged, phi, digits)
+    unscreened = sum(r.status != OK for r in rows)
+    first_unscreened = next((r for r in rows if r.status != OK), None)
     with written_whole(path, "w", encoding="utf-8") as out:
         _head(out, rows, classifier.bundle, source, heatmaps=explain_flagged)
         bar = tqdm(rows, unit="img", desc="html", file=sys.stderr, disable=not progress, dynamic_ncols=True)
         for result in bar:
+            if result is first_unscreened:
+                out.write(_section(6 if explain_flagged else 5, unscreened))
             out.write(page.row(result) + "\n")
         out.write("</tbody></table>\n</body></html>\n")
     return page.stats

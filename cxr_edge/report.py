@@ -29,10 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Sequence
 
-import numpy as np
-
-from cxr_edge.dicom import HEADER_COLUMNS, PHI_COLUMNS
-from cxr_edge.engine import OK, Result
+from cxr_edge.discover import identity
+from cxr_edge.rows import BASE_COLUMNS, OK, film_path, threshold_cell
 
 try:
     import fcntl
@@ -42,9 +40,6 @@ except ImportError:  # Windows: no flock; the report is then unlocked
 STDOUT = "-"
 FSYNC_SECONDS = 1.0
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-BASE_COLUMNS = ("path", "prediction", "probability", "score")
-TAIL_COLUMNS = ("threshold", "status", "error", "model", "width", "height")
-NOTE_COLUMN = "note"
 
 
 class ReportError(Exception):
@@ -57,54 +52,6 @@ class ReportExists(ReportError):
 
 class NotAFile(ReportError):
     """The path given for the report (or the page) cannot hold one; the user must give another."""
-
-
-def columns(labels: Sequence[str], multiclass: bool, phi: bool = True) -> list[str]:
-    """Report columns: ``p_<label>`` per label for multiclass models; PHI columns unless ``phi=False``."""
-    per_label = [f"p_{label}" for label in labels] if multiclass else []
-    header = [c for c in HEADER_COLUMNS if phi or c not in PHI_COLUMNS]
-    return [*BASE_COLUMNS, *per_label, *TAIL_COLUMNS, *header, NOTE_COLUMN]
-
-
-def _probability(value: float | None) -> str:
-    """The shortest digits that give back the model's float32 output, so the report's
-    ``probability >= threshold`` is exactly the decision that was made (0.98828125, not 0.988281)."""
-    return "" if value is None else np.format_float_positional(np.float32(value), trim="-")
-
-
-def _score(value: float | None) -> str:
-    """The rank score with the digits that tell films apart (it orders; it is not compared with anything)."""
-    return "" if value is None else f"{value:.12g}"
-
-
-def threshold_cell(threshold: float) -> str:
-    """The threshold as the report writes it: exactly the value decided with."""
-    return np.format_float_positional(threshold, trim="-")
-
-
-def result_row(result: Result, labels: Sequence[str], threshold: float, model_id: str) -> dict[str, str]:
-    """The report's cells for one result (every column; the writer keeps those it has)."""
-    info = result.info
-    return {
-        "path": result.display,
-        "prediction": result.prediction,
-        "probability": _probability(result.probability),
-        "score": _score(result.score),
-        **{f"p_{label}": _probability(p) for label, p in zip(labels, result.label_probs)},
-        "threshold": threshold_cell(threshold),
-        "status": result.status,
-        "error": result.error,
-        "model": model_id,
-        "width": "" if result.width is None else str(result.width),
-        "height": "" if result.height is None else str(result.height),
-        **{c: str(info.get(c, "")) for c in HEADER_COLUMNS},
-        NOTE_COLUMN: input_note(info),
-    }
-
-
-def input_note(info: dict[str, str]) -> str:
-    """The ``note`` cell: warnings about the input first (a lateral view, not a chest), then notes."""
-    return "; ".join(str(info[k]) for k in ("warning", "note") if info.get(k))
 
 
 def neutralise(cell: str) -> str:
@@ -122,8 +69,9 @@ def format_row(cells: Iterable[str]) -> bytes:
 class ReportWriter:
     """Open, lock and append to a report; use as a context manager.
 
-    ``done`` holds the (neutralised) ``path`` cells already reported ``ok`` by ``model_id``
-    (at ``threshold``, when given) when resuming, so the caller can skip them.
+    ``done`` holds the files (:func:`~cxr_edge.discover.identity`) already reported ``ok`` by
+    ``model_id`` (at ``threshold``, when given) when resuming, so the caller can skip them
+    whatever spelling of their folder this run is given.
     """
 
     def __init__(
@@ -168,7 +116,7 @@ class ReportWriter:
         if resume:
             _check_columns(body, self.path)
         for row in _rows_to_keep(body, self.model_id, self.threshold, self.path) if resume else ():
-            self.done.add(row["path"])
+            self.done.add(identity(film_path(unneutralise(row["path"]), self.path.parent)))
             self.rows += 1
             blob += format_row(row.get(c, "") for c in self.header)
         with _disk_errors(self.path):
@@ -194,9 +142,10 @@ class ReportWriter:
         self._fd = fd
         os.lseek(self._fd, 0, os.SEEK_END)
 
-    def is_done(self, display: str) -> bool:
-        """Was this input reported ``ok`` by the same model before (``resume``)?"""
-        return neutralise(display) in self.done
+    def is_done(self, path: str | Path) -> bool:
+        """Was the file at ``path``, under any spelling of its folder, reported ``ok`` by the same
+        model before (``resume``)?"""
+        return identity(path) in self.done
 
     def _write(self, data: bytes) -> None:
         if self.path is None:
@@ -391,38 +340,3 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
 def unneutralise(cell: str) -> str:
     """The cell as it was before :func:`neutralise`."""
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
-
-
-def row_result(row: dict[str, str], labels: Sequence[str], base: Path) -> Result:
-    """A report row back as the :class:`Result` it was written from (what the page needs).
-
-    ``path`` is as named on the command line: relative paths are taken from the current
-    folder when the file is there, else from ``base`` (the report's folder).
-    """
-    display = row["path"]
-    here = Path(display)
-    path = here if here.is_absolute() or here.exists() else base / here
-    return Result(
-        path=str(path),
-        display=display,
-        status=row.get("status", ""),
-        error=row.get("error", ""),
-        prediction=row.get("prediction", ""),
-        probability=_number(row.get("probability", "")),
-        score=_number(row.get("score", "")),
-        label_probs=tuple(_number(row.get(f"p_{label}", "")) or 0.0 for label in labels),
-        width=_integer(row.get("width", "")),
-        height=_integer(row.get("height", "")),
-        info={k: row[k] for k in (*HEADER_COLUMNS, NOTE_COLUMN) if row.get(k)},
-    )
-
-
-def _number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
-def _integer(cell: str) -> int | None:
-    return int(cell) if cell.isdigit() else None

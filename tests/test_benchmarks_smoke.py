@@ -227,3 +227,14 @@ def test_backbone_cost_converts_and_times_each_architecture(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| mobile") or "Lite2:2" in line]
     assert len(rows) == 2 and float(rows[0][4]) == 1.0 and float(rows[1][2]) > 0  # ratio to the first; MB
+
+
+def test_heatmap_cost_maps_a_film_at_the_ceiling_three_ways_and_counts_blank_maps():
+    import heatmap_cost
+
+    film = BENCHMARKS.parent / "sample_data/films/PNEUMONIA/person434_virus_884.jpeg"  # P = 255/256
+    rows = {row["way"]: row for row in heatmap_cost.measure([film], "pneumonia", threads=1, batch=32)}
+    assert list(rows) == ["probability, every view", "evidence, every view", "evidence, film view"]
+    assert rows["evidence, film view"]["blank"] == rows["evidence, every view"]["blank"] == 0
+    assert rows["evidence, every view"]["correlation"] == pytest.approx(1.0) and all(r["s_per_heatmap"] > 0 for r in rows.values())
+    assert heatmap_cost.table(list(rows.values())).count("\n") == 4

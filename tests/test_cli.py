@@ -298,9 +298,14 @@ def test_out_that_is_not_a_regular_file_is_a_usage_error(cli, folder, binary_mod
     assert ("is a folder" if kind == "folder" else "--out - for stdout") in result.stderr
 
 
-def test_an_unwritable_report_is_fatal(cli, folder, binary_model, tmp_path) -> None:
-    result = cli("classify", folder, "--out", tmp_path / "missing" / "r.csv", "--model", binary_model)
-    assert result.exit_code == 3 and "cannot write the report" in result.stderr
+def test_a_report_in_a_missing_folder_is_a_usage_error_that_says_how_to_fix_it(cli, folder, binary_model,
+                                                                                tmp_path) -> None:
+    """Exit 2 as for an --html in a missing folder: the path given is wrong, nothing failed."""
+    missing = tmp_path / "missing"
+    result = cli("classify", folder, "--out", missing / "r.csv", "--model", binary_model)
+    assert result.exit_code == 2 and "No such file" not in result.stderr
+    assert f"the folder {missing} does not exist; create it (mkdir -p {missing})" in result.stderr
+    assert not missing.exists()
 
 
 def test_no_phi_leaves_the_patient_columns_out(cli, folder, binary_model, report_rows) -> None:
@@ -439,11 +444,33 @@ def test_missing_path_is_a_usage_error(cli, tmp_path) -> None:
     assert result.exit_code == 2 and "does not exist" in result.stderr
 
 
-def test_info_prints_backend_versions_and_manifest(cli, binary_model) -> None:
+def test_info_prints_a_short_summary_and_the_whole_manifest_only_with_json(cli, binary_model) -> None:
+    """It printed all 346 lines of the manifest; a technician wants the model, its threshold and the gate."""
+    model = bundle.load_bundle(binary_model)
     result = cli("info", "--model", binary_model)
-    assert result.exit_code == 0
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) <= 12
     assert "interpreter: " in result.stdout and "numpy" in result.stdout and "pillow" in result.stdout
-    assert '"labels"' in result.stdout and bundle.load_bundle(binary_model).short_id in result.stdout
+    assert f"model: {model.name}" in result.stdout and model.short_id in result.stdout
+    assert f"labels: {', '.join(model.labels)}; flagged when {model.rule.score_name} >= {model.threshold:g}" in result.stdout
+    assert "gate: none" in result.stdout and "test-time views: film" in result.stdout
+    assert "adapted: no (as converted)" in result.stdout
+    assert '"labels"' not in result.stdout and "cxr-edge info --json" in result.stdout
+    whole = cli("info", "--model", binary_model, "--json")
+    assert whole.exit_code == 0 and json.loads(whole.stdout) == model.manifest
+
+
+def test_info_says_which_bundle_a_model_was_adapted_from(cli, binary_model, copy_bundle, tmp_path) -> None:
+    manifest = copy_bundle(binary_model, tmp_path / "adapted")
+    record = json.loads(manifest.read_text())
+    record["adapted"] = {"base": {"name": "pneumonia", "version": "2.4.0", "sha256": "594b89e6ce8c" + "0" * 52},
+                         "date": "2026-12-07"}
+    manifest.write_text(json.dumps(record))
+    result = cli("info", "--model", manifest)
+    assert result.exit_code == 0, result.stderr
+    assert "adapted: from pneumonia 2.4.0 (sha256 594b89e6ce8c) on 2026-12-07" in result.stdout
+    record["adapted"] = "yes"  # a record this cxr-edge cannot read is said so, not a traceback
+    manifest.write_text(json.dumps(record))
+    assert "adapted: yes (a record this cxr-edge cannot read)" in cli("info", "--model", manifest).stdout
 
 
 def test_info_help_documents_its_own_exit_codes(cli) -> None:
@@ -493,3 +520,98 @@ def test_ctrl_c_exits_130_and_advises_resume_only_where_there_is_one(cli, tmp_pa
     result = cli(command[0], tmp_path, *command[1:], "--model", binary_model)
     assert result.exit_code == 130 and "interrupted" in result.stderr
     assert ("--resume" in result.stderr) == resumable
+
+
+SPELLINGS = {
+    "relative": lambda day: "day",
+    "dot-prefixed": lambda day: "./day",
+    "trailing slash": lambda day: "day/",
+    "absolute": lambda day: str(day),
+    "through ..": lambda day: "day/../day",
+    "symlinked folder": lambda day: "link",
+}
+
+
+@pytest.mark.parametrize("first", ["relative", "absolute"])
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_resume_never_adds_a_second_row_for_a_film_however_its_folder_is_spelled(
+        cli, tmp_path, make_image, binary_model, report_rows, monkeypatch, first, spelling) -> None:
+    day = tmp_path / "day"
+    for i in range(3):
+        make_image(day / f"IM-000{i}.jpeg", seed=i)
+    (tmp_path / "link").symlink_to(day, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    assert cli("classify", SPELLINGS[first](day), "--out", "r.csv", "--model", binary_model).exit_code == 0
+    result = cli("classify", SPELLINGS[spelling](day), "--out", "r.csv", "--model", binary_model, "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert len(report_rows(tmp_path / "r.csv")) == 3
+    assert "0 classified" in result.stderr and "3 already in the report" in result.stderr
+
+
+def test_one_run_given_the_same_folder_twice_by_two_spellings_reports_each_film_once(
+        cli, tmp_path, make_image, binary_model, report_rows, monkeypatch) -> None:
+    make_image(tmp_path / "day" / "IM-0001.jpeg")
+    (tmp_path / "link").symlink_to(tmp_path / "day", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    assert cli("classify", "day", "link", str(tmp_path / "day"), "--out", "r.csv", "--model", binary_model).exit_code == 0
+    assert [r["path"] for r in report_rows(tmp_path / "r.csv")] == ["day/IM-0001.jpeg"]
+
+
+def test_linked_files_stay_inputs_of_their_own(cli, tmp_path, make_image, binary_model, report_rows,
+                                               monkeypatch) -> None:
+    """The benchmarks' workloads repeat one film under many linked names: each is a row."""
+    film = make_image(tmp_path / "film.png")
+    for name in ("a.png", "b.png"):
+        (tmp_path / "day" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "day" / name).symlink_to(film)
+    monkeypatch.chdir(tmp_path)
+    assert cli("classify", "day", "--out", "r.csv", "--model", binary_model).exit_code == 0
+    assert cli("classify", "./day", "--out", "r.csv", "--model", binary_model, "--resume").exit_code == 0
+    assert [r["path"] for r in report_rows(tmp_path / "r.csv")] == ["day/a.png", "day/b.png"]
+
+
+def test_a_report_that_already_holds_a_film_twice_says_so(cli, tmp_path, make_image, binary_model, monkeypatch) -> None:
+    """A report written by cxr-edge 0.6.0 after a resume with another spelling of the folder."""
+    for i in range(2):
+        make_image(tmp_path / "day" / f"IM-000{i}.jpeg", seed=i)
+    monkeypatch.chdir(tmp_path)
+    assert cli("classify", "day", "--out", "a.csv", "--model", binary_model).exit_code == 0
+    assert cli("classify", tmp_path / "day", "--out", "b.csv", "--model", binary_model).exit_code == 0
+    twice = Path("a.csv").read_bytes() + Path("b.csv").read_bytes().split(b"\r\n", 1)[1]
+    Path("r.csv").write_bytes(twice)
+    result = cli("classify", "day", "--out", "r.csv", "--model", binary_model, "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert "2 films appear more than once in r.csv" in result.stderr
+    assert "e.g. day/IM-0000.jpeg" in result.stderr
+    paged = cli("page", "r.csv", "--html", "p.html", "--model", binary_model)
+    assert paged.exit_code == 0 and "2 films appear more than once" in paged.stderr
+    assert "2 films appear more than once" in Path("p.html").read_text()
+
+
+def test_running_the_days_command_again_names_the_report_and_how_to_go_on(cli, folder, binary_model,
+                                                                          tmp_path) -> None:
+    """It said only 'triage.html exists; use --overwrite', which would throw the day's report away."""
+    args = ["classify", folder, "--out", tmp_path / "r.csv", "--html", tmp_path / "triage.html", "--model",
+            binary_model]
+    assert cli(*args).exit_code == 0
+    before = (tmp_path / "r.csv").read_bytes()
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'r.csv'} (and {tmp_path / 'triage.html'}) already exists" in result.stderr
+    assert "--resume to continue it" in result.stderr and "--overwrite" in result.stderr
+    assert (tmp_path / "r.csv").read_bytes() == before
+    assert cli(*args, "--resume").exit_code == 0
+
+
+def test_a_folder_without_images_writes_no_page_and_names_the_files_it_passed_over(cli, tmp_path,
+                                                                                  binary_model) -> None:
+    pdfs = tmp_path / "pdfs"
+    for name in ("a.pdf", "b.pdf", "c.docx", "d.txt", ".hidden.png"):
+        (pdfs / name).parent.mkdir(exist_ok=True)
+        (pdfs / name).write_text("x")
+    page = tmp_path / "triage.html"
+    result = cli("classify", pdfs, "--out", tmp_path / "r.csv", "--html", page, "--model", binary_model)
+    assert result.exit_code == 1 and not page.exists()
+    assert (f"no image files found in {pdfs}; passed over {pdfs.as_posix()}/a.pdf, {pdfs.as_posix()}/b.pdf, "
+            f"{pdfs.as_posix()}/c.docx and 1 more") in result.stderr
+    assert ".hidden.png" not in result.stderr and "JPEG, PNG" in result.stderr

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr_edge import runtime
+from cxr_edge import rows, runtime
 from cxr_edge.bundle import BundleError, load_bundle
 from cxr_edge.decision import decide_labels, label_probabilities
 from cxr_edge.discover import Found, discover
-from cxr_edge.engine import ERROR, OK, Classifier, Result, Tally, classify_files
+from cxr_edge.engine import ERROR, OK, Classifier, Result, Tally, classify_files, gate_overridden, screened_anyway
+from cxr_edge.gate import Verdict
 from cxr_edge.preprocess import load_image
 
 
@@ -106,6 +107,20 @@ def test_the_summary_groups_the_reasons_inputs_were_not_screened() -> None:
     assert tally.counts() == ("0 classified (none); 12 unreadable: pydicom not installed (7), empty file (2), "
                               "a (1), 2 for other reasons; 1 rejected (not an upright frontal chest film): not a chest film (1)")
     assert tally.errors == 13
+
+
+def test_the_summary_says_how_many_films_only_screen_all_let_through(tmp_path) -> None:
+    """A --screen-all run must not read like a run of films the gate accepts, nor must its report read back."""
+    overridden = Result("h", "hand.png", OK, prediction="PNEUMONIA", probability=0.99,
+                        info={"warning": screened_anyway(Verdict(1330.0, 0.2, "foreign", "not screened: a hand"))})
+    tally = Tally()
+    for result in (overridden, Result("f", "film.png", OK, prediction="NORMAL", probability=0.1)):
+        tally.add(result)
+    assert tally.counts() == ("2 classified (NORMAL 1, PNEUMONIA 1); 1 of them screened only because of --screen-all: "
+                              "the gate would have rejected them (each row's note says why); 0 unreadable")
+    row = rows.result_row(overridden, ("NORMAL", "PNEUMONIA"), 0.5, "m@1")
+    read_back = rows.row_result(row, ("NORMAL", "PNEUMONIA"), tmp_path)
+    assert gate_overridden(read_back) and not gate_overridden(Result("f", "film.png", OK))
 
 
 def test_a_model_whose_input_differs_from_its_manifest_is_refused(tmp_path, binary_model, copy_bundle) -> None:

@@ -484,7 +484,8 @@ def test_a_target_threshold_comes_with_its_interval_and_the_sensitivity_it_surel
     assert target["tp"] == 99 and target["sensitivity_lower_95"] == pytest.approx(0.9455, abs=5e-4)
     low, high = target["threshold_ci95"]
     assert low <= target["threshold"] <= high and low < high
-    line = evaluate.format_table(evaluation(y, p, target_sensitivity=0.99)).splitlines()[-1]
+    [line] = [line for line in evaluate.format_table(evaluation(y, p, target_sensitivity=0.99)).splitlines()
+              if line.startswith("  95% CI of that threshold")]
     assert line == (f"  95% CI of that threshold over resamples: {low:.3f}-{high:.3f}; "
                     "the sensitivity it reaches is at least 0.945 (exact 95% bound)")
 
@@ -502,3 +503,29 @@ def test_a_folder_of_kermany_file_names_is_warned_to_look_like_the_training_set(
     assert "the bundled models were trained on that dataset's train split" in evaluate.format_table(ev)
     clinic = evaluation([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
     assert not any("Kermany" in w for w in clinic.warnings)
+
+
+def test_a_suggested_threshold_is_shown_beside_the_current_one_and_says_which_films_it_would_miss():
+    """On 100 films it suggested 0.951 (sensitivity 0.980) where the shipped 0.660 found every film, unsaid."""
+    y = [0, 0, 0, 0, 1, 1, 1, 1, 1]
+    p = [0.1, 0.55, 0.7, 0.96, 0.6, 0.8, 0.96, 0.97, 0.99]
+    ev = evaluation(y, p, threshold=0.5, target_sensitivity=0.8)
+    target = ev.at_target
+    assert target["threshold"] == pytest.approx(0.8)
+    assert target["current"] == {"threshold": 0.5, "sensitivity": 1.0, "specificity": 0.25}
+    assert (target["missed_vs_current"], target["false_alarms_vs_current"]) == (1, -2)
+    table = evaluate.format_table(ev)
+    assert re.search(r"^  current +0\.5 +1\.000 +0\.250$", table, re.M)
+    assert re.search(r"^  suggested +0\.80\d* +0\.800 +0\.750$", table, re.M)  # exactly the value to pass on
+    assert ("  the suggested threshold would miss 1 PNEUMONIA film that the current one (0.5) finds, "
+            "for 2 fewer false alarms") in table
+    assert ev.to_json()["at_target_sensitivity"]["missed_vs_current"] == 1
+
+
+def test_a_suggested_threshold_below_the_current_one_says_what_it_adds():
+    y = [0, 0, 0, 1, 1, 1]
+    p = [0.1, 0.5, 0.7, 0.4, 0.8, 0.9]
+    table = evaluate.format_table(evaluation(y, p, threshold=0.6, target_sensitivity=1.0))
+    assert ("  the suggested threshold finds 1 PNEUMONIA film more than the current one (0.6), "
+            "for 1 more false alarm") in table
+    assert "would miss" not in table

@@ -7,15 +7,27 @@ compare occlusion with Grad-CAM on the same images.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFont
 
 from conftest import hotspot
-from cxr_edge import explain
-from cxr_edge.bundle import load_bundle
+from cxr_edge import decision, explain
+from cxr_edge.bundle import DEFAULT_MODEL, list_bundled, load_bundle
 from cxr_edge.engine import Classifier
+from cxr_edge.preprocess import load_image
 from cxr_edge.testing.synthetic import lesion_locations, synthetic_xray
+from test_gate import radiograph_of_a_hand
+
+FILMS = Path(__file__).resolve().parents[1] / "sample_data" / "films"
+AT_CEILING = FILMS / "PNEUMONIA" / "person434_virus_884.jpeg"  # P(PNEUMONIA) 255/256 with the shipped model
+
+
+def needs_shipped(name: str = DEFAULT_MODEL) -> None:
+    if name not in list_bundled():
+        pytest.skip(f"no bundled {name!r} model in this checkout yet")
 
 
 @pytest.mark.parametrize(
@@ -54,10 +66,10 @@ def heatmap(drop: np.ndarray, probability: float = 0.9) -> explain.Heatmap:
 
 def test_the_largest_drop_is_full_colour_and_small_drops_stay_pale():
     drop = np.zeros((40, 40))
-    drop[10:20, 24:32] = 0.4
+    drop[10:20, 24:32] = 2.0  # log-odds: the odds fall 7-fold when the area is hidden
     heat = heatmap(drop)
     assert heat.level.max() == 1.0
-    assert heatmap(drop / 100).level.max() == pytest.approx(0.004 / explain.MIN_SCALE)
+    assert heatmap(drop / 100).level.max() == pytest.approx(0.02 / explain.MIN_SCALE)
 
 
 def test_a_blank_overlay_says_why_at_any_probability():
@@ -173,3 +185,56 @@ def test_explain_without_images_says_so(cli, binary_model, tmp_path):
     (tmp_path / "empty").mkdir()
     result = cli("explain", tmp_path / "empty", "--out-dir", tmp_path / "o", "--model", binary_model)
     assert result.exit_code == 1 and "no image files found" in result.stderr
+
+
+def test_explain_rejects_what_classify_rejects_with_the_same_reason(cli, tmp_path, report_rows):
+    """A heatmap and a probability of a hand would read as a finding; classify does not screen it either."""
+    needs_shipped()
+    hand = tmp_path / "hand.png"
+    radiograph_of_a_hand().save(hand)
+    assert cli("classify", hand, "--out", tmp_path / "r.csv").exit_code == 1
+    (row,) = report_rows(tmp_path / "r.csv")
+    out = tmp_path / "heat"
+    result = cli("explain", hand, AT_CEILING, "--out-dir", out, "--window", "112", "--stride", "112")
+    assert result.exit_code == 1 and row["status"] == "rejected"
+    assert f"cxr-edge: rejected: {hand}: {row['error']}" in result.stderr and "hand.png" not in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["person434_virus_884.occlusion.png"]  # the film still gets one
+
+
+def test_explain_with_screen_all_draws_what_the_gate_rejects_and_says_so(cli, tmp_path):
+    needs_shipped()
+    hand = tmp_path / "hand.png"
+    radiograph_of_a_hand().save(hand)
+    result = cli("explain", hand, "--out-dir", tmp_path / "heat", "--window", "112", "--stride", "112",
+                 "--screen-all")
+    assert result.exit_code == 0, result.stderr
+    assert "hand.png: probability" in result.stdout and "SCREENED WITH --screen-all" in result.stdout
+    assert (tmp_path / "heat" / "hand.occlusion.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["pneumonia", "subtype"])
+def test_the_evidence_is_the_log_odds_of_the_heads_score_on_the_film_itself(name):
+    """What occlusion measures: the float head's score, before any 8-bit rounding, as log-odds."""
+    needs_shipped(name)
+    classifier = Classifier(load_bundle(name), threads=1)
+    bundle = classifier.bundle
+    pixels = np.stack([load_image(f, bundle.contract).pixels for f in sorted(FILMS.rglob("*.jpeg"))])
+    (features,) = classifier.features(pixels, views=("film",))
+    rule = bundle.rule
+    score = decision.positive_probability(decision.label_probabilities(bundle.head.outputs(features), rule.task),
+                                          rule.negative_index)  # the rank score of the film view
+    odds = explain.evidence(classifier, pixels)
+    np.testing.assert_allclose(1 / (1 + np.exp(-odds)), score, rtol=1e-5, atol=1e-6)
+    assert odds.max() > np.log(255)  # beyond what the 8-bit output's top step (255/256) can say
+
+
+def test_a_film_at_the_8_bit_ceiling_gets_a_map_that_is_not_blank():
+    """26 of 35 flagged films showed "none: score at the ceiling": hiding one area rarely moved their
+    probability by a step. The evidence has no ceiling."""
+    needs_shipped()
+    classifier = Classifier(load_bundle(DEFAULT_MODEL), threads=1)
+    pixels = load_image(AT_CEILING, classifier.bundle.contract).pixels
+    heat = explain.occlusion_map(classifier, pixels)
+    assert heat.probability == 255 / 256 and heat.passes == 170
+    assert heat.flat_note == "" and heat.drop.max() > 2 * explain.MIN_SCALE
+    assert (heat.level > 0.5).mean() < 0.25  # a few hot areas, not the whole film

@@ -97,3 +97,32 @@ def test_a_cell_xml_cannot_hold_is_dropped_and_a_non_number_stays_text():
     xml = spreadsheet.sheet_xml(["path", "probability"], [{"path": "a\x01b<&>", "probability": "n/a"}])
     assert "<t xml:space=\"preserve\">ab&lt;&amp;&gt;</t>" in xml
     assert re.search(r't="inlineStr"><is><t xml:space="preserve">n/a</t>', xml)
+
+
+def test_the_workbook_lists_the_rows_in_the_pages_order_and_words_with_the_header_frozen_and_filtered(
+        cli, binary_model, tmp_path, report_rows):
+    """People who open the workbook read the page's triage, not the CSV's file order and labels."""
+    from cxr_edge.testing.synthetic import synthetic_xray
+
+    films = tmp_path / "films"
+    films.mkdir()
+    for i in range(6):
+        synthetic_xray(i, (224, 224), lesion=i % 2 == 1).save(films / f"img{i}.png")
+    (films / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    book = tmp_path / "r.xlsx"
+    assert cli("classify", films, "--model", binary_model, "-o", tmp_path / "r.csv", "--excel", book).exit_code == 1
+    rows = read_book(book)
+    assert "prediction" not in rows[0] and list(rows[0])[:2] == ["path", "screening"]
+    words = [r["screening"] for r in rows]
+    flagged = words.count("flagged for review")
+    assert 0 < flagged < 6 and words == ["flagged for review"] * flagged + ["not screened: unreadable"] + [
+        "not flagged"] * (6 - flagged)
+    for part in (rows[:flagged], rows[flagged + 1:]):
+        assert [r["probability"] for r in part] == sorted((r["probability"] for r in part), reverse=True)
+    assert sorted(r["path"] for r in rows) == sorted(r["path"] for r in report_rows(tmp_path / "r.csv"))
+    with zipfile.ZipFile(book) as zipped:
+        sheet = zipped.read("xl/worksheets/sheet1.xml").decode()
+        workbook = zipped.read("xl/workbook.xml").decode()
+    last = spreadsheet.column_letter(len(rows[0]) - 1)
+    assert 'state="frozen"' in sheet and 'ySplit="1"' in sheet
+    assert f'<autoFilter ref="A1:{last}8"/>' in sheet and f"report!$A$1:${last}$8" in workbook

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from cxr_edge import report
+from cxr_edge import report, rows
 from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle
 from cxr_edge.classify import CPU, EDGETPU, open_classifier
@@ -186,10 +186,15 @@ class Evaluation:
         positives = int(self.y_true.sum())
         rough = positives < FEW_POSITIVES  # each positive moves the sensitivity by over 2%
         note = f"rough estimate: only {positives} positives (fewer than {FEW_POSITIVES})" if rough else ""
+        current = self.binary
         return {
             "target_sensitivity": self.target_sensitivity,
             "note": note,
             **found,
+            # beside the threshold in use: a suggestion may find fewer films than it
+            "current": {k: current[k] for k in ("threshold", "sensitivity", "specificity")},
+            "missed_vs_current": current["tp"] - found["tp"],
+            "false_alarms_vs_current": found["fp"] - current["fp"],
             # the sensitivity reached, at worst (exact): 99 of 100 found is compatible with 0.95
             "sensitivity_lower_95": metrics.clopper_pearson(found["tp"], positives)[0],
             "threshold_ci95": metrics.threshold_interval(self.y_true, self.score, self.target_sensitivity,
@@ -338,17 +343,38 @@ def format_table(ev: Evaluation) -> str:
         lines += [
             "",
             f"threshold for sensitivity >= {target['target_sensitivity']:g} on this data: "
-            f"{report.threshold_cell(target['threshold'])} "
+            f"{rows.threshold_cell(target['threshold'])} "
             f"(sensitivity {_cell(target['sensitivity'])}, specificity {_cell(target['specificity'])})"
             + (f"; {target['note']}" if target["note"] else ""),
             f"  95% CI of that threshold over resamples: {_interval(*target['threshold_ci95'])}; "
             "the sensitivity it reaches is at least "  # rounded down: a lower bound must not round up
             f"{_cell(math.floor(target['sensitivity_lower_95'] * 1000) / 1000)} (exact 95% bound)",
+            *_beside_current(target, ev.bundle),
         ]
     elif ev.target_sensitivity is not None:  # asked for, so say why it is missing
         lines += ["", f"no threshold for sensitivity >= {ev.target_sensitivity:g}: no readable positive image"]
     lines += _prevalence_lines(ev)
     return "\n".join(lines)
+
+
+def _beside_current(target: dict[str, Any], bundle: Bundle) -> list[str]:
+    """The suggested threshold beside the one in use, on the same films, and what changing would
+    cost: films it would miss that the current one finds, or films it would add, and the false alarms."""
+    current = target["current"]
+    lines = [f"  {'':<10} {'threshold':>10} {'sensitivity':>12} {'specificity':>12}"]
+    for name, point in (("current", current), ("suggested", target)):
+        lines.append(f"  {name:<10} {rows.threshold_cell(point['threshold']):>10} "
+                     f"{_cell(point['sensitivity']):>12} {_cell(point['specificity']):>12}")
+    missed, alarms = target["missed_vs_current"], target["false_alarms_vs_current"]
+    films = f"{bundle.rule.positive_name} film{'' if abs(missed) == 1 else 's'}"
+    than = f"the current one ({rows.threshold_cell(current['threshold'])})"
+    cost = (f"{abs(alarms)} {'more' if alarms > 0 else 'fewer'} false alarm{'' if abs(alarms) == 1 else 's'}"
+            if alarms else "as many false alarms")
+    if missed > 0:
+        lines.append(f"  the suggested threshold would miss {missed} {films} that {than} finds, for {cost}")
+    elif missed < 0:
+        lines.append(f"  the suggested threshold finds {-missed} {films} more than {than}, for {cost}")
+    return lines
 
 
 def _prevalence_lines(ev: Evaluation) -> list[str]:
@@ -385,9 +411,9 @@ def write_outputs(ev: Evaluation, out_dir: str | Path) -> list[Path]:
     metrics_path.write_text(json.dumps(ev.to_json(), indent=2) + "\n", encoding="utf-8")
     csv_path = out / PREDICTIONS_CSV
     bundle = ev.bundle
-    header = [*report.columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=False), TRUTH_COLUMN]
+    header = [*rows.columns(bundle.labels, multiclass=bundle.task == "multiclass", phi=False), TRUTH_COLUMN]
     with report.ReportWriter(csv_path, header, bundle.short_id, overwrite=True) as writer:
         for result, truth in zip(ev.results, ev.truths):
-            row = report.result_row(result, bundle.labels, ev.threshold, bundle.short_id)
+            row = rows.result_row(result, bundle.labels, ev.threshold, bundle.short_id)
             writer.write({**row, TRUTH_COLUMN: truth.name})
     return [metrics_path, csv_path]

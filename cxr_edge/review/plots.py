@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxr_edge.review import metrics
-from cxr_edge.report import threshold_cell
+from cxr_edge.rows import threshold_cell
 
 if TYPE_CHECKING:
     from cxr_edge.review.evaluate import Evaluation
