@@ -33,6 +33,7 @@ class Run:
     returncode: int
     wall_s: float
     peak_rss_mib: float
+    cpu_s: float  # user + system CPU seconds of the whole child (all threads), from wait4
     line_times: list[float]  # seconds since start at which each stdout line arrived
     line_cpu: list[float]  # CPU seconds the child had used when each line arrived (nan if unknown)
     stdout: list[str]
@@ -64,7 +65,8 @@ def run(argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | None 
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
     # Linux reports ru_maxrss in KiB.
-    return Run(argv, proc.returncode, wall, usage.ru_maxrss / 1024, times, cpu, lines, stderr)
+    return Run(argv, proc.returncode, wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, times, cpu,
+               lines, stderr)
 
 
 def cpu_seconds(pid: int) -> float:

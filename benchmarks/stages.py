@@ -5,10 +5,14 @@ prints one JSON object. Measures, on the same files as the end-to-end run:
 
 * decode: ``cxr_edge.preprocess.load_image`` with the model's contract (draft mode,
   grayscale, bilinear squash), with 1 and n threads and with n processes;
-* invoke: ``run_batch`` on decoded pixels in the engine's batch size, with interpreter
-  threads 1 and n and with n processes of one thread each;
+* classify: :meth:`cxr_edge.engine.Classifier.run` on each file's decoded pixels, one film per
+  call as the engine does: the bundle's real work per film (one invoke per test-time view it
+  runs on that film, the views' resampling, the gate and the head), with interpreter threads
+  1 and n and with n processes of one single-threaded classifier each;
 * one image alone: decode + classify of a single image in a warm process (the latency a
-  user sees for one image, start-up aside).
+  user sees for one image, start-up aside);
+* where one film's time goes: decode, each view's resampling and invoke, and the rest of
+  ``Classifier.run`` (gate, head, decision), medians over the latency files, one thread.
 
 Each variant is timed after a warm-up and reported raw (images, seconds, CPU seconds), so
 ``run_all.py`` can pool the rounds; the best variant per core count is what the machine
@@ -20,26 +24,23 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
-from cxr_edge import runtime
+from cxr_edge import preprocess, runtime
 from cxr_edge.bundle import load_bundle
 from cxr_edge.discover import Found
 from cxr_edge.engine import Classifier
-from cxr_edge.preprocess import Contract, load_image
-
-ENGINE_BATCH = 1  # the engine invokes one image at a time (batches of 4-8 measured no faster)
+from cxr_edge.preprocess import Contract, Prepared, load_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import read_list  # noqa: E402  (a sibling script, not a package)
 
-WARMUP = 8  # images decoded or invoked before timing
+WARMUP = 8  # images decoded or classified before timing
 
 
 def timed(images: int, work: Callable[[], object], cpu: bool = True) -> dict[str, Any]:
@@ -73,16 +74,22 @@ def _decode_slice(files: list[str]) -> int:
     return len(files)
 
 
-def _init_invoker(model_path: str, pixels: np.ndarray) -> None:
-    _STATE["interpreter"] = runtime.make_interpreter(model_path, threads=1)
-    _STATE["pixels"] = pixels
-    runtime.run_batch(_STATE["interpreter"], pixels)
+def _init_classifier(bundle_path: str, films: list[Prepared]) -> None:
+    _STATE["classifier"] = Classifier(load_bundle(bundle_path), threads=1)
+    _STATE["films"] = films
+    classify_all(_STATE["classifier"], films[:WARMUP])
 
 
-def _invoke_times(count: int) -> int:
-    for _ in range(count):
-        runtime.run_batch(_STATE["interpreter"], _STATE["pixels"])
-    return count
+def _classify_slice(indices: range) -> int:
+    films = _STATE["films"]
+    classify_all(_STATE["classifier"], [films[i] for i in indices])
+    return len(indices)
+
+
+def classify_all(classifier: Classifier, films: list[Prepared]) -> None:
+    """What the engine does with each decoded film: ``Classifier.run``, one film per call."""
+    for i, film in enumerate(films):
+        classifier.run(Found(str(i), str(i)), film)
 
 
 def _pool(processes: int, initializer: Callable[..., None], args: tuple) -> Any:
@@ -99,24 +106,18 @@ def decode_processes(files: list[str], contract: Contract, processes: int) -> di
                      cpu=False)
 
 
-def invoke_threads(model_path: str, pixels: np.ndarray, count: int, threads: int) -> dict[str, Any]:
-    """Invoke on ``pixels`` ``count`` times with ``threads`` interpreter threads."""
-    interpreter = runtime.make_interpreter(model_path, threads=threads)
-    for _ in range(2):
-        runtime.run_batch(interpreter, pixels)
-
-    def work() -> None:
-        for _ in range(count):
-            runtime.run_batch(interpreter, pixels)
-
-    return timed(count * len(pixels), work)
+def classify_threads(bundle_path: str, films: list[Prepared], threads: int) -> dict[str, Any]:
+    """Classify every decoded film with one classifier of ``threads`` interpreter threads."""
+    classifier = Classifier(load_bundle(bundle_path), threads=threads)
+    classify_all(classifier, films[:WARMUP])
+    return timed(len(films), lambda: classify_all(classifier, films))
 
 
-def invoke_processes(model_path: str, pixels: np.ndarray, count: int, processes: int) -> dict[str, Any]:
-    per_process = max(1, count // processes)
-    with _pool(processes, _init_invoker, (model_path, pixels)) as pool:
-        return timed(per_process * processes * len(pixels),
-                     lambda: pool.map(_invoke_times, [per_process] * processes), cpu=False)
+def classify_processes(bundle_path: str, films: list[Prepared], processes: int) -> dict[str, Any]:
+    """Each of ``processes`` single-threaded classifiers takes every ``processes``-th film."""
+    with _pool(processes, _init_classifier, (bundle_path, films)) as pool:
+        return timed(len(films), lambda: pool.map(_classify_slice, [range(i, len(films), processes)
+                                                                    for i in range(processes)]), cpu=False)
 
 
 def one_image_alone(files: list[str], bundle_path: str, threads: int) -> list[float]:
@@ -132,25 +133,51 @@ def one_image_alone(files: list[str], bundle_path: str, threads: int) -> list[fl
     return times
 
 
+def _ms(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return 1000 * (time.perf_counter() - start)
+
+
+def where_time_goes(files: list[str], bundle_path: str) -> dict[str, float]:
+    """Median ms per film, one thread: decode, each view's resampling and invoke, and the whole of
+    ``Classifier.run`` (whose rest, beyond the invokes it made, is the gate, the head and the decision)."""
+    classifier = Classifier(load_bundle(bundle_path), threads=1)
+    bundle = classifier.bundle
+    parts: dict[str, list[float]] = {"decode": []}
+    for f in files:
+        parts["decode"].append(_ms(lambda: load_image(f, bundle.contract)))
+        film = load_image(f, bundle.contract)
+        for name in bundle.views:
+            batch = film.pixels[None]
+            if name != "film":
+                parts.setdefault(f"resample {name}", []).append(_ms(lambda: preprocess.view(name, batch)))
+            pixels = preprocess.view(name, batch)
+            parts.setdefault(f"invoke {name}", []).append(_ms(lambda: runtime.run_outputs(classifier.interpreter,
+                                                                                          pixels)))
+        parts.setdefault("classify (Classifier.run)", []).append(_ms(lambda: classifier.run(Found(f, f), film)))
+    return {name: statistics.median(times) for name, times in parts.items()}
+
+
 def measure(bundle_path: str, files: list[str], cores: int, latency_files: int) -> dict[str, Any]:
     """Every variant of each stage on ``files``: {stage: {"threads"|"processes": {cores: timing}}}."""
     bundle = load_bundle(bundle_path)
-    contract, model = bundle.contract, str(bundle.model_path)
+    contract = bundle.contract
     counts = sorted({1, cores})  # one thread: the cheapest CPU per image; all cores: the rate
-    pixels = np.stack([load_image(f, contract).pixels for f in (files * ENGINE_BATCH)[:ENGINE_BATCH]])
-    invokes = max(1, len(files) // ENGINE_BATCH)
+    films = [load_image(f, contract) for f in files]
     decode = {"threads": {c: decode_threads(files, contract, c) for c in counts}}
-    invoke = {"threads": {c: invoke_threads(model, pixels, invokes, c) for c in counts}}
+    classify = {"threads": {c: classify_threads(bundle_path, films, c) for c in counts}}
     if cores > 1:
         decode["processes"] = {cores: decode_processes(files, contract, cores)}
-        invoke["processes"] = {cores: invoke_processes(model, pixels, invokes, cores)}
+        classify["processes"] = {cores: classify_processes(bundle_path, films, cores)}
     return {
         "files": len(files),
         "cores": cores,
-        "batch": ENGINE_BATCH,
+        "views": list(bundle.views),
         "decode": decode,
-        "invoke": invoke,
+        "classify": classify,
         "one_image_s": one_image_alone(files[:latency_files], bundle_path, cores),
+        "per_film_ms": where_time_goes(files[:latency_files], bundle_path),
     }
 
 

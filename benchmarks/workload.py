@@ -22,10 +22,12 @@ class NoImages(Exception):
 
 
 def source_images(root: Path) -> list[Path]:
-    """Image files under ``root``, sorted (hidden files skipped)."""
+    """Image files under ``root``, sorted (hidden files and folders below ``root`` skipped; ``root`` itself may be
+    reached through ``..``)."""
     found = sorted(
         p for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not any(s.startswith(".") for s in p.parts)
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        and not any(s.startswith(".") for s in p.relative_to(root).parts)
     )
     if not found:
         raise NoImages(f"no .jpg/.jpeg/.png images under {root}")

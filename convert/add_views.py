@@ -11,7 +11,8 @@ seed and checked against the manifest's fingerprint, as ``convert.add_gate`` doe
 (:func:`convert.source.remade_split`).
 ``--average negative`` (``test_time_average``) averages only the negative label's probability and
 leaves the positive labels' split to the film: for ``subtype``, whose bacterial/viral hint the
-soft view blurs.
+soft view blurs. ``--cascade MARGIN`` (``test_time_cascade``, :mod:`convert.cascade`) runs the other
+views only for films near the threshold, where they can change the decision.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from convert import cascade
 from convert.bundles import amend, install
 from convert.cli import AMEND_EXIT_CODES_HELP, command, failures, run_split_options
 from convert.source import remade_split
@@ -108,7 +110,8 @@ def _views(value: str) -> tuple[str, ...]:
 
 
 @command(PROG, AMEND_EXIT_CODES_HELP,
-         "python -m convert.add_views pneumonia --data chest_xray_224 --out build/views --model-version 2.4.0")
+         "python -m convert.add_views pneumonia --data chest_xray_224 --out build/views --model-version 2.4.1 "
+         "--cascade 0.02")
 @click.argument("model")
 @click.option("--views", "views", default="film,half_and_back", show_default=True,
               help="Comma-separated test-time views, the film itself first.")
@@ -121,21 +124,38 @@ def _views(value: str) -> tuple[str, ...]:
 @click.option("--target-sensitivity", type=FloatRange(0.5, 1.0), default=0.95, show_default=True,
               help="The threshold rule's sensitivity on validation.")
 @click.option("--model-version", default=None, help="Version recorded in the new manifest.")
+@click.option("--cascade", "cascade_margin", type=FloatRange(0.0, 0.5), default=None, metavar="MARGIN",
+              help="Run the other views only for films whose own probability lies near the threshold: within the "
+                   f"largest move averaging gave a validation film, plus MARGIN (e.g. {cascade.DEFAULT_MARGIN}; "
+                   "manifest test_time_cascade).")
 def main(model: str, views: str, view_average: str, data: Path, out: Path, seed: int, val_fraction: float,
-         target_sensitivity: float, model_version: str | None) -> None:
+         target_sensitivity: float, model_version: str | None, cascade_margin: float | None) -> None:
     """Make a copy of the bundle MODEL that averages over test-time views, with its threshold chosen again."""
     with failures(PROG, out):
         chosen = _views(views)
         bundle = load_bundle(model)
         expected = (bundle.manifest.get("training_run") or {}).get("validation_patients")
         _, val_files = remade_split(data, val_fraction, seed, expected)
-        screened = screen_files(dataclasses.replace(bundle, views=chosen, view_average=view_average), val_files, data)
+        every_view = dataclasses.replace(bundle, views=chosen, view_average=view_average, cascade=None)
+        screened = screen_files(every_view, val_files, data)
+        fields = manifest_fields(screened, target_sensitivity, model_version)
+        if cascade_margin is not None:
+            film = screen_files(dataclasses.replace(every_view, views=chosen[:1]), val_files, data)
+            fields["test_time_cascade"] = cascade.manifest_record(film.score, screened.score, screened.positive,
+                                                                  fields["threshold"], cascade_margin)
+        elif bundle.cascade is not None:
+            fields["test_time_cascade"] = None  # its band was measured for other views or another threshold
         copied = install(bundle, out, bundle.name)
-        written = amend(copied, **manifest_fields(screened, target_sensitivity, model_version))
+        written = amend(copied, **fields)
     b = written.manifest["metrics"]["at_threshold"]
     click.echo(f"{b['n']} validation films screened ({screened.rejected} rejected by the gate); threshold "
                f"{written.threshold:.4f}: sensitivity {b['sensitivity']:.3f}, specificity {b['specificity']:.3f}, "
                f"AUC {b['auc']:.4f}")
+    if written.cascade is not None:
+        c = written.manifest["test_time_cascade"]
+        click.echo(f"cascade: the other views run for films in [{written.threshold - c['below']:.4f}, "
+                   f"{written.threshold + c['above']:.4f}): {c['validation']['views_run']} of "
+                   f"{c['validation']['films']} validation films, the same decision on {c['validation']['same_decisions']}")
     click.echo(f"wrote {written.manifest_path}", err=True)
 
 

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cxr_edge.decision import DECIDERS, HEAD, OUTPUT, TASKS, VIEW_AVERAGES, Rule
+from cxr_edge.decision import DECIDERS, HEAD, MULTICLASS, OUTPUT, TASKS, VIEW_AVERAGES, Cascade, Rule
 from cxr_edge.gate import Gate
 from cxr_edge.head import Head
 from cxr_edge.preprocess import Contract, checked_views
@@ -56,12 +56,14 @@ class Bundle:
     views: tuple[str, ...] = ("film",)  # test-time views whose probabilities are averaged (manifest test_time_views)
     view_average: str = "all"  # which probabilities the views average (manifest test_time_average, VIEW_AVERAGES)
     decided_by: str = OUTPUT  # what decides a film (manifest decided_by): the model's output or the head
+    cascade: Cascade | None = None  # the other views only near the threshold (manifest test_time_cascade)
 
     @property
     def rule(self) -> Rule:
         """How this bundle's outputs become a film's probabilities, score and label (:mod:`cxr_edge.decision`)."""
         return Rule(labels=self.labels, negative_label=self.negative_label, threshold=self.threshold, task=self.task,
-                    views=self.views, view_average=self.view_average, decided_by=self.decided_by)
+                    views=self.views, view_average=self.view_average, decided_by=self.decided_by,
+                    cascade=self.cascade)
 
     @property
     def features_output(self) -> int | None:
@@ -184,7 +186,26 @@ def _from_manifest(manifest: Any, manifest_path: Path) -> Bundle:
         views=views,
         view_average=view_average,
         decided_by=decided_by,
+        cascade=_cascade(manifest.get("test_time_cascade"), views, manifest["task"], view_average),
     )
+
+
+def _cascade(record: Any, views: tuple[str, ...], task: str, view_average: str) -> Cascade | None:
+    """The manifest's ``test_time_cascade``, checked. No new schema: a reader that predates it runs every view
+    on every film, which is what the band stands in for. Refused where the band cannot hold: without views
+    beyond the film, or where the views also move a multiclass model's positive split (``test_time_average``
+    ``all``): the band bounds only the probability compared with the threshold."""
+    if record is None:
+        return None
+    if len(views) < 2:
+        raise ValueError("test_time_cascade needs test_time_views beyond the film")
+    if task == MULTICLASS and view_average == "all":
+        raise ValueError("test_time_cascade needs test_time_average 'negative' on a multiclass model: "
+                         "averaging every label also moves the positive labels' split")
+    cascade = Cascade(below=float(record["below"]), above=float(record["above"]))
+    if not (0.0 <= cascade.below <= 1.0 and 0.0 <= cascade.above <= 1.0):
+        raise ValueError(f"test_time_cascade below {cascade.below} and above {cascade.above}: each must be in [0, 1]")
+    return cascade
 
 
 def _needs_head_schema(manifest: dict[str, Any]) -> bool:

@@ -270,10 +270,13 @@ def views_note(bundle) -> str:
     n = len(bundle.views)
     if n == 1:
         return ""
+    cascade = bundle.cascade
+    only = "" if cascade is None else (f"; the other views run only for films whose own probability lies in "
+                                       f"[{bundle.threshold - cascade.below:.3f}, {bundle.threshold + cascade.above:.3f})")
     if bundle.view_average == "negative":
         return (f" (the {bundle.negative_label} probability averaged over {n} invokes per film; the other labels "
-                "split as the film alone splits them)")
-    return f" (probabilities averaged over {n} invokes per film)"
+                f"split as the film alone splits them{only})")
+    return f" (probabilities averaged over {n} invokes per film{only})"
 
 
 def gate_line(bundle) -> str:

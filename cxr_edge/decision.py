@@ -33,6 +33,25 @@ def task_of(n_outputs: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Cascade:
+    """Where a film's other test-time views can change its decision (manifest ``test_time_cascade``).
+
+    Averaging the views moved no validation film's probability up by more than ``below`` nor down by more
+    than ``above`` (margin included, ``convert/cascade.py``), so a film whose own probability p lies outside
+    [threshold - below, threshold + above) is decided by p alone and its other views are never invoked:
+    about one invoke per film instead of one per view. Relative to the threshold, so ``--threshold`` keeps it.
+    """
+
+    below: float
+    above: float
+
+    def needs_views(self, film_probability: np.ndarray, threshold: float) -> np.ndarray:
+        """(N,) bool: the films whose own probability lies in the band, compared in float64 as the threshold is."""
+        p = np.asarray(film_probability, dtype=np.float64)
+        return (p >= threshold - self.below) & (p < threshold + self.above)
+
+
+@dataclasses.dataclass(frozen=True)
 class Rule:
     """Everything that turns a film's per-view outputs into its probabilities, rank score and label."""
 
@@ -43,6 +62,7 @@ class Rule:
     views: tuple[str, ...] = ("film",)  # test-time views, the film first
     view_average: str = "all"  # VIEW_AVERAGES
     decided_by: str = OUTPUT  # DECIDERS
+    cascade: Cascade | None = None  # the other views only where they can change the decision (None: always)
 
     @property
     def negative_index(self) -> int:
@@ -65,6 +85,11 @@ class Rule:
 
     def with_threshold(self, threshold: float) -> "Rule":
         return dataclasses.replace(self, threshold=float(threshold))
+
+    @property
+    def film_rule(self) -> "Rule":
+        """The rule on the film view alone: what the cascade decides by outside its band."""
+        return dataclasses.replace(self, views=self.views[:1], cascade=None)
 
 
 def label_probabilities(outputs: np.ndarray, task: str) -> np.ndarray:
@@ -148,3 +173,15 @@ def decide(rule: Rule, outputs: Sequence[np.ndarray], head_outputs: Sequence[np.
     return Decided(label_probs=label_probs,
                    probability=positive_probability(label_probs, negative).astype(np.float64),
                    score=score, labels=decide_labels(rule, label_probs))
+
+
+def cascaded(film: Decided, views: Decided, needed: np.ndarray) -> Decided:
+    """The film view's decision of every film, replaced where ``needed`` by ``views``: the decision of all views
+    of those films (in order). The rank score stays the film view's for every film, so one rule ranks them all
+    (a score averaged for some films and not others would not compare)."""
+    rows = np.flatnonzero(needed)
+    label_probs, probability, labels = film.label_probs.copy(), film.probability.copy(), list(film.labels)
+    label_probs[rows], probability[rows] = views.label_probs, views.probability
+    for row, label in zip(rows, views.labels):
+        labels[row] = label
+    return Decided(label_probs=label_probs, probability=probability, score=film.score, labels=tuple(labels))

@@ -150,6 +150,7 @@ class Classifier:
         self.threads = threads
         self.edgetpu = edgetpu
         self.screen_all = screen_all  # screen what the gate rejects too (research), noting it on the row
+        self.views_run = 0  # films whose other test-time views were invoked (with a cascade, those in its band)
         model_path = bundle.model_path
         if edgetpu:
             model_path = bundle.edgetpu_model_path
@@ -195,24 +196,40 @@ class Classifier:
         the one place that reads it, for the gate, the head and their fitting."""
         return self._features(self._per_view(batch, views))
 
-    def _decided(self, views: list[list[np.ndarray]], features: list[np.ndarray] | None) -> Decided:
-        head = self.bundle.head
+    def _decided(self, rule: decision.Rule, views: list[list[np.ndarray]]) -> Decided:
+        head, features = self.bundle.head, self._features(views)
         head_outputs = None if head is None or features is None else [head.outputs(f) for f in features]
-        return decision.decide(self.bundle.rule, [outputs[0] for outputs in views], head_outputs)
+        return decision.decide(rule, [outputs[0] for outputs in views], head_outputs)
+
+    def _film_first(self, batch: np.ndarray) -> tuple[list[list[np.ndarray]], Decided]:
+        """The film view's outputs, and the rule's decision of the batch: with a cascade, the other views are
+        invoked only on the films whose film-view probability lies in its band (:class:`decision.Cascade`)."""
+        rule = self.bundle.rule
+        if rule.cascade is None:
+            views = self._per_view(batch)
+            self.views_run += len(batch) if len(rule.views) > 1 else 0
+            return views[:1], self._decided(rule, views)
+        film = self._per_view(batch, rule.views[:1])
+        first = self._decided(rule.film_rule, film)
+        needed = rule.cascade.needs_views(first.probability, rule.threshold)
+        if not needed.any():
+            return film, first
+        self.views_run += int(needed.sum())
+        views = [[out[needed] for out in film[0]], *self._per_view(batch[needed], rule.views[1:])]
+        return film, decision.cascaded(first, self._decided(rule, views), needed)
 
     def decide(self, batch: np.ndarray) -> tuple[Decided, list[Verdict] | None]:
         """What the bundle's rule makes of a uint8 batch (N, H, W), and the gate's verdicts (None without
-        a gate): one invoke per test-time view gives both; the gate reads the film's own features (the
-        first view), as it was fitted."""
-        views = self._per_view(batch)
-        features = self._features(views)
+        a gate): one invoke per test-time view gives both (with a cascade, the film's alone where the
+        others cannot change the decision); the gate reads the film's own features, as it was fitted."""
+        film, decided = self._film_first(batch)
+        features = self._features(film)
         verdicts = self.bundle.gate.check(features[0]) if self.bundle.gate is not None and features else None
-        return self._decided(views, features), verdicts
+        return decided, verdicts
 
     def positive_scores(self, batch: np.ndarray) -> np.ndarray:
         """P(not the negative label) (N,) of a uint8 batch (N, H, W), by the bundle's rule, without the gate."""
-        views = self._per_view(batch)
-        return self._decided(views, self._features(views)).probability
+        return self._film_first(batch)[1].probability
 
     def run(self, found: Found, prepared: Prepared) -> Result:
         """Classify one decoded image.

@@ -23,7 +23,7 @@ def test_limit_adds_the_machine_time_of_both_stages() -> None:
 
 
 def lines_at(times: list[float], cpu: list[float]) -> procs.Run:
-    return procs.Run(["x"], 0, times[-1], 50.0, times, cpu, ["row"] * len(times), "")
+    return procs.Run(["x"], 0, times[-1], 50.0, cpu[-1], times, cpu, ["row"] * len(times), "")
 
 
 def test_steady_rate_and_cpu_leave_out_start_up_and_the_first_burst() -> None:
@@ -69,9 +69,56 @@ def test_run_all_on_five_generated_images(tmp_path, make_image, binary_model) ->
     assert raw["rounds"][0]["ours"]["rows"] == 7 and summary["ours"]["errors"] == 0
     assert summary["ours"]["whole_process_images_per_s"] > 0 and summary["limit"]["images_per_s"] > 0
     assert [m["files"] for m in summary["memory"]] == [3, 6]
-    assert set(summary["targets"]) == {"ours_vs_limit", "ours_vs_seed", "peak_rss_mib", "help_s", "one_image_s"}
+    assert set(summary["targets"]) == {"ours_vs_limit", "ours_vs_coral", "ours_vs_seed", "peak_rss_mib", "help_s",
+                                       "one_image_s"}
     assert summary["targets"]["ours_vs_seed"]["met"] is None  # skipped, so not claimed
+    assert summary["coral"]["whole_process_images_per_s"] > 0 and summary["targets"]["ours_vs_coral"]["value"] > 0
+    assert summary["coral"]["cpu_ms_per_image"] > 0 and "coral_vs_ours_cpu" in summary["ratios"]  # 7 files: ours
+    # may come in one burst, leaving no steady rate to divide by
+    assert summary["cold"]["one_image_cpu_s"] > 0 and summary["cold"]["help_cpu_s"] > 0
     assert summary["machine"]["cores"] >= 1 and summary["command"].startswith("python benchmarks/run_all.py")
+    assert done.stdout.splitlines()[0] == f"$ {summary['command']}"  # the command above the table
+
+
+def test_run_all_counts_the_films_the_gate_rejects_and_the_bundle_s_whole_work(tmp_path, make_image) -> None:
+    # Generated gradients are no chest films: the shipped bundle's gate rejects them and classify exits 1.
+    data = tmp_path / "data"
+    for i in range(3):
+        make_image(data / f"not_a_film_{i}.png", size=(300, 260), seed=i)
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, BENCHMARKS / "run_all.py", "--data", data, "--n", "4", "--rounds", "1", "--cold-runs", "1",
+         "--memory-sizes", "2", "--skip", "seed", "--latency-files", "2", "--json", out],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["ours"]["statuses"] == {"rejected": 4} and "ours: 4 rejected" in done.stdout
+    assert summary["limit"]["views"] == ["film", "half_and_back"]  # the limit classifies with every view
+    per_film = summary["limit"]["per_film_ms"]
+    assert {"decode", "invoke film", "invoke half_and_back", "classify (Classifier.run)"} <= set(per_film)
+
+
+def test_the_coral_loop_prints_one_probability_per_file(tmp_path, make_image, binary_model) -> None:
+    files = [make_image(tmp_path / f"xray_{i}.jpg", size=(320, 300), seed=i) for i in range(2)]
+    listing = tmp_path / "files.txt"
+    listing.write_text("".join(f"{f}\n" for f in files))
+    done = subprocess.run([sys.executable, BENCHMARKS / "coral_loop.py", "--model", binary_model, "--files", listing],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "path,probability" and [line.split(",")[0] for line in lines[1:]] == [str(f) for f in files]
+    assert all(0.0 <= float(line.split(",")[1]) <= 1.0 for line in lines[1:])
+
+
+def test_the_source_images_may_be_named_through_dot_dot_and_hidden_files_below_are_skipped(tmp_path, make_image):
+    import workload
+
+    make_image(tmp_path / "data" / "NORMAL" / "a.png")
+    make_image(tmp_path / "data" / ".cache" / "b.png")
+    make_image(tmp_path / "data" / "PNEUMONIA" / ".c.png")
+    (tmp_path / "here").mkdir()
+    assert workload.source_images(tmp_path / "here" / ".." / "data") == [tmp_path / "here/../data/NORMAL/a.png"]
 
 
 def test_run_all_says_what_is_missing(tmp_path) -> None:
@@ -89,6 +136,16 @@ def test_the_seed_way_finds_the_keras_model_of_the_bundle_s_training_run(tmp_pat
     manifest = {"training_run": {"folder": str(run), "command": "python -m train fit --out runs/x", "seed": 42}}
     assert run_all.keras_model_of(manifest, tmp_path / "pneumonia.json") == run / "model.keras"
     assert run_all.keras_model_of({"training_run": {"folder": "no-such-run"}}, tmp_path / "p.json") is None
+
+
+def test_without_the_run_s_keras_the_seed_way_builds_the_bundle_s_architecture_untrained(tmp_path) -> None:
+    import run_all
+
+    from cxr_edge.bundle import load_bundle
+
+    bundle = load_bundle("pneumonia")
+    assert run_all.seed_model_args(tmp_path / "m.keras", bundle) == ["--keras", str(tmp_path / "m.keras")]
+    assert run_all.seed_model_args(None, bundle) == ["--arch", "transfer:EfficientNetLite0:11", "--size", "224"]
 
 
 def test_compare_models_times_each_model_against_the_first(binary_model) -> None:
@@ -140,7 +197,7 @@ def test_gate_cost_times_the_gated_model_against_itself_without_the_gate():
     assert set(rows) == {"model only", "model + gate"} and all(ms > 0 for ms in rows.values())
 
 
-def test_views_cost_times_a_bundle_with_views_against_the_one_it_replaces(tmp_path, copy_bundle, binary_model):
+def test_views_cost_times_a_bundle_with_views_against_the_one_it_replaces(tmp_path, copy_bundle, binary_model, make_image):
     import json
 
     import gate_cost
@@ -148,9 +205,21 @@ def test_views_cost_times_a_bundle_with_views_against_the_one_it_replaces(tmp_pa
 
     manifest = copy_bundle(binary_model, tmp_path / "views")
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "test_time_views": ["film", "half_and_back"]}))
-    rows = views_cost.measure(str(manifest), str(binary_model), rounds=1, repeats=2)
-    assert [name for name, _ in rows] == ["baseline (film)", "candidate (film, half_and_back)"]
+    rows = views_cost.measure(str(manifest), [str(binary_model)], rounds=1, repeats=2)
+    assert [name for name, _ in rows] == ["tiny_binary_int8 0.0.1 (film)", "tiny_binary_int8 0.0.1 (film, half_and_back)",
+                                          "views one by one (2 invokes, interpreter only)",
+                                          "views in one invoke (batch 2, interpreter only)"]
     assert gate_cost.ratio_table("bundle", rows).splitlines()[3].endswith(f"| {rows[1][1] / rows[0][1]:.3f} |")
+    for n in range(3):
+        make_image(tmp_path / "films" / f"xray_{n}.png", size=(300, 260), seed=n)
+    newer = copy_bundle(binary_model, tmp_path / "newer")
+    newer.write_text(json.dumps({**json.loads(manifest.read_text()), "version": "0.0.2"}))
+    on_films = views_cost.measure(str(newer), [str(binary_model), str(manifest)], rounds=1, repeats=1,
+                                  data=tmp_path / "films", films=2)
+    assert [name for name, _ in on_films][:3] == ["tiny_binary_int8 0.0.1 (film)",
+                                                  "tiny_binary_int8 0.0.1 (film, half_and_back)",
+                                                  "tiny_binary_int8 0.0.2 (film, half_and_back)"]
+    assert all(ms > 0 for _, ms in on_films)
 
 
 def test_backbone_cost_converts_and_times_each_architecture(tmp_path) -> None:
