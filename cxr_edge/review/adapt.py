@@ -179,7 +179,7 @@ def check_site(bundle: Bundle, results: Sequence[Result], films: Sequence[Film])
 
 def scored(rule: decision.Rule, head_outputs: Sequence[np.ndarray]) -> decision.Decided:
     """What a bundle deciding by this head would make of the films: its averaged output decides and ranks."""
-    rule = dataclasses.replace(rule, decided_by=decision.HEAD)
+    rule = dataclasses.replace(rule, decided_by=decision.HEAD, cascade=None)  # every view, as the head was fitted
     return decision.decide(rule, head_outputs, head_outputs)
 
 
@@ -418,7 +418,9 @@ def write_bundle_of(adaptation: Adaptation, out: Path, name: str, record: dict[s
     shutil.copyfile(base.gate_path, gate_path)
     head_path = out / f"{name}{HEAD_SUFFIX}"
     adaptation.head.save(head_path)
-    dropped = ("model_file", "sha256", "schema_version", "edgetpu_model_file", "edgetpu_sha256", "edgetpu", "head")
+    # the base's cascade band was measured on its own output's view moves, not the new head's: every view runs
+    dropped = ("model_file", "sha256", "schema_version", "edgetpu_model_file", "edgetpu_sha256", "edgetpu", "head",
+               "test_time_cascade")
     manifest = {k: v for k, v in base.manifest.items() if k not in dropped}
     adapted = record["out_of_fold"]["adapted"]
     manifest.update({
