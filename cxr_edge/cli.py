@@ -425,3 +425,76 @@ def explain(paths: tuple[Path, ...], out_dir: Path, window: int, stride: int, ba
         except OSError as exc:
             fail(f"cannot write into {out_dir}: {exc.strerror or exc}")
     sys.exit(EXIT_UNREADABLE if errors else EXIT_OK)
+
+
+# --- cxr-edge adapt (issue 33): its own block, apart from the other commands' edits.
+EXIT_NOT_ADAPTED = 5  # adapt: the refitted head did not beat the shipped bundle out of fold; only the report is written
+ADAPT_EXIT_HELP = (
+    "\b\nExit codes:\n"
+    "  0  the adapted bundle and its report were written\n"
+    "  1  the same, but some films could not be read or were rejected by the gate (named on stderr,\n"
+    "     never fitted on)\n"
+    "  2  usage error (bad option, missing folder, --out that exists and is not an empty folder)\n"
+    "  3  fatal: model missing or damaged, or without a features output or head (the message names the\n"
+    "     command that adds one), output not writable, no interpreter\n"
+    "  4  the folder does not fit: no class subfolders, a folder name that is no label of the model,\n"
+    "     mostly rejected by the gate, or too few films or patients of a class (40 films of 25 patients)\n"
+    "  5  not adapted: out of fold the refitted head did not beat the shipped bundle; only the report\n"
+    "     (adapt-report.md/.json, with the threshold for the shipped bundle on these films) is written"
+)
+
+
+@main.command(epilog=ADAPT_EXIT_HELP + "\n\n" + commands.example(
+    "cxr-edge adapt labelled/ --out site-bundle/ --patients patients.csv"))
+@click.argument("data_dir", metavar="LABELLED_DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="A new (or empty) folder for the adapted bundle and its report.")
+@model_option
+@click.option("--target-sensitivity", type=FloatRange(0, 1, min_open=True), default=None, metavar="S",
+              help="Choose the adapted threshold for sensitivity S out of fold [default: the target the model's "
+                   "own threshold was chosen for].")
+@click.option("--patients", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE.csv",
+              help="A file,patient list (file as below LABELLED_DIR, or its bare name), for films without a DICOM "
+                   "PatientID: the folds never split a patient.")
+@click.option("--name", default=None, help="The adapted bundle's name [default: <model>-adapted-<8 hex of the new head>].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Image decoding threads [default: the CPU count, at most 4].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+def adapt(data_dir: Path, out: Path, model: str | None, target_sensitivity: float | None, patients: Path | None,
+          name: str | None, workers: int | None, quiet: bool) -> None:
+    """Refit the model's last layer on a site's labelled films (LABELLED_DIR, one subfolder per label, as
+    'evaluate' reads them), check it out of fold against the shipped bundle, and write an adapted bundle
+    only if it does better there.
+
+    The report (adapt-report.md and .json in --out) shows both on the same films with intervals.
+    """
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: small fits, 100x slower when threads wait
+    from cxr_edge.review import adapt as adapting
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise click.UsageError(f"--out {out} exists and is not an empty folder: give a new one")
+    with fatal_errors():
+        try:
+            adaptation = adapting.adapt(data_dir, model=model, target_sensitivity=target_sensitivity,
+                                        patients=patients, workers=workers, progress=not quiet and sys.stderr.isatty())
+        except adapting.DataLayoutError as exc:
+            fail(str(exc), EXIT_DATA)
+        for result in adaptation.not_used:
+            click.echo(f"cxr-edge: warning: {result.display}: {adapting.left_out_reason(result)}", err=True)
+        if adapting.one_per_file(adaptation):
+            click.echo(f"cxr-edge: warning: {adapting.one_per_file(adaptation)} films have no known patient and "
+                       "count as their own: the figures may be optimistic (give --patients)", err=True)
+        try:
+            written = adapting.write(adaptation, out, name)
+        except OSError as exc:
+            fail(f"cannot write into {out}: {getattr(exc, 'strerror', None) or exc}")
+        click.echo("\n".join(adapting.table(adaptation) + [""] + adapting.verdict_lines(
+            adaptation, written[0] if adaptation.improved else None)))
+        if not quiet:
+            click.echo(f"wrote {', '.join(p.name for p in written)} to {out}", err=True)
+    if not adaptation.improved:
+        sys.exit(EXIT_NOT_ADAPTED)
+    sys.exit(EXIT_UNREADABLE if any(r.status != "ok" for r in adaptation.results) else EXIT_OK)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import os
@@ -529,3 +530,31 @@ def test_a_suggested_threshold_below_the_current_one_says_what_it_adds():
     assert ("  the suggested threshold finds 1 PNEUMONIA film more than the current one (0.6), "
             "for 1 more false alarm") in table
     assert "would miss" not in table
+
+
+def test_the_auc_comes_from_the_score_that_ranks_with_the_8_bit_probabilitys_beside_it():
+    """Issue 33: the int8 probability ties films at its steps; the page orders by the float score."""
+    y = [0, 0, 0, 1, 1, 1]
+    ev = evaluation(y, [0.2, 0.99609375, 0.99609375, 0.99609375, 0.99609375, 0.9])
+    for result, score in zip(ev.results, [0.2, 0.97, 0.98, 0.991, 0.999, 0.9]):
+        result.score = score
+    ev = Evaluation(ev.bundle, "data", 0.5, "manifest", ev.truths, ev.results, n_boot=200)
+    assert ev.binary["auc"] == pytest.approx(metrics.roc_auc(y, [0.2, 0.97, 0.98, 0.991, 0.999, 0.9]))
+    assert ev.binary["auc_probability"] == pytest.approx(metrics.roc_auc(y, ev.score)) != ev.binary["auc"]
+    assert ev.to_json()["auc_from"] == "score" and "from the 8-bit probability column" in evaluate.format_table(ev)
+
+
+def test_a_bundle_decided_by_its_head_ranks_by_the_probability_that_decides():
+    """An adapted bundle (cxr-edge adapt): probability and score are the head's output, up to float32 rounding."""
+    ev = evaluation([0, 0, 1, 1], [0.1, 0.6, 0.55, 0.9])
+    for result in ev.results:
+        result.score = result.probability + 1e-7
+    bundle = dataclasses.replace(ev.bundle, decided_by="head")
+    ev = Evaluation(bundle, "data", 0.5, "manifest", ev.truths, ev.results, n_boot=200)
+    assert not ev.ranked_by_score and "auc_probability" not in ev.binary
+
+
+def test_without_a_score_the_auc_is_the_probabilitys_and_nothing_is_said_of_it():
+    ev = evaluation([0, 1, 0, 1], [0.1, 0.8, 0.3, 0.7])
+    assert "auc_probability" not in ev.binary and ev.to_json()["auc_from"] == "probability"
+    assert "8-bit" not in evaluate.format_table(ev)

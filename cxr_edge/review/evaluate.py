@@ -25,6 +25,7 @@ from cxr_edge import report, rows
 from cxr_edge.review import metrics
 from cxr_edge.bundle import Bundle
 from cxr_edge.classify import CPU, EDGETPU, open_classifier
+from cxr_edge.decision import HEAD
 from cxr_edge.engine import ERROR, OK, REJECTED, Result, classify_files
 from cxr_edge.review.kermany import parse_name
 from cxr_edge.review.labelled import KERMANY_POSITIVE, DataLayoutError, Truth, labelled_inputs
@@ -80,6 +81,16 @@ class Evaluation:
         self.ok = ok
         self.y_true = np.array([self.truths[i].positive for i in ok], dtype=int)
         self.score = np.array([self.results[i].probability for i in ok], dtype=np.float64)
+        scores = [self.results[i].score for i in ok]
+        # What ranks: the page's order, the head's float score (the int8 probability ties films at its steps);
+        # where the head decides, its probability is that score already (both averaged over the views)
+        by_head = self.bundle.rule.decided_by == HEAD
+        self.rank = self.score if None in scores or by_head else np.array(scores, dtype=np.float64)
+
+    @property
+    def ranked_by_score(self) -> bool:
+        """Whether the AUC comes from the ``score`` column rather than the ``probability`` that decides."""
+        return self.rank is not self.score and not np.array_equal(self.rank, self.score)
 
     def binary_confusion(self) -> tuple[list[str], list[list[int]]]:
         """(names, rows) of the 2x2 confusion: rows are the truth, columns the prediction."""
@@ -105,7 +116,12 @@ class Evaluation:
 
     @functools.cached_property
     def binary(self) -> dict[str, float]:
-        return metrics.binary_metrics(self.y_true, self.score, self.threshold)
+        """Metrics at the threshold (of the probability that decides); the AUC from what ranks, the
+        probability's beside it (``auc_probability``) where they differ."""
+        found = metrics.binary_metrics(self.y_true, self.score, self.threshold)
+        if self.ranked_by_score:
+            found["auc_probability"], found["auc"] = found["auc"], metrics.roc_auc(self.y_true, self.rank)
+        return found
 
     @functools.cached_property
     def groups(self) -> list[tuple[str, Any]]:
@@ -128,6 +144,9 @@ class Evaluation:
         """Bootstrap intervals (proportions widened to their exact ones); ``nan`` where the
         sample is too small for the bootstrap alone to say anything (:attr:`too_few_for_bootstrap`)."""
         found = metrics.bootstrap_ci(self.y_true, self.score, self.threshold, n_boot=self.n_boot, groups=self.groups)
+        if self.ranked_by_score:
+            found["auc"] = metrics.bootstrap_ci(self.y_true, self.rank, self.threshold, n_boot=self.n_boot,
+                                                groups=self.groups, metrics=("auc",))["auc"]
         if self.too_few_for_bootstrap:
             found.update({name: (math.nan, math.nan) for name in BOOTSTRAP_ONLY})
         return found
@@ -233,6 +252,7 @@ class Evaluation:
                 "n_rejected": len(self.rejected),
                 "classes": self.class_counts(),
                 "binary": binary,
+                "auc_from": "score" if self.ranked_by_score else "probability",
                 "ci95": {k: list(v) for k, v in self.intervals.items()},  # null: cannot be estimated
                 "bootstrap": {
                     "n_boot": self.n_boot,
@@ -325,6 +345,9 @@ def format_table(ev: Evaluation) -> str:
     ]
     for name in metrics.CI_METRICS:
         lines.append(f"{name:<18} {_cell(binary[name]):>6}   {_interval(*ci[name])}")
+    if ev.ranked_by_score:
+        lines.append(f"(auc: from the score column, the order of the page; from the 8-bit probability column, "
+                     f"which ties films, {_cell(binary['auc_probability'])})")
     lines.append(f"(intervals: {ev.n_boot} resamples of {ev.resampled}"
                  + (f"; none for {', '.join(BOOTSTRAP_ONLY)} with fewer than {MIN_FOR_BOOTSTRAP} images of a "
                     "class, where a bootstrap says nothing" if ev.too_few_for_bootstrap else "") + ")")

@@ -63,7 +63,7 @@ def roc_figure(ev: "Evaluation") -> Any:
     ax.plot([0, 1], [0, 1], color="0.8", linestyle="--", linewidth=1)
     binary = ev.binary
     if ev.y_true.any() and not ev.y_true.all():
-        fpr, tpr, _ = metrics.roc_curve(ev.y_true, ev.score)
+        fpr, tpr, _ = metrics.roc_curve(ev.y_true, ev.rank)  # the ranking the AUC is of
         ax.plot(fpr, tpr, color="tab:blue", label=f"ROC (AUC {binary['auc']:.3f})")
     else:
         ax.text(0.5, 0.5, "one class only: no ROC curve", ha="center")
