@@ -4,4 +4,4 @@ The package is the edge runtime (no TensorFlow); ``train/`` and ``convert/`` in 
 make the models it runs.
 """
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
