@@ -14,7 +14,7 @@ import click
 
 from convert import gate
 from convert.cli import AMEND_EXIT_CODES_HELP, command, failures, run_split_options
-from convert.source import remade_split
+from convert.source import remade_split, split_source
 from cxr_edge.bundle import load_bundle
 from cxr_edge.discover import looks_like_image
 
@@ -47,14 +47,14 @@ def _measure_sets(values: tuple[str, ...]) -> dict[str, dict[str, list[str]]]:
 @click.option("--measure", multiple=True, metavar="NAME=FOLDER",
               help="Also measure the rejection rate on FOLDER's images, per category subfolder (repeatable).")
 @click.option("--model-version", default=None, help="Version recorded in the new manifest.")
-def main(model: str, data: Path, out: Path, seed: int, val_fraction: float, measure: tuple[str, ...],
-         model_version: str | None) -> None:
+def main(model: str, data: Path, out: Path, seed: int, val_fraction: float, val_patients: Path | None,
+         measure: tuple[str, ...], model_version: str | None) -> None:
     """Add an out-of-distribution gate to the bundle MODEL (a bundled name or a .json path)."""
     with failures(PROG, out):
         bundle = load_bundle(model)
         expected = (bundle.manifest.get("training_run") or {}).get("validation_patients")
-        train_files, val_files = remade_split(data, val_fraction, seed, expected)
-        source = f"patient split of {data.name} (seed {seed}, validation fraction {val_fraction})"
+        train_files, val_files = remade_split(data, val_fraction, seed, expected, val_patients)
+        source = split_source(data, seed, val_fraction, val_patients)
         gated = gate.add_gate(bundle, gate.GateData(train_files, val_files, source, _measure_sets(measure)),
                               out, log=lambda m: click.echo(m, err=True), version=model_version)
     click.echo(gate.figures_markdown(gated))

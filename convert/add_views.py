@@ -129,13 +129,13 @@ def _views(value: str) -> tuple[str, ...]:
                    f"largest move averaging gave a validation film, plus MARGIN (e.g. {cascade.DEFAULT_MARGIN}; "
                    "manifest test_time_cascade).")
 def main(model: str, views: str, view_average: str, data: Path, out: Path, seed: int, val_fraction: float,
-         target_sensitivity: float, model_version: str | None, cascade_margin: float | None) -> None:
+         val_patients: Path | None, target_sensitivity: float, model_version: str | None, cascade_margin: float | None) -> None:
     """Make a copy of the bundle MODEL that averages over test-time views, with its threshold chosen again."""
     with failures(PROG, out):
         chosen = _views(views)
         bundle = load_bundle(model)
         expected = (bundle.manifest.get("training_run") or {}).get("validation_patients")
-        _, val_files = remade_split(data, val_fraction, seed, expected)
+        _, val_files = remade_split(data, val_fraction, seed, expected, val_patients)
         every_view = dataclasses.replace(bundle, views=chosen, view_average=view_average, cascade=None)
         screened = screen_files(every_view, val_files, data)
         fields = manifest_fields(screened, target_sensitivity, model_version)

@@ -72,7 +72,7 @@ def failures(prog: str, out: Path) -> Iterator[None]:
 
 
 def run_split_options(func: Callable) -> Callable:
-    """--data, --seed and --val-fraction: what remakes a bundle's patient split
+    """--data, --seed, --val-fraction and --val-patients: what remakes a bundle's patient split
     (:func:`convert.source.remade_split`)."""
     for option in reversed([
         click.option("--data", envvar="CXR_DATA", required=True,
@@ -81,6 +81,9 @@ def run_split_options(func: Callable) -> Callable:
         click.option("--seed", type=int, default=42, show_default=True, help="The run's patient-split seed."),
         click.option("--val-fraction", type=FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
                      show_default=True, help="The run's validation fraction."),
+        click.option("--val-patients", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="The run's validation patients, one per line (its fit --val-patients, e.g. python -m "
+                          "train shift's), instead of --seed and --val-fraction."),
     ]):
         func = option(func)
     return func

@@ -66,15 +66,28 @@ def data_root(record: dict[str, Any], given: str | Path | None) -> Path:
                        "give it with --data or $CXR_DATA")
 
 
-def remade_split(data: Path, val_fraction: float, seed: int, expected: str | None) -> tuple[list[str], list[str]]:
-    """(training side, validation side) files of a bundle's run, its patient split remade from its seed
-    and checked against ``expected``, the validation fingerprint its manifest records (when it does)."""
-    sides = seeded_split(data, val_fraction, seed)
+def remade_split(data: Path, val_fraction: float, seed: int, expected: str | None,
+                 val_patients: Path | None = None) -> tuple[list[str], list[str]]:
+    """(training side, validation side) files of a bundle's run, its patient split remade from its seed (or
+    from the patient list it validated on) and checked against ``expected``, the validation fingerprint its
+    manifest records (when it does)."""
+    try:
+        sides = seeded_split(data, val_fraction, seed, val_patients)
+    except ValueError as exc:
+        raise ConvertError(str(exc)) from exc
     found = fingerprint(r.patient for r in sides["val"])
     if expected and found != expected:
-        raise ConvertError(f"the split remade from seed {seed} and fraction {val_fraction} has validation patients "
-                           f"{found}, the bundle's run had {expected}: give the run's --seed and --val-fraction")
+        made = f"the list {val_patients}" if val_patients else f"seed {seed} and fraction {val_fraction}"
+        raise ConvertError(f"the split remade from {made} has validation patients {found}, the bundle's run had "
+                           f"{expected}: give the run's --seed and --val-fraction, or its --val-patients")
     return [str(r.path) for r in sides["train"]], [str(r.path) for r in sides["val"]]
+
+
+def split_source(data: Path, seed: int, val_fraction: float, val_patients: Path | None) -> str:
+    """How a bundle's validation films were split, for its manifest."""
+    if val_patients:
+        return f"patient split of {data.name} (validation patients listed in {val_patients.name})"
+    return f"patient split of {data.name} (seed {seed}, validation fraction {val_fraction})"
 
 
 def from_run(run_dir: Path, name: str | None = None, data: str | Path | None = None,

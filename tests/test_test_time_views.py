@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -145,3 +146,26 @@ def test_info_says_when_the_views_average_only_the_negative_label(cli, tmp_path,
     manifest.write_text(json.dumps({**record, "test_time_views": ["film", "half_and_back"], "test_time_average": "negative"}))
     assert ("test-time views: film, half_and_back (the NORMAL probability averaged over 2 invokes per film; the other "
             "labels split as the film alone splits them)") in cli("info", "--model", str(manifest)).output
+
+
+def test_add_views_takes_a_runs_listed_validation_patients_and_refuses_the_seeded_split_in_their_place(
+        tmp_path, binary_model, copy_bundle):
+    from train.data import scan
+    from train.rundir import fingerprint
+
+    data = make_kermany(tmp_path / "data", n_patients=30, size=(224, 224))
+    records, _ = scan(data)
+    listed = sorted({r.patient for r in records})[::3]  # as `python -m train shift` writes a run's --val-patients
+    (tmp_path / "val_patients.txt").write_text("\n".join(listed) + "\n")
+    manifest = copy_bundle(binary_model, tmp_path / "b")
+    record = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**record, "training_run": {"validation_patients": fingerprint(listed)}}))
+    args = [str(manifest), "--data", str(data), "--out", str(tmp_path / "out"), "--target-sensitivity", "0.9"]
+
+    seeded = CliRunner().invoke(add_views.main, args)
+    assert seeded.exit_code == 3 and "--val-patients" in seeded.output
+    result = CliRunner().invoke(add_views.main, [*args, "--val-patients", str(tmp_path / "val_patients.txt")])
+    assert result.exit_code == 0, result.output
+    screened = load_bundle(tmp_path / "out" / manifest.name).manifest["metrics"]["at_threshold"]["n"]
+    rejected = int(re.search(r"validation films screened \((\d+) rejected", result.output).group(1))
+    assert screened + rejected == sum(r.patient in set(listed) for r in records)

@@ -83,11 +83,18 @@ def validation_fingerprint(run_dir: Path) -> str:
     return fingerprint(split_patients(run_dir, "val"))
 
 
-def seeded_split(root: Path, val_fraction: float, seed: int) -> dict[str, list[data.Record]]:
-    """The images under ``root`` by side (train, val) as ``fit`` splits them by patient from ``seed`` and
-    ``val_fraction`` (no ``--val-patients``): a run's split remade when only its bundle is left."""
+def seeded_split(root: Path, val_fraction: float, seed: int,
+                 val_patients: Path | None = None) -> dict[str, list[data.Record]]:
+    """The images under ``root`` by side (train, val) as ``fit`` splits them by patient: from ``seed`` and
+    ``val_fraction``, or from the patient list it validated on (``fit --val-patients``, e.g. ``python -m train
+    shift``'s): a run's split remade when only its bundle is left. A list that does not fit the data raises
+    ``ValueError``."""
     records, _ = data.scan(Path(root))
-    train_idx, val_idx = data.patient_split(records, val_fraction, seed)
+    try:
+        train_idx, val_idx = (data.split_by_list(records, data.read_val_patients(val_patients), val_patients)
+                              if val_patients else data.patient_split(records, val_fraction, seed))
+    except data.DataError as exc:
+        raise ValueError(str(exc)) from exc
     return {"train": [records[i] for i in train_idx], "val": [records[i] for i in val_idx]}
 
 
