@@ -111,25 +111,27 @@ def _cell(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def validation_site(data: Path, model: str, out: Path, only: Path | None = None) -> Path:
+def validation_site(data: Path, model: str, out: Path, only: Path | None = None,
+                    val_patients: Path | None = None) -> Path:
     """``out/<label>/`` links to the validation films of the bundle's own patient split, and
-    ``out/patients.csv``: films of patients it never trained on; with ``only`` (a ``val_patients.txt``),
-    only those of the patients it lists (the shift split's held-out patients: the shifted films among them)."""
-    from train import data as train_data  # local: the split's one definition lives with training
-    from train.rundir import fingerprint
+    ``out/patients.csv``: films of patients it never trained on. The split is remade from the seed and
+    fraction in its manifest, or from ``val_patients`` for a run trained on a listed split (``fit
+    --val-patients``: the shift split's held-out side), its fingerprint checked either way; with ``only``
+    (a ``val_patients.txt``), only the films of the patients it lists (the shifted films among them)."""
+    from train.data import read_val_patients  # local: the split's one definition lives with training
+    from train.rundir import fingerprint, seeded_split
 
     bundle = load_bundle(model)
     run = bundle.manifest["training_run"]
     fraction = float(re.search(r"--val-fraction ([0-9.]+)", run["command"]).group(1))
-    records, _ = train_data.scan(data)
-    _, val = train_data.patient_split(records, fraction, int(run["seed"]))
+    val = seeded_split(data, fraction, int(run["seed"]), val_patients)["val"]
     expected = run.get("validation_patients")  # older manifests lack it: the seed and fraction alone then
-    if expected and fingerprint(records[i].patient for i in val) != expected:
-        raise SystemExit(f"the split remade from seed {run['seed']} and fraction {fraction} is not {bundle.name}'s")
+    if expected and fingerprint(record.patient for record in val) != expected:
+        raise SystemExit(f"the split remade from seed {run['seed']} and fraction {fraction} is not {bundle.name}'s: "
+                         "give its --val-patients")
     rows = ["file,patient"]
-    kept = train_data.read_val_patients(only) if only else None
-    for i in val:
-        record = records[i]
+    kept = read_val_patients(only) if only else None
+    for record in val:
         if kept is not None and record.patient not in kept:
             continue
         (out / record.label).mkdir(parents=True, exist_ok=True)
@@ -148,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     site.add_argument("--data", type=Path, required=True, help="the training data (chest_xray_224)")
     site.add_argument("--model", required=True)
     site.add_argument("--out", type=Path, required=True)
+    site.add_argument("--val-patients", type=Path, default=None, metavar="val_patients.txt",
+                      help="the bundle's run was trained on this listed split (fit --val-patients): remake it from the list")
     site.add_argument("--only-patients", type=Path, default=None, metavar="val_patients.txt",
                       help="keep only these patients' films (e.g. the shift split's held-out patients)")
     measure_it = commands.add_parser("measure", help="adapt on half a site, measure on the other half, per seed")
@@ -161,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                             help="adapt on one of this many patient parts, measure on the rest [2: halves]")
     args = parser.parse_args(argv)
     if args.command == "site":
-        print(validation_site(args.data, args.model, args.out, args.only_patients))
+        print(validation_site(args.data, args.model, args.out, args.only_patients, args.val_patients))
         return
     rows = run(args.heldout, args.model, args.seeds, args.n_boot, args.patients, args.parts)
     args.out.mkdir(parents=True, exist_ok=True)
