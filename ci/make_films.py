@@ -2,7 +2,7 @@
 
     python ci/make_films.py OUT_DIR [N]
 
-Drawn by :mod:`cxr_edge.testing.synthetic`, like ``sample_data/synthetic/``, but with other seeds and sizes
+Drawn by :mod:`cxr_edge.testing.synthetic`, like ``tests/assets/drawings/``, but with other seeds and sizes
 (half with opacities; JPEG quality 75 like the training copies, every third as PNG), so
 that the check covers files the sample set does not. No patient, no dataset.
 """

@@ -1,4 +1,4 @@
-"""sample_data/: real films for the quick start (README's first command screens them all), drawings for tests."""
+"""sample_data/: real films for the quick start (README's first command screens them all); the drawings of tests/assets/drawings."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from cxr_edge.bundle import DEFAULT_MODEL, list_bundled
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_data"
 FILMS = SAMPLES / "films"
-SYNTHETIC = SAMPLES / "synthetic"
+SYNTHETIC = Path(__file__).resolve().parent / "assets" / "drawings"
 FULLRES = Path(os.environ.get("CXR_FULLRES", ROOT.parent / "shared" / "data" / "fullres"))
 SUBTYPES = {"NORMAL": "NORMAL", "bacteria": "BACTERIAL", "virus": "VIRAL"}
 
@@ -133,7 +133,7 @@ def test_the_committed_drawings_are_what_their_script_makes(tmp_path: Path) -> N
 
 
 def test_the_gate_rejects_every_drawing_and_screen_all_classifies_them(cli, tmp_path: Path, report_rows) -> None:
-    """The drawings are not films: the gate rejects them (exit 1, as sample_data/README.md says)."""
+    """The drawings are not films: the gate rejects them (exit 1, as their README says)."""
     needs_bundled_models()
     out = tmp_path / "report.csv"
     result = cli("classify", SYNTHETIC, "--out", out)

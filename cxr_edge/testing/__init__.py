@@ -1,1 +1,1 @@
-"""Synthetic radiograph-like films for tests, ``sample_data/synthetic/make_samples.py`` and CI: never patients."""
+"""Synthetic radiograph-like films for tests, ``tests/assets/drawings/make_samples.py`` and CI: never patients."""

@@ -1,6 +1,6 @@
-"""Write the synthetic sample images of ``sample_data/synthetic/`` (run from the repository root).
+"""Write the synthetic drawings of ``tests/assets/drawings/`` (run from the repository root).
 
-    python sample_data/synthetic/make_samples.py
+    python tests/assets/drawings/make_samples.py
 
 Every picture is drawn by :mod:`cxr_edge.testing.synthetic`: radiograph-like, from no patient and
 no dataset. ``synthetic_normal_*`` have clear lung fields; ``synthetic_opacity_*`` carry
